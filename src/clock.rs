@@ -1,0 +1,139 @@
+//! Time, injected.
+//!
+//! Everything that waits or compares against "now" (cooldowns, retry backoff, change
+//! polling, change timeouts, the fake CloudAMQP's reconfiguration timeline) asks a [`Clock`]
+//! instead of reading the system clock, so tests can run an hour of polling in microseconds
+//! and assert exactly which delays were requested.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+
+/// A boxed, sendable future returned by [`Clock::sleep`].
+pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// The source of "now" and of waiting.
+pub trait Clock: Send + Sync + fmt::Debug + 'static {
+    /// The current instant.
+    fn now(&self) -> Timestamp;
+    /// Completes once `duration` has passed on this clock.
+    fn sleep(&self, duration: Duration) -> Sleep;
+}
+
+/// A clock shared between the parts of one application.
+pub type SharedClock = Arc<dyn Clock>;
+
+/// The real clock: wall time for "now", tokio's timer for waiting.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl SystemClock {
+    /// A [`SharedClock`] on the system clock.
+    pub fn shared() -> SharedClock {
+        Arc::new(SystemClock)
+    }
+}
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+
+    fn sleep(&self, duration: Duration) -> Sleep {
+        Box::pin(tokio::time::sleep(duration))
+    }
+}
+
+/// A clock that only moves when told to, or when someone sleeps on it.
+///
+/// `sleep(d)` advances the clock by `d` at once and yields to the scheduler, so code that
+/// polls every 15 s for an hour finishes instantly while seeing time pass exactly as it
+/// would in production. Every requested sleep is recorded for assertions.
+#[derive(Debug)]
+pub struct ManualClock {
+    inner: Mutex<ManualState>,
+}
+
+#[derive(Debug)]
+struct ManualState {
+    now: Timestamp,
+    sleeps: Vec<Duration>,
+}
+
+impl ManualClock {
+    /// A manual clock standing at `start`.
+    pub fn new(start: Timestamp) -> Arc<Self> {
+        Arc::new(Self {
+            inner: Mutex::new(ManualState {
+                now: start,
+                sleeps: Vec::new(),
+            }),
+        })
+    }
+
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        let mut state = self.lock();
+        state.now = add(state.now, by);
+    }
+
+    /// Every duration passed to [`Clock::sleep`] so far, in order.
+    pub fn sleeps(&self) -> Vec<Duration> {
+        self.lock().sleeps.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ManualState> {
+        // The state is two plain values: a panic elsewhere cannot leave it inconsistent.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        self.lock().now
+    }
+
+    fn sleep(&self, duration: Duration) -> Sleep {
+        {
+            let mut state = self.lock();
+            state.now = add(state.now, duration);
+            state.sleeps.push(duration);
+        }
+        Box::pin(tokio::task::yield_now())
+    }
+}
+
+/// `at + by`, saturating at the largest timestamp jiff can represent.
+pub fn add(at: Timestamp, by: Duration) -> Timestamp {
+    SignedDuration::try_from(by)
+        .ok()
+        .and_then(|by| at.checked_add(by).ok())
+        .unwrap_or(Timestamp::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn manual_clock_advances_on_sleep_and_records_it() {
+        let start: Timestamp = "2026-11-26T17:00:00Z".parse().unwrap();
+        let clock = ManualClock::new(start);
+        clock.sleep(Duration::from_secs(15)).await;
+        clock.advance(Duration::from_secs(45));
+        assert_eq!(
+            clock.now(),
+            "2026-11-26T17:01:00Z".parse::<Timestamp>().unwrap()
+        );
+        assert_eq!(clock.sleeps(), vec![Duration::from_secs(15)]);
+    }
+
+    #[test]
+    fn add_saturates() {
+        assert_eq!(add(Timestamp::MAX, Duration::from_secs(1)), Timestamp::MAX);
+    }
+}

@@ -1,0 +1,16 @@
+//! cloudamqp-autoscaler keeps a CloudAMQP cluster on the right plan.
+//!
+//! The data path, one module per step:
+//!
+//! ```text
+//! HTTP request ─▶ alarm ─▶ decide(rules, alarm, instance, now) ─▶ plan change ─▶ state
+//!   (server)     (alarm)        (rules, decide: pure)           (cloudamqp)    (store)
+//! ```
+//!
+//! Deciding is pure and shared by the daemon and `explain`; acting (API calls, tracking a
+//! change to its end, recording it) is effectful and lives apart from it.
+
+pub mod clock;
+pub mod duration;
+pub mod instance;
+pub mod settings;

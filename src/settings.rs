@@ -1,0 +1,376 @@
+//! Layered settings: the compiled-in `config/default.toml` → `--config FILE` → environment.
+//!
+//! Every key is typed and validated here, so a bad value stops the command at start-up
+//! with a message naming the key, never half-way through a plan change.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::duration::serde_human;
+use crate::instance::InstanceRef;
+
+/// The compiled-in defaults: the base layer of every configuration.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Prefix of the environment variables that override settings.
+pub const ENV_PREFIX: &str = "AUTOSCALER";
+/// Environment variable holding the Customer API key.
+pub const API_KEY_ENV: &str = "CLOUDAMQP_API_KEY";
+/// Environment variable holding the default instance.
+pub const INSTANCE_ENV: &str = "CLOUDAMQP_INSTANCE_ID";
+
+/// The production Customer API; polling it faster than every 10 s logs a warning.
+pub const PRODUCTION_API_URL: &str = "https://customer.cloudamqp.com/api";
+/// The fastest poll interval we accept at all.
+pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Slower than this against production is what CloudAMQP asks for.
+pub const PRODUCTION_MIN_POLL_INTERVAL: Duration = Duration::from_secs(10);
+
+/// All settings of the daemon and its commands.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Act for real (same as `serve --live`). Default `false`.
+    pub live: bool,
+    pub server: ServerSettings,
+    pub cloudamqp: CloudAmqpSettings,
+    pub rules: RulesSettings,
+    pub state: StateSettings,
+    pub log: LogSettings,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Listen address. Default `127.0.0.1:8080`.
+    pub bind: SocketAddr,
+    /// Secret the webhook URL must carry. Default unset.
+    #[serde(default)]
+    pub webhook_token: Option<SecretString>,
+}
+
+/// `[cloudamqp]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudAmqpSettings {
+    /// Customer API base URL. Default `https://customer.cloudamqp.com/api`.
+    pub api_url: String,
+    /// Customer API key. Default unset; also `CLOUDAMQP_API_KEY`.
+    #[serde(default)]
+    pub api_key: Option<SecretString>,
+    /// Instance used when an alarm names none. Default unset; also `CLOUDAMQP_INSTANCE_ID`.
+    #[serde(default, deserialize_with = "instance_ref")]
+    pub default_instance: Option<InstanceRef>,
+    /// How often a running change is polled. Default 15 s.
+    #[serde(with = "serde_human")]
+    pub poll_interval: Duration,
+    /// Counted from the accepted PUT. Default 60 min.
+    #[serde(with = "serde_human")]
+    pub change_timeout: Duration,
+    /// Time to open a connection. Default 5 s.
+    #[serde(with = "serde_human")]
+    pub connect_timeout: Duration,
+    /// Time for one request and its answer. Default 30 s.
+    #[serde(with = "serde_human")]
+    pub request_timeout: Duration,
+    /// How long one call may keep retrying transient failures. Default 5 min.
+    #[serde(with = "serde_human")]
+    pub retry_deadline: Duration,
+    /// Client-side rate limit, requests per second. Default 5.
+    pub requests_per_second: u32,
+}
+
+/// `[rules]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesSettings {
+    /// The rules file. Default `rules.toml`.
+    pub path: PathBuf,
+}
+
+/// `[state]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSettings {
+    /// Where durable state lives. Default `state`.
+    pub dir: PathBuf,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` or `json`. Default `text`.
+    pub format: LogFormat,
+    /// A tracing filter. Default `info`.
+    pub level: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Settings could not be loaded; the message names the key or the file.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read settings file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid settings: {0}")]
+    Invalid(String),
+}
+
+fn instance_ref<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<InstanceRef>, D::Error> {
+    // Environment variables arrive as strings, TOML may hold an integer: take both.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(u64),
+        Text(String),
+    }
+    match Option::<Raw>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(Raw::Int(id)) => Ok(Some(InstanceRef::Id(id))),
+        Some(Raw::Text(text)) if text.trim().is_empty() => Ok(None),
+        Some(Raw::Text(text)) => text.parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+impl Settings {
+    /// Loads the layers from the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, SettingsError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// Loads the layers with the given environment (tests pass their own).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, SettingsError> {
+        let env: std::collections::HashMap<String, String> = env.into_iter().collect();
+        let mut builder =
+            Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+        if let Some(path) = file {
+            // Read it ourselves so that a missing file is an I/O error naming the path,
+            // not a generic "configuration not found".
+            let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            builder = builder.add_source(File::from_str(&text, FileFormat::Toml));
+        }
+        // The two CloudAMQP variables form a layer below the AUTOSCALER__ one, so the more
+        // specific name wins when both are set.
+        let plain: std::collections::HashMap<String, String> = [
+            (API_KEY_ENV, "CLOUDAMQP__API_KEY"),
+            (INSTANCE_ENV, "CLOUDAMQP__DEFAULT_INSTANCE"),
+        ]
+        .into_iter()
+        .filter_map(|(var, key)| {
+            env.get(var)
+                .filter(|v| !v.is_empty())
+                .map(|v| (key.to_owned(), v.clone()))
+        })
+        .collect();
+        builder = builder.add_source(Environment::default().separator("__").source(Some(plain)));
+        let scoped: std::collections::HashMap<String, String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        builder = builder.add_source(
+            Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(scoped)),
+        );
+        let settings: Settings = builder
+            .build()
+            .and_then(Config::try_deserialize)
+            .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what types alone cannot say.
+    fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |key: &str, why: String| Err(SettingsError::Invalid(format!("{key}: {why}")));
+        let api = &self.cloudamqp;
+        match reqwest::Url::parse(&api.api_url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+            _ => {
+                return invalid(
+                    "cloudamqp.api_url",
+                    format!("{:?} is not an http(s) URL", api.api_url),
+                );
+            }
+        }
+        if api.poll_interval < MIN_POLL_INTERVAL {
+            return invalid(
+                "cloudamqp.poll_interval",
+                format!(
+                    "{} is too fast; it must be at least {}",
+                    crate::duration::display(api.poll_interval),
+                    crate::duration::display(MIN_POLL_INTERVAL)
+                ),
+            );
+        }
+        if api.change_timeout <= api.poll_interval {
+            return invalid(
+                "cloudamqp.change_timeout",
+                "must be longer than cloudamqp.poll_interval".into(),
+            );
+        }
+        for (key, value) in [
+            ("cloudamqp.connect_timeout", api.connect_timeout),
+            ("cloudamqp.request_timeout", api.request_timeout),
+            ("cloudamqp.retry_deadline", api.retry_deadline),
+        ] {
+            if value.is_zero() {
+                return invalid(key, "must be more than zero".into());
+            }
+        }
+        if api.requests_per_second == 0 {
+            return invalid("cloudamqp.requests_per_second", "must be at least 1".into());
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return invalid(
+                "log.level",
+                format!("{:?} is not a log filter: {e}", self.log.level),
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether polling is faster than CloudAMQP asks for on the production API.
+    pub fn polls_production_too_fast(&self) -> bool {
+        self.cloudamqp.api_url.trim_end_matches('/') == PRODUCTION_API_URL
+            && self.cloudamqp.poll_interval < PRODUCTION_MIN_POLL_INTERVAL
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn compiled_defaults_load_into_typed_settings() {
+        let s = Settings::load_from(None, env(&[])).unwrap();
+        assert!(!s.live);
+        assert_eq!(s.server.bind, "127.0.0.1:8080".parse().unwrap());
+        assert!(s.server.webhook_token.is_none());
+        assert_eq!(s.cloudamqp.api_url, PRODUCTION_API_URL);
+        assert!(s.cloudamqp.api_key.is_none());
+        assert!(s.cloudamqp.default_instance.is_none());
+        assert_eq!(s.cloudamqp.poll_interval, Duration::from_secs(15));
+        assert_eq!(s.cloudamqp.change_timeout, Duration::from_secs(3600));
+        assert_eq!(s.rules.path, PathBuf::from("rules.toml"));
+        assert_eq!(s.state.dir, PathBuf::from("state"));
+        assert_eq!(s.log.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn environment_overrides_file_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "[server]\nbind = \"0.0.0.0:9000\"\n[cloudamqp]\npoll_interval = \"1s\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(
+            Some(&file),
+            env(&[
+                ("AUTOSCALER__CLOUDAMQP__POLL_INTERVAL", "2s"),
+                ("AUTOSCALER__LIVE", "true"),
+                ("CLOUDAMQP_API_KEY", "k-123"),
+                ("CLOUDAMQP_INSTANCE_ID", "359559"),
+            ]),
+        )
+        .unwrap();
+        assert!(s.live);
+        assert_eq!(s.server.bind.port(), 9000);
+        assert_eq!(s.cloudamqp.poll_interval, Duration::from_secs(2));
+        assert_eq!(
+            s.cloudamqp.api_key.as_ref().unwrap().expose_secret(),
+            "k-123"
+        );
+        assert_eq!(s.cloudamqp.default_instance, Some(InstanceRef::Id(359_559)));
+    }
+
+    #[test]
+    fn the_scoped_variable_wins_over_the_plain_one() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("CLOUDAMQP_API_KEY", "plain"),
+                ("AUTOSCALER__CLOUDAMQP__API_KEY", "scoped"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.cloudamqp.api_key.unwrap().expose_secret(), "scoped");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (var, value, key) in [
+            (
+                "AUTOSCALER__CLOUDAMQP__POLL_INTERVAL",
+                "soon",
+                "poll_interval",
+            ),
+            (
+                "AUTOSCALER__CLOUDAMQP__POLL_INTERVAL",
+                "10ms",
+                "cloudamqp.poll_interval",
+            ),
+            ("AUTOSCALER__SERVER__BIND", "nowhere", "bind"),
+            (
+                "AUTOSCALER__CLOUDAMQP__API_URL",
+                "ftp://x",
+                "cloudamqp.api_url",
+            ),
+            ("CLOUDAMQP_INSTANCE_ID", "prod", "default_instance"),
+            ("AUTOSCALER__SERVER__NOPE", "1", "nope"),
+        ] {
+            let err = Settings::load_from(None, env(&[(var, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(key),
+                "{var}={value}: {err:?} does not name {key}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_settings_file_is_an_io_error_naming_it() {
+        let err =
+            Settings::load_from(Some(Path::new("/nonexistent/x.toml")), env(&[])).unwrap_err();
+        assert!(matches!(err, SettingsError::Read { .. }));
+        assert!(err.to_string().contains("/nonexistent/x.toml"));
+    }
+}
