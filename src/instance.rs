@@ -27,17 +27,18 @@ impl FromStr for InstanceRef {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let trimmed = text.trim();
-        if !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit()) {
-            if let Ok(id) = trimmed.parse() {
-                return Ok(Self::Id(id));
-            }
+        if !trimmed.is_empty()
+            && trimmed.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(id) = trimmed.parse()
+        {
+            return Ok(Self::Id(id));
         }
         // Only the hyphenated form CloudAMQP prints; `Uuid::parse_str` would also take
         // braces, URNs and bare hex, which no CloudAMQP payload uses.
-        if trimmed.len() == 36 {
-            if let Ok(uuid) = Uuid::try_parse(trimmed) {
-                return Ok(Self::Uuid(uuid));
-            }
+        if trimmed.len() == 36
+            && let Ok(uuid) = Uuid::try_parse(trimmed)
+        {
+            return Ok(Self::Uuid(uuid));
         }
         Err(InvalidInstanceRef(text.to_owned()))
     }
