@@ -10,7 +10,12 @@
 //! Deciding is pure and shared by the daemon and `explain`; acting (API calls, tracking a
 //! change to its end, recording it) is effectful and lives apart from it.
 
+pub mod alarm;
+pub mod cli;
 pub mod clock;
+pub mod commands;
+pub mod decide;
 pub mod duration;
 pub mod instance;
+pub mod rules;
 pub mod settings;

@@ -1,0 +1,126 @@
+//! The command line: `serve | check | explain | plans`, and their exit codes.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::commands;
+
+/// Keeps a CloudAMQP cluster on the right plan: alarm webhook in, plan change out.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cloudamqp-autoscaler",
+    version,
+    about,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Settings file layered over the compiled-in defaults (then AUTOSCALER__* env vars).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the rules file and summarise it; every problem is reported at once.
+    Check(CheckArgs),
+    /// Pure what-if: the decision for one alarm on an instance on PLAN. No network, no state.
+    Explain(ExplainArgs),
+}
+
+/// How a command prints its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The rules file (default: the `rules.path` setting, "rules.toml").
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The plan the instance is on now, e.g. bunny-1.
+    #[arg(long, value_name = "PLAN")]
+    pub plan: String,
+    /// The rules file (default: the `rules.path` setting, "rules.toml").
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// The alarm JSON as CloudAMQP posts it (default: read from stdin).
+    #[arg(long, value_name = "FILE")]
+    pub alarm: Option<PathBuf>,
+    /// When the instance's last plan change finished (RFC 3339); default: never.
+    #[arg(long, value_name = "RFC3339")]
+    pub last_change: Option<jiff::Timestamp>,
+    /// The time of the decision (RFC 3339); default: now.
+    #[arg(long, value_name = "RFC3339")]
+    pub now: Option<jiff::Timestamp>,
+    /// The instance: integer id or UUID (default: the alarm's own instance id).
+    #[arg(long, value_name = "ID")]
+    pub instance: Option<crate::instance::InstanceRef>,
+    /// The instance's name, for rules that select instances by name.
+    #[arg(long, value_name = "NAME")]
+    pub instance_name: Option<String>,
+    /// Output format; json prints exactly one object.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+/// A command's failure, mapped onto the contract's exit codes.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The thing checked is invalid, or the action failed: exit 1.
+    #[error("{0}")]
+    Invalid(String),
+    /// Usage, configuration or I/O: exit 2.
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl CommandError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::Invalid(_) => ExitCode::from(1),
+            Self::Setup(_) => ExitCode::from(2),
+        }
+    }
+}
+
+impl From<crate::settings::SettingsError> for CommandError {
+    fn from(e: crate::settings::SettingsError) -> Self {
+        Self::Setup(e.to_string())
+    }
+}
+
+/// Runs a parsed command line, printing to `out` and `err`.
+pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
+    let result = match cli.command {
+        Command::Check(args) => commands::check::run(cli.config.as_deref(), args, out, err),
+        Command::Explain(args) => commands::explain::run(
+            cli.config.as_deref(),
+            args,
+            &mut std::io::stdin().lock(),
+            out,
+        ),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Best effort: if stderr is gone there is nobody left to tell.
+            let _ = writeln!(err, "error: {e}");
+            e.exit_code()
+        }
+    }
+}

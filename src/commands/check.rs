@@ -1,0 +1,141 @@
+//! `check`: validate the rules file and summarise it.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::cli::{CheckArgs, CommandError, Format};
+use crate::rules::{Action, RuleError, RuleSet, RulesFailure, Threshold};
+
+/// Runs `check`. Invalid rules: every problem on `err` (text) or in the JSON object on
+/// `out`, and exit 1.
+pub fn run(
+    config: Option<&Path>,
+    args: CheckArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), CommandError> {
+    let path = super::rules_path(config, args.rules)?;
+    let io = |e: std::io::Error| CommandError::Setup(format!("cannot write output: {e}"));
+    match RuleSet::load(&path) {
+        Ok(rules) => {
+            match args.format {
+                Format::Text => out.write_all(summary(&rules).as_bytes()).map_err(io)?,
+                Format::Json => writeln!(out, "{}", json_summary(&rules)).map_err(io)?,
+            }
+            Ok(())
+        }
+        Err(RulesFailure::Invalid { file, errors }) => {
+            let count = errors.len();
+            match args.format {
+                Format::Text => {
+                    for error in &errors {
+                        writeln!(err, "{error}").map_err(io)?;
+                    }
+                }
+                Format::Json => {
+                    let object = json!({"valid": false, "file": file, "errors": errors.iter().map(error_json).collect::<Vec<_>>()});
+                    writeln!(out, "{object}").map_err(io)?;
+                }
+            }
+            Err(CommandError::Invalid(format!(
+                "{file}: {count} problem{}; the file is refused whole",
+                if count == 1 { "" } else { "s" }
+            )))
+        }
+        Err(failure @ RulesFailure::Io { .. }) => Err(CommandError::Setup(failure.to_string())),
+    }
+}
+
+fn error_json(e: &RuleError) -> serde_json::Value {
+    json!({
+        "file": e.location.file,
+        "line": e.location.line,
+        "column": e.location.column,
+        "context": e.context,
+        "message": e.message,
+        "text": e.to_string(),
+    })
+}
+
+/// The human summary: ladders, then rules grouped by alarm type.
+pub fn summary(rules: &RuleSet) -> String {
+    let mut text = format!(
+        "{}: valid: {} ladder{}, {} rule{} (default cooldown {})\n",
+        rules.source().path,
+        rules.ladders().len(),
+        plural(rules.ladders().len()),
+        rules.rules().len(),
+        plural(rules.rules().len()),
+        crate::duration::display(rules.default_cooldown()),
+    );
+    for ladder in rules.ladders() {
+        text += &format!("  ladder {}: {}\n", ladder.name, ladder.plans.join(" < "));
+    }
+    for rule in rules.rules() {
+        text += &format!("  rule {}: {}\n", rule.name, describe_rule(rules, rule));
+    }
+    for warning in rules.warnings() {
+        text += &format!("warning: {warning}\n");
+    }
+    text
+}
+
+fn describe_rule(rules: &RuleSet, rule: &crate::rules::Rule) -> String {
+    let when = match rule.threshold {
+        Some(Threshold::Above(x)) => format!("{} alarm above {x}", rule.alarm),
+        Some(Threshold::Below(x)) => format!("{} alarm below {x}", rule.alarm),
+        None => format!("any {} alarm", rule.alarm),
+    };
+    let action = match &rule.action {
+        Action::Ladder { ladder, steps, cap } => {
+            let ladder = &rules.ladders()[*ladder];
+            format!(
+                "climb {steps} rung{} of {} up to {}",
+                plural(*steps),
+                ladder.name,
+                ladder.plans[*cap]
+            )
+        }
+        Action::Targets(map) => {
+            let mut moves: Vec<String> = map
+                .iter()
+                .map(|(from, to)| format!("{from} -> {to}"))
+                .collect();
+            moves.sort();
+            format!("targets {}", moves.join(", "))
+        }
+    };
+    let instances = if rule.selectors.is_empty() {
+        "all instances".to_owned()
+    } else {
+        format!(
+            "instances {}",
+            rule.selectors
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    format!(
+        "{when}: {action}; {instances}; cooldown {}",
+        crate::duration::display(rules.cooldown_of(rule))
+    )
+}
+
+fn json_summary(rules: &RuleSet) -> serde_json::Value {
+    json!({
+        "valid": true,
+        "file": rules.source().path,
+        "hash": rules.source().hash,
+        "ladders": rules.ladders().iter().map(|l| json!({"name": l.name, "plans": l.plans})).collect::<Vec<_>>(),
+        "rules": rules.rules().iter().map(|r| json!({"name": r.name, "alarm": r.alarm, "summary": describe_rule(rules, r)})).collect::<Vec<_>>(),
+        "warnings": rules.warnings().iter().map(error_json).collect::<Vec<_>>(),
+    })
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}

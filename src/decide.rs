@@ -1,0 +1,397 @@
+//! PURE: what to do about one alarm, given the rules, the instance and the time.
+//!
+//! `decide` reads no clock, touches no network and no disk: the daemon and `explain`
+//! call the same function, so what `explain` prints is what the daemon will do.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::alarm::Alarm;
+use crate::rules::InstanceNames;
+use crate::rules::{Action, Rule, RuleSet, Selector, Threshold};
+
+/// What one instance looks like at decision time.
+#[derive(Debug, Clone, Copy)]
+pub struct InstanceView<'a> {
+    /// The names selectors match against: integer id, UUID, name (each when known).
+    pub names: InstanceNames<'a>,
+    /// The plan the instance is on now.
+    pub plan: &'a str,
+    /// When its last plan change finished (completed, failed, timed out or refused).
+    pub last_change_finished: Option<Timestamp>,
+}
+
+/// Plan prices, when a catalogue is known (the daemon has one; `explain` does not).
+pub trait PlanPrices {
+    fn price(&self, plan: &str) -> Option<f64>;
+}
+
+/// The outcome of a decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Change the plan.
+    Change(PlanChange),
+    /// Do nothing, and say why.
+    Skip(Skip),
+}
+
+/// A plan change to make.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanChange {
+    pub from: String,
+    pub to: String,
+    /// The rule that decided it.
+    pub rule: String,
+    /// How long the instance cools down once this change has finished.
+    #[serde(skip)]
+    pub cooldown: Duration,
+}
+
+/// A decision not to act.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skip {
+    pub reason: Reason,
+    /// One human sentence.
+    pub detail: String,
+    /// The rule the reason comes from, when one does.
+    pub rule: Option<String>,
+}
+
+/// Why nothing is done. The codes are part of the contract and keep their meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    // Ordered as in the contract: when no rule acts, the one that got furthest speaks.
+    NoMatchingRule,
+    InstanceNotSelected,
+    BelowThreshold,
+    NotOnLadder,
+    TopOfLadder,
+    Cooldown,
+    /// A resolve notification (checked first).
+    Resolved,
+    /// Runtime only: a change for the instance is in flight.
+    ChangeInFlight,
+    /// Runtime only: the alarm's instance is unknown.
+    InstanceUnknown,
+    /// Runtime only: the catalogue forbids the move.
+    MoveNotAllowed,
+}
+
+impl Reason {
+    /// The contract's code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::NoMatchingRule => "no_matching_rule",
+            Self::InstanceNotSelected => "instance_not_selected",
+            Self::BelowThreshold => "below_threshold",
+            Self::NotOnLadder => "not_on_ladder",
+            Self::TopOfLadder => "top_of_ladder",
+            Self::Cooldown => "cooldown",
+            Self::Resolved => "resolved",
+            Self::ChangeInFlight => "change_in_flight",
+            Self::InstanceUnknown => "instance_unknown",
+            Self::MoveNotAllowed => "move_not_allowed",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// How far one rule got with one alarm.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuleOutcome {
+    NotSelected,
+    /// The threshold does not hold (`None`: the alarm carries no value).
+    BelowThreshold(Option<f64>),
+    NotOnLadder,
+    /// The plan is at or above `ceiling`, the rule's `max_plan` or the ladder's top.
+    TopOfLadder {
+        ladder: String,
+        ceiling: String,
+        is_top: bool,
+    },
+    /// The rule would move the instance to this plan.
+    Target(String),
+}
+
+impl RuleOutcome {
+    fn reason(&self) -> Reason {
+        match self {
+            Self::NotSelected => Reason::InstanceNotSelected,
+            Self::BelowThreshold(_) => Reason::BelowThreshold,
+            Self::NotOnLadder => Reason::NotOnLadder,
+            Self::TopOfLadder { .. } => Reason::TopOfLadder,
+            // Never ranked: a target ends the search before reasons are compared.
+            Self::Target(_) => Reason::Cooldown,
+        }
+    }
+}
+
+/// Decides what to do about `alarm` for `instance` at `now`.
+pub fn decide(
+    rules: &RuleSet,
+    alarm: &Alarm,
+    instance: &InstanceView<'_>,
+    now: Timestamp,
+    prices: Option<&dyn PlanPrices>,
+) -> Decision {
+    if alarm.resolved {
+        return skip(
+            Reason::Resolved,
+            None,
+            format!(
+                "the {} alarm is a resolve notification: recorded, never acted on",
+                alarm.kind
+            ),
+        );
+    }
+    let Some(index) = rules.by_type.get(&alarm.kind) else {
+        return skip(
+            Reason::NoMatchingRule,
+            None,
+            format!("no rule handles {:?} alarms", alarm.kind),
+        );
+    };
+    // Only rules that can move this plan are looked at first: with thousands of rules a
+    // decision costs what the few relevant ones cost.
+    let mut furthest: Option<(Reason, usize, RuleOutcome)> = None;
+    let mut winner: Option<(usize, String)> = None;
+    for &i in index.actionable.get(instance.plan).into_iter().flatten() {
+        match evaluate(rules, &rules.rules[i], alarm, instance) {
+            RuleOutcome::Target(target) => {
+                let better = match &winner {
+                    None => true,
+                    Some((_, best)) => {
+                        compare(rules, prices, &target, best) == Some(Ordering::Greater)
+                    }
+                };
+                if better {
+                    winner = Some((i, target));
+                }
+            }
+            outcome => note(&mut furthest, i, outcome),
+        }
+    }
+    if let Some((i, target)) = winner {
+        return change_or_cooldown(rules, &rules.rules[i], instance, target, now);
+    }
+    for &i in index.capped.get(instance.plan).into_iter().flatten() {
+        note(
+            &mut furthest,
+            i,
+            evaluate(rules, &rules.rules[i], alarm, instance),
+        );
+    }
+    if furthest
+        .as_ref()
+        .is_none_or(|(reason, ..)| *reason < Reason::NotOnLadder)
+    {
+        // Every other rule of the type does not know this plan: the furthest it can get
+        // is `not_on_ladder`, so the scan stops at the first one that gets there.
+        for &i in &index.all {
+            let outcome = evaluate(rules, &rules.rules[i], alarm, instance);
+            let reached = outcome.reason() >= Reason::NotOnLadder;
+            note(&mut furthest, i, outcome);
+            if reached {
+                break;
+            }
+        }
+    }
+    let (_, i, outcome) = furthest.expect("a type index holds at least one rule");
+    explain_outcome(rules, &rules.rules[i], alarm, instance, &outcome)
+}
+
+/// Keeps the outcome that got furthest; on a tie, the rule listed first.
+fn note(furthest: &mut Option<(Reason, usize, RuleOutcome)>, i: usize, outcome: RuleOutcome) {
+    let reason = outcome.reason();
+    let replace = match furthest {
+        None => true,
+        Some((best, best_i, _)) => reason > *best || (reason == *best && i < *best_i),
+    };
+    if replace {
+        *furthest = Some((reason, i, outcome));
+    }
+}
+
+/// How far `rule` gets with `alarm` on `instance` (ignoring cooldowns).
+pub fn evaluate(
+    rules: &RuleSet,
+    rule: &Rule,
+    alarm: &Alarm,
+    instance: &InstanceView<'_>,
+) -> RuleOutcome {
+    if !selected(&rule.selectors, &instance.names) {
+        return RuleOutcome::NotSelected;
+    }
+    if let Some(threshold) = rule.threshold {
+        match alarm.value {
+            Some(value) if threshold.holds(value) => {}
+            value => return RuleOutcome::BelowThreshold(value),
+        }
+    }
+    match &rule.action {
+        Action::Ladder { ladder, steps, cap } => {
+            let ladder = &rules.ladders[*ladder];
+            match ladder.rung(instance.plan) {
+                None => RuleOutcome::NotOnLadder,
+                Some(rung) if rung >= *cap => RuleOutcome::TopOfLadder {
+                    ladder: ladder.name.clone(),
+                    ceiling: ladder.plans[*cap].clone(),
+                    is_top: *cap + 1 == ladder.plans.len(),
+                },
+                Some(rung) => RuleOutcome::Target(ladder.plans[(rung + steps).min(*cap)].clone()),
+            }
+        }
+        Action::Targets(map) => match map.get(instance.plan) {
+            Some(target) => RuleOutcome::Target(target.clone()),
+            None => RuleOutcome::NotOnLadder,
+        },
+    }
+}
+
+fn selected(selectors: &[Selector], names: &InstanceNames<'_>) -> bool {
+    selectors.is_empty() || selectors.iter().any(|s| s.matches(names))
+}
+
+/// Orders two targets: by price when both are known, else by rung on a common ladder.
+fn compare(rules: &RuleSet, prices: Option<&dyn PlanPrices>, a: &str, b: &str) -> Option<Ordering> {
+    if let Some(prices) = prices
+        && let (Some(pa), Some(pb)) = (prices.price(a), prices.price(b))
+    {
+        return pa.partial_cmp(&pb);
+    }
+    let (ra, rb) = rules.rungs_on_common_ladder(a, b)?;
+    Some(ra.cmp(&rb))
+}
+
+fn change_or_cooldown(
+    rules: &RuleSet,
+    rule: &Rule,
+    instance: &InstanceView<'_>,
+    target: String,
+    now: Timestamp,
+) -> Decision {
+    let cooldown = rules.cooldown_of(rule);
+    if let Some(finished) = instance.last_change_finished {
+        let until = crate::clock::add(finished, cooldown);
+        if now < until {
+            return skip(
+                Reason::Cooldown,
+                Some(rule),
+                format!(
+                    "rule {:?} would change {} -> {target}, but the instance is cooling down until {until} \
+                     (its last change finished at {finished}; cooldown {})",
+                    rule.name,
+                    instance.plan,
+                    crate::duration::display(cooldown)
+                ),
+            );
+        }
+    }
+    Decision::Change(PlanChange {
+        from: instance.plan.to_owned(),
+        to: target,
+        rule: rule.name.clone(),
+        cooldown,
+    })
+}
+
+fn explain_outcome(
+    rules: &RuleSet,
+    rule: &Rule,
+    alarm: &Alarm,
+    instance: &InstanceView<'_>,
+    outcome: &RuleOutcome,
+) -> Decision {
+    let detail = describe(rules, rule, alarm, instance, outcome);
+    skip(outcome.reason(), Some(rule), detail)
+}
+
+/// One sentence on how `rule` fared; shared by decisions and `explain`'s per-rule trace.
+pub fn describe(
+    rules: &RuleSet,
+    rule: &Rule,
+    alarm: &Alarm,
+    instance: &InstanceView<'_>,
+    outcome: &RuleOutcome,
+) -> String {
+    let name = &rule.name;
+    let plan = instance.plan;
+    match outcome {
+        RuleOutcome::NotSelected => format!(
+            "rule {name:?} handles {} alarms but its instances ({}) do not select {}",
+            rule.alarm,
+            rule.selectors
+                .iter()
+                .map(Selector::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
+            instance_label(&instance.names)
+        ),
+        RuleOutcome::BelowThreshold(value) => {
+            let wants = match rule.threshold {
+                Some(Threshold::Above(x)) => format!("above {x}"),
+                Some(Threshold::Below(x)) => format!("below {x}"),
+                None => String::new(),
+            };
+            match value {
+                Some(value) => format!(
+                    "rule {name:?} needs {} {wants}; the alarm says {value}",
+                    alarm.kind
+                ),
+                None => format!(
+                    "rule {name:?} needs {} {wants}, and the alarm carries no value",
+                    alarm.kind
+                ),
+            }
+        }
+        RuleOutcome::NotOnLadder => match &rule.action {
+            Action::Ladder { ladder, .. } => format!(
+                "plan {plan:?} is not on ladder {:?} of rule {name:?}",
+                rules.ladders[*ladder].name
+            ),
+            Action::Targets(_) => format!("rule {name:?} has no target for plan {plan:?}"),
+        },
+        RuleOutcome::TopOfLadder {
+            ladder,
+            is_top: true,
+            ..
+        } => {
+            format!("plan {plan:?} is at the top of ladder {ladder:?} (rule {name:?})")
+        }
+        RuleOutcome::TopOfLadder { ceiling, .. } => {
+            format!("plan {plan:?} is at or above max_plan {ceiling:?} of rule {name:?}")
+        }
+        RuleOutcome::Target(target) => format!("rule {name:?} would change {plan} -> {target}"),
+    }
+}
+
+fn instance_label(names: &InstanceNames<'_>) -> String {
+    let parts: Vec<String> = [names.id, names.uuid, names.name]
+        .into_iter()
+        .flatten()
+        .map(|n| format!("{n:?}"))
+        .collect();
+    if parts.is_empty() {
+        "this instance".to_owned()
+    } else {
+        format!("instance {}", parts.join(" / "))
+    }
+}
+
+fn skip(reason: Reason, rule: Option<&Rule>, detail: String) -> Decision {
+    Decision::Skip(Skip {
+        reason,
+        detail,
+        rule: rule.map(|r| r.name.clone()),
+    })
+}

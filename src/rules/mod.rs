@@ -1,0 +1,198 @@
+//! `rules.toml`: the validated, compiled rules the daemon and `explain` decide with.
+//!
+//! [`load`] turns a file into a [`RuleSet`] or into every problem the file has
+//! ([`RuleError`]s with file, line, column and rule). A `RuleSet` is immutable and indexed
+//! by alarm type and by current plan, so a decision looks only at the rules that can act.
+
+mod error;
+mod load;
+mod selector;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+pub use error::{Location, RuleError, RulesFailure};
+pub use load::{load_file, parse};
+pub use selector::{InstanceNames, Selector};
+
+/// The alarm types CloudAMQP sends (cloudamqp-api.md, "Alarms and webhook recipients").
+pub const ALARM_TYPES: &[&str] = &[
+    "cpu",
+    "memory",
+    "disk",
+    "queue",
+    "connection",
+    "flow",
+    "consumer",
+    "netsplit",
+    "server_unreachable",
+    "notice",
+    "ssh",
+];
+
+/// The cooldown when neither `[defaults]` nor the rule sets one.
+pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(30 * 60);
+
+/// A validated rules file, compiled for fast decisions.
+#[derive(Debug, Clone)]
+pub struct RuleSet {
+    pub(crate) source: Source,
+    pub(crate) default_cooldown: Duration,
+    pub(crate) ladders: Vec<Ladder>,
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) by_type: HashMap<String, TypeIndex>,
+    pub(crate) plan_mentions: Vec<PlanMention>,
+    pub(crate) warnings: Vec<RuleError>,
+}
+
+/// Where a rule set came from.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The path as the user gave it.
+    pub path: String,
+    /// `sha256:<hex>` of the file's bytes.
+    pub hash: String,
+}
+
+/// An ordered list of plans, smallest first.
+#[derive(Debug, Clone)]
+pub struct Ladder {
+    pub name: String,
+    pub plans: Vec<String>,
+    rungs: HashMap<String, usize>,
+}
+
+impl Ladder {
+    pub(crate) fn new(name: String, plans: Vec<String>) -> Self {
+        let rungs = plans
+            .iter()
+            .enumerate()
+            .map(|(rung, plan)| (plan.clone(), rung))
+            .collect();
+        Self { name, plans, rungs }
+    }
+
+    /// The position of `plan` on this ladder (0 = smallest).
+    pub fn rung(&self, plan: &str) -> Option<usize> {
+        self.rungs.get(plan).copied()
+    }
+}
+
+/// One `[[rules]]` entry.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub alarm: String,
+    pub threshold: Option<Threshold>,
+    pub action: Action,
+    /// The rule's own cooldown; `None` means the file's default.
+    pub cooldown: Option<Duration>,
+    /// Empty means every instance.
+    pub selectors: Vec<Selector>,
+}
+
+/// When the alarm's value makes a rule match (strictly).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Threshold {
+    Above(f64),
+    Below(f64),
+}
+
+impl Threshold {
+    /// Whether `value` passes the threshold.
+    pub fn holds(self, value: f64) -> bool {
+        match self {
+            Self::Above(limit) => value > limit,
+            Self::Below(limit) => value < limit,
+        }
+    }
+}
+
+/// What a rule does when it matches.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Climb `steps` rungs of ladder `ladder` (an index into the rule set's ladders),
+    /// never past rung `cap` (the rule's `max_plan`, else the top).
+    Ladder {
+        ladder: usize,
+        steps: usize,
+        cap: usize,
+    },
+    /// Move from each listed plan to its target.
+    Targets(HashMap<String, String>),
+}
+
+/// Rules of one alarm type, indexed by the plan an instance is on.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TypeIndex {
+    /// Every rule of the type, in file order.
+    pub all: Vec<usize>,
+    /// Rules that can yield a change from this plan, in file order.
+    pub actionable: HashMap<String, Vec<usize>>,
+    /// Ladder rules on which this plan is at or above the cap, in file order.
+    pub capped: HashMap<String, Vec<usize>>,
+}
+
+/// A plan name written somewhere in the file (for `check --online`).
+#[derive(Debug, Clone)]
+pub struct PlanMention {
+    pub plan: String,
+    pub location: Location,
+    /// What mentions it: `ladder "single"`, `rule "memory-high": max_plan`, …
+    pub context: String,
+}
+
+impl RuleSet {
+    /// Reads and validates a rules file.
+    pub fn load(path: &Path) -> Result<Self, RulesFailure> {
+        load_file(path)
+    }
+
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    pub fn default_cooldown(&self) -> Duration {
+        self.default_cooldown
+    }
+
+    pub fn ladders(&self) -> &[Ladder] {
+        &self.ladders
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Every plan name the file mentions, with where.
+    pub fn plan_mentions(&self) -> &[PlanMention] {
+        &self.plan_mentions
+    }
+
+    /// Things that are valid but probably not what the author meant.
+    pub fn warnings(&self) -> &[RuleError] {
+        &self.warnings
+    }
+
+    /// The cooldown `rule` holds an instance to.
+    pub fn cooldown_of(&self, rule: &Rule) -> Duration {
+        rule.cooldown.unwrap_or(self.default_cooldown)
+    }
+
+    /// The rules of one alarm type, in file order.
+    pub fn rules_for<'a>(&'a self, alarm_type: &str) -> impl Iterator<Item = &'a Rule> + 'a {
+        self.by_type
+            .get(alarm_type)
+            .into_iter()
+            .flat_map(|index| index.all.iter().map(|&i| &self.rules[i]))
+    }
+
+    /// The position of `plan` on a ladder that holds both plans, the first such ladder
+    /// in file order: how targets are compared when no catalogue gives prices.
+    pub fn rungs_on_common_ladder(&self, a: &str, b: &str) -> Option<(usize, usize)> {
+        self.ladders
+            .iter()
+            .find_map(|ladder| Some((ladder.rung(a)?, ladder.rung(b)?)))
+    }
+}

@@ -1,0 +1,278 @@
+//! The built binary: `check` and `explain` exit codes and output, as a user sees them.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn run(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cloudamqp-autoscaler"));
+    command
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // The user's environment must not steer the test.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AUTOSCALER__") || key.starts_with("CLOUDAMQP_") {
+            command.env_remove(key);
+        }
+    }
+    let mut child = command.spawn().unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+fn code(output: &Output) -> i32 {
+    output.status.code().expect("exited")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn check_accepts_the_shipped_rules_with_exit_0() {
+    let out = run(&["check"], None);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with("rules.toml: valid: 2 ladders, 6 rules"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "rule memory-high: memory alarm above 80: climb 1 rung of single up to ape-1"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_reports_every_problem_and_exits_1() {
+    let file = "tests/fixtures/rules/invalid/several-problems.toml";
+    let out = run(&["check", "--rules", file], None);
+    assert_eq!(code(&out), 1);
+    let stderr = text(&out.stderr);
+    let problems: Vec<&str> = stderr.lines().filter(|l| l.starts_with(file)).collect();
+    assert_eq!(problems.len(), 7, "{stderr}");
+    assert!(
+        problems[0].starts_with(&format!("{file}:10:22: ladder \"single\": ")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("7 problems; the file is refused whole"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_json_lists_problems_with_positions() {
+    let out = run(
+        &[
+            "check",
+            "--rules",
+            "tests/fixtures/rules/invalid/unknown-ladder.toml",
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(code(&out), 1);
+    let object: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(object["valid"], false);
+    assert_eq!(object["errors"][0]["line"], 8);
+    assert_eq!(object["errors"][0]["column"], 11);
+    assert_eq!(object["errors"][0]["context"], "rule \"cpu\"");
+}
+
+#[test]
+fn check_exits_2_on_an_unreadable_file_or_bad_settings() {
+    let out = run(&["check", "--rules", "no/such/rules.toml"], None);
+    assert_eq!(code(&out), 2);
+    assert!(text(&out.stderr).contains("cannot read rules file no/such/rules.toml"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[cloudamqp]\npoll_interval = \"whenever\"\n").unwrap();
+    let out = run(&["check", "--config", config.to_str().unwrap()], None);
+    assert_eq!(code(&out), 2);
+    assert!(
+        text(&out.stderr).contains("poll_interval"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn check_takes_the_rules_path_from_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "[rules]\npath = \"tests/fixtures/rules/invalid/empty-ladder.toml\"\n",
+    )
+    .unwrap();
+    let out = run(&["check", "--config", config.to_str().unwrap()], None);
+    assert_eq!(code(&out), 1, "{}", text(&out.stderr));
+}
+
+#[test]
+fn explain_json_prints_exactly_one_change_object() {
+    let out = run(
+        &[
+            "explain",
+            "--plan",
+            "bunny-1",
+            "--alarm",
+            "examples/alarms/memory-85.json",
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.trim().lines().count(), 1);
+    let object: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        object,
+        serde_json::json!({"decision":"change_plan","from":"bunny-1","to":"hare-1","rule":"memory-high"})
+    );
+}
+
+#[test]
+fn explain_json_skip_has_reason_and_detail_and_exits_0() {
+    let out = run(
+        &[
+            "explain",
+            "--plan",
+            "bunny-1",
+            "--format",
+            "json",
+            "--last-change",
+            "2026-11-26T17:50:00Z",
+            "--now",
+            "2026-11-26T18:00:00Z",
+        ],
+        Some(r#"{"alarm_type":"memory","value":85,"instance_id":"359559"}"#),
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let object: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let keys: Vec<&str> = object
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["decision", "detail", "reason"]);
+    assert_eq!(object["decision"], "skip");
+    assert_eq!(object["reason"], "cooldown");
+    assert!(
+        object["detail"]
+            .as_str()
+            .unwrap()
+            .contains("2026-11-26T18:20:00Z")
+    );
+}
+
+#[test]
+fn explain_text_shows_the_decision_and_every_rule_of_the_type() {
+    let out = run(
+        &[
+            "explain",
+            "--plan",
+            "hare-1",
+            "--alarm",
+            "examples/alarms/memory-97.json",
+        ],
+        None,
+    );
+    assert_eq!(code(&out), 0);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with(
+            "change plan hare-1 -> panda-1 (rule \"memory-critical\"; then cooldown 1h)"
+        ),
+        "{stdout}"
+    );
+    for rule in [
+        "memory-critical",
+        "memory-high",
+        "cluster-memory-critical",
+        "cluster-memory-high",
+    ] {
+        assert!(
+            stdout.contains(&format!("  {rule}: ")),
+            "{rule} missing from {stdout}"
+        );
+    }
+}
+
+#[test]
+fn explain_selects_by_the_given_instance_and_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, "[ladders]\ns = [\"bunny-1\", \"hare-1\"]\n[[rules]]\nname = \"prod\"\nalarm = \"cpu\"\nladder = \"s\"\ninstances = [\"prod-*\"]\n").unwrap();
+    let rules = rules.to_str().unwrap();
+    let alarm = r#"{"type":"cpu","value":99,"instance_id":1}"#;
+    let decide = |extra: &[&str]| {
+        let mut args = vec![
+            "explain", "--plan", "bunny-1", "--rules", rules, "--format", "json",
+        ];
+        args.extend_from_slice(extra);
+        let out = run(&args, Some(alarm));
+        assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(decide(&[])["reason"], "instance_not_selected");
+    assert_eq!(
+        decide(&["--instance-name", "prod-eu"])["decision"],
+        "change_plan"
+    );
+    assert_eq!(
+        decide(&["--instance", "42", "--instance-name", "staging"])["reason"],
+        "instance_not_selected"
+    );
+}
+
+#[test]
+fn explain_exits_1_on_an_invalid_alarm_and_2_on_usage() {
+    let out = run(&["explain", "--plan", "bunny-1"], Some("[1,2,3]"));
+    assert_eq!(code(&out), 1);
+    assert!(
+        text(&out.stderr).contains("the daemon would answer 400"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = run(
+        &["explain", "--alarm", "examples/alarms/memory-85.json"],
+        None,
+    );
+    assert_eq!(code(&out), 2, "missing --plan is a usage error");
+    let out = run(
+        &["explain", "--plan", "bunny-1", "--now", "yesterday"],
+        Some("{}"),
+    );
+    assert_eq!(code(&out), 2);
+    let out = run(
+        &["explain", "--plan", "bunny-1", "--alarm", "no/such.json"],
+        None,
+    );
+    assert_eq!(code(&out), 2);
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        &["--help"][..],
+        &["check", "--help"],
+        &["explain", "--help"],
+    ] {
+        let out = run(args, None);
+        assert_eq!(code(&out), 0, "{args:?}");
+        assert!(text(&out.stdout).contains("Usage:"), "{args:?}");
+    }
+}
