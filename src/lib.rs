@@ -12,5 +12,6 @@
 
 pub mod clock;
 pub mod duration;
+pub mod fake;
 pub mod instance;
 pub mod settings;
