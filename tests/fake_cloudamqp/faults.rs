@@ -179,6 +179,12 @@ async fn slow_answers_outlast_a_client_timeout_but_still_take_effect() {
         .expect_err("the client gives up first");
     assert!(error.is_timeout(), "{error}");
     // Like a slow production answer: the change went through although the client gave up.
+    // The client can time out before the fake's worker has even read the request on a busy
+    // machine, so wait for the fake's own record of the answer, within a generous bound.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.fake.requests().first().is_none_or(|r| r.status == 0) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(h.fake.plan_changes(), [(ID, "hare-1".to_owned())]);
 
     h.fake.inject(FaultRule::once(Fault::Slow(delay)));
