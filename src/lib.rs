@@ -16,6 +16,7 @@ pub mod clock;
 pub mod commands;
 pub mod decide;
 pub mod duration;
+pub mod fake;
 pub mod instance;
 pub mod rules;
 pub mod settings;
