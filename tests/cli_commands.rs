@@ -19,7 +19,8 @@ fn run(args: &[&str], stdin: Option<&str>) -> Output {
     }
     let mut child = command.spawn().unwrap();
     let mut pipe = child.stdin.take().unwrap();
-    pipe.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    // A command that fails before reading stdin closes it: a broken pipe is its answer.
+    let _ = pipe.write_all(stdin.unwrap_or("").as_bytes());
     drop(pipe);
     child.wait_with_output().unwrap()
 }
