@@ -11,6 +11,7 @@
 //! change to its end, recording it) is effectful and lives apart from it.
 
 pub mod clock;
+pub mod cloudamqp;
 pub mod duration;
 pub mod instance;
 pub mod settings;
