@@ -13,5 +13,6 @@
 pub mod clock;
 pub mod cloudamqp;
 pub mod duration;
+pub mod fake;
 pub mod instance;
 pub mod settings;

@@ -1,0 +1,243 @@
+//! A fake CloudAMQP Customer API, in memory: faithful where the facts are known, scriptable
+//! where they are not.
+//!
+//! It serves the endpoints the daemon uses (`/api/instances`, `/api/instances/{id}`,
+//! `/api/instances/{id}/nodes`, `/api/plans`) with production's auth rule, bodies, plan
+//! move rules and the asynchronous reconfiguration timeline, and it can be told to fail in
+//! each way production has been seen to fail. Tests, `serve --demo` and
+//! `examples/fake-cloudamqp.rs` all run this one implementation, so what the demo shows is
+//! what the tests prove.
+//!
+//! ```text
+//! request ─▶ record ─▶ queued fault? ─▶ auth ─▶ route ─▶ state (instances + timeline)
+//! ```
+//!
+//! Module map: [`catalogue`](FakePlan) (plan list and what names mean), `state` (instances
+//! and the `PUT` rules), `timeline` (phases of a change), `faults`, `record` (request log,
+//! credentials, bodies), `views` (JSON shapes), `routes` (the HTTP handler).
+
+mod catalogue;
+mod faults;
+mod record;
+mod routes;
+mod state;
+mod timeline;
+mod views;
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use actix_web::{App, HttpServer, web};
+
+use crate::clock::{SharedClock, SystemClock};
+
+pub use catalogue::{FakePlan, LAVINMQ, RABBITMQ, production_plans};
+pub use faults::{Fault, FaultRule, PathMatch};
+pub use record::RecordedRequest;
+pub use state::{InstanceSnapshot, SeedInstance};
+pub use timeline::Timeline;
+pub use views::SECRET_MARKER;
+
+/// The instance a default fake holds: the production example from the API notes.
+pub const DEFAULT_INSTANCE_ID: u64 = 359_559;
+
+/// Everything a fake starts from.
+#[derive(Debug, Clone)]
+pub struct FakeConfig {
+    /// The only accepted credential: HTTP Basic with an empty user name and this password.
+    pub api_key: String,
+    /// How an accepted plan change unfolds.
+    pub timeline: Timeline,
+    /// The instances at start.
+    pub instances: Vec<SeedInstance>,
+    /// `GET /api/plans`, and what a `PUT` may move to; sorted by price when served.
+    pub plans: Vec<FakePlan>,
+    /// The timeline and the request log read this clock.
+    pub clock: SharedClock,
+}
+
+impl Default for FakeConfig {
+    /// Key `fake-api-key`, instant timeline, instance 359559 `bunny1-test` on `bunny-1`,
+    /// the production catalogue, the system clock.
+    fn default() -> Self {
+        Self {
+            api_key: "fake-api-key".to_owned(),
+            timeline: Timeline::instant(),
+            instances: vec![SeedInstance::new(
+                DEFAULT_INSTANCE_ID,
+                "bunny1-test",
+                "bunny-1",
+            )],
+            plans: production_plans(),
+            clock: SystemClock::shared(),
+        }
+    }
+}
+
+/// A handle on one fake's state; clones share it. Start serving with [`Self::start`].
+#[derive(Debug, Clone)]
+pub struct FakeCloudAmqp {
+    shared: Arc<Shared>,
+}
+
+/// What the HTTP handler and the handle share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    api_key: String,
+    clock: SharedClock,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    instances: state::Instances,
+    faults: faults::Faults,
+    requests: Vec<RecordedRequest>,
+    plan_changes: Vec<(u64, String)>,
+    put_attempts: usize,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every mutation is a single push or field update; a panic while holding the lock
+        // cannot leave the state half-changed, so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl FakeCloudAmqp {
+    /// A fake holding `config`'s instances; nothing is served until [`Self::start`].
+    pub fn new(config: FakeConfig) -> Self {
+        let mut plans = config.plans;
+        catalogue::sort_by_price(&mut plans);
+        Self {
+            shared: Arc::new(Shared {
+                api_key: config.api_key,
+                clock: config.clock,
+                state: Mutex::new(State {
+                    instances: state::Instances::new(config.instances, plans, config.timeline),
+                    faults: faults::Faults::default(),
+                    requests: Vec::new(),
+                    plan_changes: Vec::new(),
+                    put_attempts: 0,
+                }),
+            }),
+        }
+    }
+
+    /// Serves on `listener` in the background (one worker thread) until
+    /// [`RunningFake::stop`]. Tests pass a listener bound to `127.0.0.1:0`.
+    ///
+    /// Must be called inside a tokio runtime (plain tokio or actix's).
+    pub async fn start(&self, listener: TcpListener) -> io::Result<RunningFake> {
+        let addr = listener.local_addr()?;
+        let shared = Arc::clone(&self.shared);
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::from(Arc::clone(&shared)))
+                .default_service(web::to(routes::handle))
+        })
+        // One worker is plenty for a test double and keeps the thread count low.
+        .workers(1)
+        // The process that embeds the fake owns signal handling, not the fake.
+        .disable_signals()
+        .shutdown_timeout(1)
+        .listen(listener)?
+        .run();
+        let handle = server.handle();
+        let task = tokio::spawn(server);
+        Ok(RunningFake { addr, handle, task })
+    }
+
+    /// Binds `127.0.0.1:0` and starts: the usual call in tests.
+    pub async fn start_local(&self) -> io::Result<RunningFake> {
+        self.start(TcpListener::bind("127.0.0.1:0")?).await
+    }
+
+    /// Every request received, in arrival order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.lock().requests.clone()
+    }
+
+    /// Every plan change accepted with a 200: `(instance id, plan)`, in order.
+    pub fn plan_changes(&self) -> Vec<(u64, String)> {
+        self.shared.lock().plan_changes.clone()
+    }
+
+    /// How many `PUT` requests arrived, whatever the answer (faults included).
+    pub fn put_attempts(&self) -> usize {
+        self.shared.lock().put_attempts
+    }
+
+    /// Queues a fault behind those already queued.
+    pub fn inject(&self, rule: FaultRule) {
+        self.shared.lock().faults.push(rule);
+    }
+
+    /// The first `GET` after the next accepted `PUT` answers 401, whatever the credentials,
+    /// as production once did.
+    pub fn unauthorized_once_after_put(&self) {
+        self.shared.lock().faults.arm_unauthorized_after_put();
+    }
+
+    /// How many injected faults have not been used up yet.
+    pub fn pending_faults(&self) -> usize {
+        self.shared.lock().faults.pending()
+    }
+
+    /// Someone changed the plan in the console: it applies at once, ready, and any change
+    /// in flight is forgotten. Returns `false` if there is no such instance.
+    pub fn set_plan(&self, id: u64, plan: &str) -> bool {
+        self.shared.lock().instances.set_plan(id, plan)
+    }
+
+    /// Marks an instance ready or not (a `PUT` on a not-ready instance answers 422).
+    /// Returns `false` if there is no such instance.
+    pub fn set_ready(&self, id: u64, ready: bool) -> bool {
+        self.shared.lock().instances.set_ready(id, ready)
+    }
+
+    /// What `GET /api/instances/{id}` would show now.
+    pub fn instance(&self, id: u64) -> Option<InstanceSnapshot> {
+        let now = self.shared.clock.now();
+        self.shared.lock().instances.show(id, now)
+    }
+
+    /// Adds an instance, or replaces the one with the same id.
+    pub fn add_instance(&self, seed: SeedInstance) {
+        self.shared.lock().instances.add(seed);
+    }
+
+    /// The catalogue, as `GET /api/plans` serves it.
+    pub fn plans(&self) -> Vec<FakePlan> {
+        self.shared.lock().instances.plans().to_vec()
+    }
+}
+
+/// A fake being served; stop it with [`Self::stop`].
+#[derive(Debug)]
+pub struct RunningFake {
+    addr: SocketAddr,
+    handle: actix_web::dev::ServerHandle,
+    task: tokio::task::JoinHandle<io::Result<()>>,
+}
+
+impl RunningFake {
+    /// The base URL a client is configured with, e.g. `http://127.0.0.1:40123/api`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/api", self.addr)
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, drops open connections and waits for the server to finish.
+    pub async fn stop(self) {
+        self.handle.stop(false).await;
+        // The server's own result is of no interest once we asked it to stop.
+        let _ = self.task.await;
+    }
+}

@@ -1,0 +1,301 @@
+//! The instances the fake holds, what `GET` shows of them at a moment, and the rules a plan
+//! change (`PUT /api/instances/{id}`) must pass.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use uuid::Uuid;
+
+use super::catalogue::{FakePlan, current_kind, target_kind};
+use super::timeline::{Phase, Timeline};
+
+/// An instance the fake starts with (or gains through [`super::FakeCloudAmqp::add_instance`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedInstance {
+    /// The integer id every API path takes.
+    pub id: u64,
+    /// The instance's name; node names and host names derive from it.
+    pub name: String,
+    /// The current plan; legacy unsuffixed names (`bunny`) are allowed.
+    pub plan: String,
+    /// The instance's UUID, as alarms may name it.
+    pub providerid: Uuid,
+    /// `false` makes every `PUT` answer 422 "Please wait…" until [`super::FakeCloudAmqp::set_ready`].
+    pub ready: bool,
+}
+
+impl SeedInstance {
+    /// A ready instance whose `providerid` is derived from `id`, so runs are reproducible.
+    pub fn new(id: u64, name: &str, plan: &str) -> Self {
+        let mut bytes = [0x5e_u8; 16];
+        bytes[8..].copy_from_slice(&id.to_be_bytes());
+        Self {
+            id,
+            name: name.to_owned(),
+            plan: plan.to_owned(),
+            // Sets the version-4 and variant bits so it reads like the UUIDs production prints.
+            providerid: uuid::Builder::from_random_bytes(bytes).into_uuid(),
+            ready: true,
+        }
+    }
+}
+
+/// What `GET /api/instances/{id}` would show at one moment, minus the credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceSnapshot {
+    pub id: u64,
+    pub name: String,
+    pub providerid: Uuid,
+    /// The plan `GET` shows: the old one during the lag, the target from reconfiguring on.
+    pub plan: String,
+    /// `rabbitmq` or `lavinmq`.
+    pub backend: String,
+    /// Dedicated plans have nodes and show a `nodes` count; shared plans show neither.
+    pub dedicated: bool,
+    pub ready: bool,
+    /// One `configured` flag per node, in node order; its length is the node count.
+    pub configured: Vec<bool>,
+    /// The plan an accepted change is heading to, while it is in flight (lag or reconfiguring).
+    pub changing_to: Option<String>,
+}
+
+impl InstanceSnapshot {
+    /// The node count `GET` shows.
+    pub fn node_count(&self) -> usize {
+        self.configured.len()
+    }
+}
+
+/// Why a `PUT` was refused; the HTTP mapping lives in `routes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    UnknownId,
+    Busy,
+    MissingPlan,
+    UnknownPlan(String),
+    ToShared,
+    SharedToDedicated,
+    BackendChange { from: String, to: String },
+}
+
+#[derive(Debug, Clone)]
+struct Instance {
+    id: u64,
+    name: String,
+    providerid: Uuid,
+    plan: String,
+    node_count: u32,
+    ready: bool,
+    change: Option<Change>,
+}
+
+#[derive(Debug, Clone)]
+struct Change {
+    to_plan: String,
+    from_nodes: u32,
+    to_nodes: u32,
+    started: Timestamp,
+}
+
+/// Every instance, the catalogue it is checked against, and the change timeline.
+#[derive(Debug)]
+pub(crate) struct Instances {
+    by_id: BTreeMap<u64, Instance>,
+    plans: Vec<FakePlan>,
+    timeline: Timeline,
+}
+
+impl Instances {
+    pub fn new(seeds: Vec<SeedInstance>, plans: Vec<FakePlan>, timeline: Timeline) -> Self {
+        let mut instances = Self {
+            by_id: BTreeMap::new(),
+            plans,
+            timeline,
+        };
+        for seed in seeds {
+            instances.add(seed);
+        }
+        instances
+    }
+
+    pub fn plans(&self) -> &[FakePlan] {
+        &self.plans
+    }
+
+    /// Adds or replaces an instance.
+    pub fn add(&mut self, seed: SeedInstance) {
+        let node_count = current_kind(&self.plans, &seed.plan).nodes_after(1);
+        self.by_id.insert(
+            seed.id,
+            Instance {
+                id: seed.id,
+                name: seed.name,
+                providerid: seed.providerid,
+                plan: seed.plan,
+                node_count,
+                ready: seed.ready,
+                change: None,
+            },
+        );
+    }
+
+    /// Every instance as `GET /api/instances` would show it at `now`, by id.
+    pub fn list(&mut self, now: Timestamp) -> Vec<InstanceSnapshot> {
+        let ids: Vec<u64> = self.by_id.keys().copied().collect();
+        ids.into_iter()
+            .filter_map(|id| self.show(id, now))
+            .collect()
+    }
+
+    /// One instance as `GET /api/instances/{id}` would show it at `now`.
+    pub fn show(&mut self, id: u64, now: Timestamp) -> Option<InstanceSnapshot> {
+        let timeline = self.timeline;
+        let instance = self.by_id.get_mut(&id)?;
+        settle(instance, timeline, now);
+        let phase = instance
+            .change
+            .as_ref()
+            .map(|change| (change, timeline.phase(change.started, now)));
+        let (plan, ready, configured) = match phase {
+            Some((change, Phase::Reconfiguring { progress })) => {
+                let dedicated = !current_kind(&self.plans, &change.to_plan).shared;
+                let count = moving_count(change.from_nodes, change.to_nodes, progress, dedicated);
+                let mut configured = vec![true; count];
+                // The node being worked on: the reconfiguration rolls through them in order.
+                let working = ((progress * count as f64) as usize).min(count.saturating_sub(1));
+                if let Some(flag) = configured.get_mut(working) {
+                    *flag = false;
+                }
+                (change.to_plan.clone(), false, configured)
+            }
+            // Lag (or a finished change `settle` has already applied): the current plan.
+            _ => (
+                instance.plan.clone(),
+                instance.ready,
+                vec![true; instance.node_count as usize],
+            ),
+        };
+        let kind = current_kind(&self.plans, &plan);
+        Some(InstanceSnapshot {
+            id: instance.id,
+            name: instance.name.clone(),
+            providerid: instance.providerid,
+            plan,
+            backend: kind.backend,
+            dedicated: !kind.shared,
+            ready,
+            configured,
+            changing_to: instance.change.as_ref().map(|c| c.to_plan.clone()),
+        })
+    }
+
+    /// The plan was changed elsewhere (the console): applies at once, ready, and cancels any
+    /// change in flight. Returns `false` if there is no such instance.
+    pub fn set_plan(&mut self, id: u64, plan: &str) -> bool {
+        let Some(instance) = self.by_id.get_mut(&id) else {
+            return false;
+        };
+        instance.node_count = current_kind(&self.plans, plan).nodes_after(instance.node_count);
+        instance.plan = plan.to_owned();
+        instance.ready = true;
+        instance.change = None;
+        true
+    }
+
+    /// Sets the seed-level `ready` flag (a change in flight still shows `ready: false`).
+    pub fn set_ready(&mut self, id: u64, ready: bool) -> bool {
+        self.by_id
+            .get_mut(&id)
+            .map(|instance| instance.ready = ready)
+            .is_some()
+    }
+
+    /// Applies production's rules, in production's order, to a `PUT` asking for `plan`
+    /// (`None`: the body had no usable `plan`). On success the change starts at `now`.
+    pub fn request_change(
+        &mut self,
+        id: u64,
+        plan: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(), Refusal> {
+        let timeline = self.timeline;
+        let instance = self.by_id.get_mut(&id).ok_or(Refusal::UnknownId)?;
+        settle(instance, timeline, now);
+        if instance.change.is_some() || !instance.ready {
+            return Err(Refusal::Busy);
+        }
+        let plan = plan.ok_or(Refusal::MissingPlan)?;
+        let target =
+            target_kind(&self.plans, plan).ok_or_else(|| Refusal::UnknownPlan(plan.to_owned()))?;
+        let current = current_kind(&self.plans, &instance.plan);
+        if !current.shared && target.shared {
+            return Err(Refusal::ToShared);
+        }
+        if current.backend != target.backend {
+            return Err(Refusal::BackendChange {
+                from: current.backend,
+                to: target.backend,
+            });
+        }
+        // LavinMQ allows shared → dedicated; RabbitMQ does not.
+        if current.shared && !target.shared && current.backend == super::catalogue::RABBITMQ {
+            return Err(Refusal::SharedToDedicated);
+        }
+        instance.change = Some(Change {
+            to_plan: plan.to_owned(),
+            from_nodes: instance.node_count,
+            to_nodes: target.nodes_after(instance.node_count),
+            started: now,
+        });
+        Ok(())
+    }
+}
+
+/// Applies a change whose timeline has reached `Done`.
+fn settle(instance: &mut Instance, timeline: Timeline, now: Timestamp) {
+    let done = instance
+        .change
+        .as_ref()
+        .is_some_and(|change| timeline.phase(change.started, now) == Phase::Done);
+    if done && let Some(change) = instance.change.take() {
+        instance.plan = change.to_plan;
+        instance.node_count = change.to_nodes;
+        instance.ready = true;
+    }
+}
+
+/// The node count while reconfiguring: moves from `from` toward `to` with `progress`, and a
+/// dedicated target always shows at least the one node being configured.
+fn moving_count(from: u32, to: u32, progress: f64, dedicated: bool) -> usize {
+    let (from, to) = (f64::from(from), f64::from(to));
+    let count = (from + (to - from) * progress).round().max(0.0) as usize;
+    if dedicated { count.max(1) } else { count }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_count_moves_toward_the_target() {
+        assert_eq!(moving_count(1, 3, 0.0, true), 1);
+        assert_eq!(moving_count(1, 3, 0.5, true), 2);
+        assert_eq!(moving_count(5, 1, 0.9, true), 1);
+        assert_eq!(moving_count(0, 1, 0.1, true), 1);
+        assert_eq!(moving_count(0, 0, 0.5, false), 0);
+    }
+
+    #[test]
+    fn seed_uuids_are_deterministic_v4() {
+        let a = SeedInstance::new(359_559, "a", "bunny-1");
+        assert_eq!(
+            a.providerid,
+            SeedInstance::new(359_559, "b", "x").providerid
+        );
+        assert_ne!(
+            a.providerid,
+            SeedInstance::new(1, "a", "bunny-1").providerid
+        );
+        assert_eq!(a.providerid.get_version_num(), 4);
+    }
+}

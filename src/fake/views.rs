@@ -1,0 +1,130 @@
+//! The JSON shapes production answers with, rendered from an [`InstanceSnapshot`].
+//!
+//! The full instance object carries credentials (`url`, `urls`, `apikey`) exactly where
+//! production does. Their fake values all contain [`SECRET_MARKER`] so a test can search
+//! logs, stored state and error messages for it and prove nothing leaked.
+
+use serde_json::{Value, json};
+
+use super::catalogue::LAVINMQ;
+use super::state::InstanceSnapshot;
+
+/// Every credential value the fake hands out contains this text.
+pub const SECRET_MARKER: &str = "fake-secret-";
+
+const REGION: &str = "amazon-web-services::us-east-1";
+const ZONES: &[&str] = &["use1-az1", "use1-az2", "use1-az4"];
+
+/// An entry of `GET /api/instances`: no credentials, no readiness.
+pub(crate) fn list_entry(instance: &InstanceSnapshot) -> Value {
+    json!({
+        "id": instance.id,
+        "name": instance.name,
+        "plan": instance.plan,
+        "region": REGION,
+        "tags": ["fake"],
+        "providerid": instance.providerid,
+        "vpc_id": null,
+    })
+}
+
+/// `GET /api/instances/{id}`. `nodes` only for dedicated plans; no `status` field.
+pub(crate) fn full(instance: &InstanceSnapshot) -> Value {
+    let host = host(instance);
+    let user = format!("fake-user-{}", instance.id);
+    let password = format!("{SECRET_MARKER}password-{}", instance.id);
+    let url = |host: &str| format!("amqps://{user}:{password}@{host}/{user}");
+    let internal_host = host.replacen('.', ".in.", 1);
+    let mut object = json!({
+        "id": instance.id,
+        "name": instance.name,
+        "plan": instance.plan,
+        "region": REGION,
+        "tags": ["fake"],
+        "providerid": instance.providerid,
+        "vpc_id": null,
+        "url": url(&host),
+        "urls": {"external": url(&host), "internal": url(&internal_host)},
+        "apikey": format!("{SECRET_MARKER}apikey-{}", instance.id),
+        "ready": instance.ready,
+        "backend": instance.backend,
+        "hostname_external": host,
+        "hostname_internal": internal_host,
+    });
+    if let Some(fields) = object.as_object_mut() {
+        let version_field = if instance.backend == LAVINMQ {
+            "lavinmq_version"
+        } else {
+            "rmq_version"
+        };
+        fields.insert(version_field.to_owned(), json!(version(instance)));
+        if instance.dedicated {
+            fields.insert("nodes".to_owned(), json!(instance.node_count()));
+        }
+    }
+    object
+}
+
+/// `GET /api/instances/{id}/nodes`: one entry per node (none for shared plans).
+pub(crate) fn nodes(instance: &InstanceSnapshot) -> Value {
+    let slug = slug(&instance.name);
+    let nodes: Vec<Value> = instance
+        .configured
+        .iter()
+        .enumerate()
+        .map(|(index, &configured)| {
+            let name = format!("{slug}-{:02}", index + 1);
+            json!({
+                "name": name,
+                "hostname": format!("{name}.{}", domain(instance)),
+                "configured": configured,
+                "running": true,
+                "rabbitmq_version": version(instance),
+                "erlang_version": "26.2.5",
+                "disk_size": 10,
+                "additional_disk_size": 0,
+                "availability_zone": ZONES[index % ZONES.len()],
+            })
+        })
+        .collect();
+    Value::Array(nodes)
+}
+
+fn version(instance: &InstanceSnapshot) -> &'static str {
+    if instance.backend == LAVINMQ {
+        "2.4.2"
+    } else {
+        "4.1.4"
+    }
+}
+
+fn domain(instance: &InstanceSnapshot) -> &'static str {
+    if instance.backend == LAVINMQ {
+        "lmq.cloudamqp.com"
+    } else {
+        "rmq.cloudamqp.com"
+    }
+}
+
+fn host(instance: &InstanceSnapshot) -> String {
+    format!("{}.{}", slug(&instance.name), domain(instance))
+}
+
+/// The instance name as a DNS label: lowercase letters, digits and dashes.
+fn slug(name: &str) -> String {
+    let slug: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if slug.is_empty() {
+        "instance".to_owned()
+    } else {
+        slug
+    }
+}
