@@ -142,10 +142,14 @@ struct ErrorBody {
 impl ErrorBody {
     fn parse(body: &[u8]) -> Self {
         let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-            return Self {
-                text: String::from_utf8_lossy(body).trim().to_owned(),
-                code: None,
+            let text = String::from_utf8_lossy(body).trim().to_owned();
+            // An HTML error page (a load balancer's 503) says nothing the status does not.
+            let text = if text.starts_with('<') {
+                String::new()
+            } else {
+                text
             };
+            return Self { text, code: None };
         };
         let mut texts = Vec::new();
         if let Some(object) = value.as_object() {
@@ -314,6 +318,15 @@ mod tests {
         );
         assert!(class(423, r#"{"message":"Instance is locked"}"#).is_transient());
         assert!(class(503, "").is_transient());
+        assert_eq!(
+            class(503, "<html><h1>503</h1></html>"),
+            ApiError::Transient {
+                what: "HTTP 503 Service Unavailable".into()
+            }
+        );
+        assert!(
+            matches!(class(409, "plain words"), ApiError::Unexpected { status: 409, message } if message == "plain words")
+        );
         assert!(matches!(
             class(500, "<html>"),
             ApiError::Unexpected { status: 500, .. }
