@@ -12,9 +12,14 @@
 //! request ─▶ record ─▶ queued fault? ─▶ auth ─▶ route ─▶ state (instances + timeline)
 //! ```
 //!
-//! Module map: [`catalogue`](FakePlan) (plan list and what names mean), `state` (instances
-//! and the `PUT` rules), `timeline` (phases of a change), `faults`, `record` (request log,
-//! credentials, bodies), `views` (JSON shapes), `routes` (the HTTP handler).
+//! Module map: `catalogue` (the plan list and what a plan name means), `state` (instances
+//! and the `PUT` rules), `timeline` (phases of a change), `faults` (scripted failures),
+//! `record` (request log, credentials, bodies), `views` (JSON shapes), `routes` (the one
+//! HTTP handler).
+//!
+//! Not faithful, because nobody knows: production's rate limits, its 429/503 bodies, the
+//! error texts for unknown plans and refused moves other than dedicated → shared, and how
+//! nodes look while a change runs. Those are plausible and scriptable, not facts.
 
 mod catalogue;
 mod faults;

@@ -138,19 +138,19 @@ fn answer(shared: &Shared, req: &HttpRequest, body: &[u8], authorized: bool) -> 
                 .collect();
             HttpResponse::Ok().json(list)
         }
-        (Route::Instance(id), "PUT") => {
+        (Route::Instance(None), _) => invalid_id(),
+        (Route::Instance(Some(id)), "PUT") => {
             let plan = requested_plan(body, req.headers());
-            let id = id.unwrap_or(u64::MAX);
             match state.instances.request_change(id, plan.as_deref(), now) {
-                Ok(()) => {
-                    state.plan_changes.push((id, plan.unwrap_or_default()));
+                Ok(accepted) => {
+                    state.plan_changes.push((id, accepted));
                     state.faults.put_accepted();
                     HttpResponse::Ok().json(json!({"message": CHANGE_ACCEPTED}))
                 }
                 Err(refusal) => refused(&refusal),
             }
         }
-        (Route::Instance(id), _) => match id.and_then(|id| state.instances.show(id, now)) {
+        (Route::Instance(Some(id)), _) => match state.instances.show(id, now) {
             Some(instance) => HttpResponse::Ok().json(views::full(&instance)),
             None => invalid_id(),
         },

@@ -211,13 +211,14 @@ impl Instances {
     }
 
     /// Applies production's rules, in production's order, to a `PUT` asking for `plan`
-    /// (`None`: the body had no usable `plan`). On success the change starts at `now`.
+    /// (`None`: the body had no usable `plan`). On success the change starts at `now` and
+    /// the accepted plan is returned.
     pub fn request_change(
         &mut self,
         id: u64,
         plan: Option<&str>,
         now: Timestamp,
-    ) -> Result<(), Refusal> {
+    ) -> Result<String, Refusal> {
         let timeline = self.timeline;
         let instance = self.by_id.get_mut(&id).ok_or(Refusal::UnknownId)?;
         settle(instance, timeline, now);
@@ -247,7 +248,7 @@ impl Instances {
             to_nodes: target.nodes_after(instance.node_count),
             started: now,
         });
-        Ok(())
+        Ok(plan.to_owned())
     }
 }
 
