@@ -130,7 +130,7 @@ async fn a_dropped_connection_is_retried() {
 #[tokio::test]
 async fn an_answer_slower_than_the_request_timeout_is_a_retried_timeout() {
     let h = Harness::with(Timeline::instant(), |s| {
-        s.request_timeout = Duration::from_millis(200);
+        s.request_timeout = Duration::from_millis(500);
     })
     .await;
     h.fake
@@ -144,7 +144,7 @@ async fn an_answer_slower_than_the_request_timeout_is_a_retried_timeout() {
 #[tokio::test]
 async fn a_slow_answer_every_time_ends_at_the_deadline_as_a_timeout() {
     let h = Harness::with(Timeline::instant(), |s| {
-        s.request_timeout = Duration::from_millis(200);
+        s.request_timeout = Duration::from_millis(500);
         s.retry_deadline = Duration::from_secs(2);
     })
     .await;
@@ -156,7 +156,7 @@ async fn a_slow_answer_every_time_ends_at_the_deadline_as_a_timeout() {
     };
     assert_eq!(*attempts, 2);
     assert!(
-        matches!(&**last, ApiError::Transient { what } if what.contains("200ms")),
+        matches!(&**last, ApiError::Transient { what } if what.contains("500ms")),
         "{last:?}"
     );
     assert_eq!(h.clock.sleeps(), secs(&[1]));
@@ -269,7 +269,7 @@ async fn a_change_whose_answer_was_lost_counts_as_accepted_not_as_busy() {
     // The slow PUT takes effect before its answer, which the client gives up waiting for;
     // the retry then meets "Please wait…" for the change it started itself.
     let h = Harness::with(Timeline::realistic(), |s| {
-        s.request_timeout = Duration::from_millis(200);
+        s.request_timeout = Duration::from_millis(500);
     })
     .await;
     h.fake.inject(

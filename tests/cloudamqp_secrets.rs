@@ -76,7 +76,7 @@ async fn no_secret_reaches_logs_errors_or_returned_values() {
     let wrong_key = "wrong-key-d41d8cd98f";
     let h = Harness::with(Timeline::realistic(), |s| {
         s.retry_deadline = Duration::from_secs(20);
-        s.request_timeout = Duration::from_millis(200);
+        s.request_timeout = Duration::from_millis(500);
     })
     .await;
     let mut seen = Vec::<String>::new();

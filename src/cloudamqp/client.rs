@@ -118,6 +118,8 @@ impl CloudAmqpClient {
     /// A retry after an attempt whose fate is unknown (timeout, dropped connection, 5xx)
     /// that answers 422 "Please wait…" means that attempt did get through and the change is
     /// running: that counts as accepted, not as busy. Tracking then confirms where it lands.
+    /// Conversely, a `DeadlineExceeded` whose attempts included such a failure does not
+    /// prove the change was not started: read the instance before deciding it was refused.
     pub async fn change_plan(&self, id: u64, plan: &str) -> Result<(), ApiError> {
         let path = format!("/instances/{id}");
         let body = serde_json::json!({ "plan": plan });
