@@ -13,6 +13,7 @@
 pub mod alarm;
 pub mod cli;
 pub mod clock;
+pub mod cloudamqp;
 pub mod commands;
 pub mod decide;
 pub mod duration;

@@ -1,0 +1,266 @@
+//! The one way out to the CloudAMQP Customer API.
+//!
+//! Every call goes through the same path: wait for the client-side rate limit, send with
+//! Basic auth (empty user, key as password), classify the answer, retry transient failures
+//! inside `cloudamqp.retry_deadline`. The key is exposed only while building the
+//! `Authorization` header and is scrubbed from every error text.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use reqwest::Method;
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+
+use super::error::{ApiError, classify, sanitize};
+use super::model::{Instance, InstanceSummary, Node, Plan, decode_list};
+use super::rate::RateLimit;
+use super::retry::with_retries;
+use crate::clock::SharedClock;
+use crate::settings::CloudAmqpSettings;
+
+/// What we tell CloudAMQP we are.
+pub const USER_AGENT: &str = concat!("cloudamqp-autoscaler/", env!("CARGO_PKG_VERSION"));
+
+/// A CloudAMQP API client. Cheap to clone: clones share the connection pool and the rate
+/// limit.
+#[derive(Clone)]
+pub struct CloudAmqpClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    /// `api_url` without a trailing slash; paths are appended to it.
+    base: String,
+    key: SecretString,
+    clock: SharedClock,
+    limit: RateLimit,
+    request_timeout: Duration,
+    retry_deadline: Duration,
+}
+
+impl fmt::Debug for CloudAmqpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CloudAmqpClient")
+            .field("api_url", &self.inner.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CloudAmqpClient {
+    /// A client for `settings.api_url` with its timeouts, rate limit and retry deadline.
+    pub fn new(settings: &CloudAmqpSettings, clock: SharedClock) -> Result<Self, ApiError> {
+        let key = settings
+            .api_key
+            .clone()
+            .filter(|k| !k.expose_secret().trim().is_empty())
+            .ok_or(ApiError::MissingApiKey)?;
+        let http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(settings.connect_timeout)
+            .timeout(settings.request_timeout)
+            // Our retries are the only ones: a hidden layer would break the deadline and
+            // the request counts tests rely on.
+            .retry(reqwest::retry::never())
+            // A redirect could carry the key to another host; the API has none to follow.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| ApiError::Setup {
+                what: sanitize(&e.without_url().to_string(), ""),
+            })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                base: settings.api_url.trim_end_matches('/').to_owned(),
+                key,
+                limit: RateLimit::new(settings.requests_per_second, clock.clone()),
+                clock,
+                request_timeout: settings.request_timeout,
+                retry_deadline: settings.retry_deadline,
+            }),
+        })
+    }
+
+    /// The clock this client sleeps on (tracking polls on the same one).
+    pub fn clock(&self) -> &SharedClock {
+        &self.inner.clock
+    }
+
+    /// `GET /instances`: every instance of the account.
+    pub async fn list_instances(&self) -> Result<Vec<InstanceSummary>, ApiError> {
+        self.get_list("/instances").await
+    }
+
+    /// `GET /instances/{id}`.
+    pub async fn instance(&self, id: u64) -> Result<Instance, ApiError> {
+        self.get_json(&format!("/instances/{id}")).await
+    }
+
+    /// `GET /instances/{id}/nodes`.
+    pub async fn nodes(&self, id: u64) -> Result<Vec<Node>, ApiError> {
+        self.get_list(&format!("/instances/{id}/nodes")).await
+    }
+
+    /// `GET /plans`, broker plans only (`vpc`/`vpn` entries dropped), in API order
+    /// (cheapest first).
+    pub async fn plans(&self) -> Result<Vec<Plan>, ApiError> {
+        let plans: Vec<Plan> = self.get_list("/plans").await?;
+        Ok(plans.into_iter().filter(Plan::is_broker).collect())
+    }
+
+    /// `PUT /instances/{id}` with `{"plan": plan}`: starts the (asynchronous) plan change.
+    /// `Ok` means CloudAMQP accepted it; follow it with
+    /// [`track_change`](super::tracking::track_change).
+    ///
+    /// A retry after an attempt whose fate is unknown (timeout, dropped connection, 5xx)
+    /// that answers 422 "Please wait…" means that attempt did get through and the change is
+    /// running: that counts as accepted, not as busy. Tracking then confirms where it lands.
+    /// Conversely, a `DeadlineExceeded` whose attempts included such a failure does not
+    /// prove the change was not started: read the instance before deciding it was refused.
+    pub async fn change_plan(&self, id: u64, plan: &str) -> Result<(), ApiError> {
+        let path = format!("/instances/{id}");
+        let body = serde_json::json!({ "plan": plan });
+        let fate_unknown = AtomicBool::new(false);
+        let what = format!("PUT {path}");
+        let inner = &self.inner;
+        with_retries(&inner.clock, inner.retry_deadline, &what, || async {
+            match self.attempt(Method::PUT, &path, Some(&body)).await {
+                Ok(answer) => {
+                    let message = serde_json::from_slice::<serde_json::Value>(&answer)
+                        .ok()
+                        .and_then(|v| v.get("message")?.as_str().map(str::to_owned))
+                        .unwrap_or_default();
+                    tracing::info!(
+                        instance = id,
+                        plan,
+                        answer = %sanitize(&message, inner.key.expose_secret()),
+                        "CloudAMQP accepted the plan change"
+                    );
+                    Ok(())
+                }
+                Err(ApiError::InstanceBusy { message }) if fate_unknown.load(Ordering::Relaxed) => {
+                    tracing::warn!(
+                        instance = id,
+                        plan,
+                        answer = %message,
+                        "instance busy after an earlier attempt of unknown fate: taking the change as accepted"
+                    );
+                    Ok(())
+                }
+                Err(error) => {
+                    if matches!(error, ApiError::Transient { .. }) {
+                        fate_unknown.store(true, Ordering::Relaxed);
+                    }
+                    Err(error)
+                }
+            }
+        })
+        .await
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
+        let what = format!("GET {path}");
+        with_retries(
+            &self.inner.clock,
+            self.inner.retry_deadline,
+            &what,
+            || async {
+                let body = self.attempt(Method::GET, path, None).await?;
+                serde_json::from_slice(&body).map_err(|e| self.malformed(path, &e))
+            },
+        )
+        .await
+    }
+
+    async fn get_list<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>, ApiError> {
+        let what = format!("GET {path}");
+        with_retries(
+            &self.inner.clock,
+            self.inner.retry_deadline,
+            &what,
+            || async {
+                let body = self.attempt(Method::GET, path, None).await?;
+                let (items, skipped) = decode_list(&body).map_err(|e| self.malformed(path, &e))?;
+                if skipped > 0 {
+                    // Only the count: the entries may hold credentials.
+                    tracing::warn!(path, skipped, "skipped list entries that could not be read");
+                }
+                Ok(items)
+            },
+        )
+        .await
+    }
+
+    fn malformed(&self, path: &str, error: &serde_json::Error) -> ApiError {
+        ApiError::Malformed {
+            what: sanitize(&format!("{path}: {error}"), self.inner.key.expose_secret()),
+        }
+    }
+
+    /// One request, after the rate limit; the body of a success, else the classified error.
+    async fn attempt(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Vec<u8>, ApiError> {
+        let inner = &self.inner;
+        inner.limit.until_ready().await;
+        let mut request = inner
+            .http
+            .request(method.clone(), format!("{}{path}", inner.base))
+            // The one place the key is exposed; reqwest marks the header sensitive.
+            .basic_auth("", Some(inner.key.expose_secret()));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| self.transport_error(e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        tracing::debug!(%method, path, status = status.as_u16(), "CloudAMQP answered");
+        if status.is_success() {
+            return Ok(bytes.to_vec());
+        }
+        Err(classify(
+            status,
+            &headers,
+            &bytes,
+            inner.clock.now(),
+            inner.key.expose_secret(),
+        ))
+    }
+
+    /// A failure below HTTP: always transient, described without the URL.
+    fn transport_error(&self, error: reqwest::Error) -> ApiError {
+        let error = error.without_url();
+        let what = if error.is_timeout() {
+            format!(
+                "no answer within {}",
+                crate::duration::display(self.inner.request_timeout)
+            )
+        } else {
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            if error.is_connect() {
+                format!("cannot connect: {text}")
+            } else {
+                format!("connection failed: {text}")
+            }
+        };
+        ApiError::Transient {
+            what: sanitize(&what, self.inner.key.expose_secret()),
+        }
+    }
+}
