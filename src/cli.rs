@@ -30,6 +30,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Pure what-if: the decision for one alarm on an instance on PLAN. No network, no state.
     Explain(ExplainArgs),
+    /// List the broker plans of the live CloudAMQP catalogue (needs the API key).
+    Plans(PlansArgs),
 }
 
 /// How a command prints its result.
@@ -45,6 +47,17 @@ pub struct CheckArgs {
     /// The rules file (default: the `rules.path` setting, "rules.toml").
     #[arg(long, value_name = "FILE")]
     pub rules: Option<PathBuf>,
+    /// Also check every plan name against the live catalogue (needs the API key); warn on
+    /// ladders that mix shared/dedicated plans or backends, or are not ascending by price.
+    #[arg(long)]
+    pub online: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct PlansArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
@@ -98,6 +111,14 @@ impl CommandError {
     }
 }
 
+impl From<crate::cloudamqp::ApiError> for CommandError {
+    /// Talking to CloudAMQP failing (no key, refused key, unreachable) is a configuration
+    /// or I/O problem: exit 2. Nothing that was checked was found invalid.
+    fn from(e: crate::cloudamqp::ApiError) -> Self {
+        Self::Setup(format!("CloudAMQP API: {e}"))
+    }
+}
+
 impl From<crate::settings::SettingsError> for CommandError {
     fn from(e: crate::settings::SettingsError) -> Self {
         Self::Setup(e.to_string())
@@ -114,6 +135,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
             &mut std::io::stdin().lock(),
             out,
         ),
+        Command::Plans(args) => commands::plans::run(cli.config.as_deref(), args, out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

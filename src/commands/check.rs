@@ -6,7 +6,9 @@ use std::path::Path;
 use serde_json::json;
 
 use crate::cli::{CheckArgs, CommandError, Format};
+use crate::cloudamqp::{Catalogue, OnlineCheck, check_rules_online};
 use crate::rules::{Action, RuleError, RuleSet, RulesFailure, Threshold};
+use crate::settings::Settings;
 
 /// Runs `check`. Invalid rules: every problem on `err` (text) or in the JSON object on
 /// `out`, and exit 1.
@@ -16,15 +18,53 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), CommandError> {
-    let path = super::rules_path(config, args.rules)?;
+    // Settings give the rules path when --rules is absent, and the API for --online.
+    let mut settings = None;
+    let path = match args.rules {
+        Some(path) => path,
+        None => settings.insert(Settings::load(config)?).rules.path.clone(),
+    };
+    if args.online && settings.is_none() {
+        settings = Some(Settings::load(config)?);
+    }
     let io = |e: std::io::Error| CommandError::Setup(format!("cannot write output: {e}"));
     match RuleSet::load(&path) {
         Ok(rules) => {
+            let online = match &settings {
+                Some(settings) if args.online => Some(online_check(settings, &rules)?),
+                _ => None,
+            };
             match args.format {
-                Format::Text => out.write_all(summary(&rules).as_bytes()).map_err(io)?,
-                Format::Json => writeln!(out, "{}", json_summary(&rules)).map_err(io)?,
+                Format::Text => {
+                    out.write_all(summary(&rules).as_bytes()).map_err(io)?;
+                    if let Some(online) = &online {
+                        for warning in &online.warnings {
+                            writeln!(out, "warning: {warning}").map_err(io)?;
+                        }
+                        for error in &online.errors {
+                            writeln!(err, "{error}").map_err(io)?;
+                        }
+                    }
+                }
+                Format::Json => {
+                    let mut object = json_summary(&rules);
+                    if let Some(online) = &online {
+                        object["valid"] = json!(online.errors.is_empty());
+                        object["online"] =
+                            json!({"errors": online.errors, "warnings": online.warnings});
+                    }
+                    writeln!(out, "{object}").map_err(io)?;
+                }
             }
-            Ok(())
+            match online {
+                Some(online) if !online.errors.is_empty() => Err(CommandError::Invalid(format!(
+                    "{}: {} plan{} not in the live catalogue",
+                    rules.source().path,
+                    online.errors.len(),
+                    plural(online.errors.len())
+                ))),
+                _ => Ok(()),
+            }
         }
         Err(RulesFailure::Invalid { file, errors }) => {
             let count = errors.len();
@@ -46,6 +86,22 @@ pub fn run(
         }
         Err(failure @ RulesFailure::Io { .. }) => Err(CommandError::Setup(failure.to_string())),
     }
+}
+
+/// Every plan the file mentions against the live catalogue, and the ladders' lint.
+fn online_check(settings: &Settings, rules: &RuleSet) -> Result<OnlineCheck, CommandError> {
+    let catalogue = Catalogue::new(super::plans::fetch_plans(settings)?);
+    let ladders: Vec<(String, Vec<String>)> = rules
+        .ladders()
+        .iter()
+        .map(|l| (l.name.clone(), l.plans.clone()))
+        .collect();
+    let mentions: Vec<(String, String)> = rules
+        .plan_mentions()
+        .iter()
+        .map(|m| (m.plan.clone(), format!("{}: {}", m.location, m.context)))
+        .collect();
+    Ok(check_rules_online(&catalogue, &ladders, &mentions))
 }
 
 fn error_json(e: &RuleError) -> serde_json::Value {

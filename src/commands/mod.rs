@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod explain;
+pub mod plans;
 
 use std::path::{Path, PathBuf};
 
