@@ -21,3 +21,4 @@ pub mod fake;
 pub mod instance;
 pub mod rules;
 pub mod settings;
+pub mod store;
