@@ -54,6 +54,11 @@ pub enum AlarmError {
 
 /// Parses a webhook body (any Content-Type) into an [`Alarm`].
 pub fn parse(body: &[u8]) -> Result<Alarm, AlarmError> {
+    parse_with_json(body).map(|(alarm, _)| alarm)
+}
+
+/// [`parse`], also returning the body as JSON (for the audit journal).
+pub fn parse_with_json(body: &[u8]) -> Result<(Alarm, Value), AlarmError> {
     let text = std::str::from_utf8(body).map_err(|_| AlarmError::NotUtf8)?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let value: Value = serde_json::from_str(text).map_err(|e| {
@@ -66,10 +71,11 @@ pub fn parse(body: &[u8]) -> Result<Alarm, AlarmError> {
     if depth(&value) > MAX_DEPTH {
         return Err(AlarmError::TooDeep);
     }
-    let Value::Object(object) = value else {
+    let Value::Object(object) = &value else {
         return Err(AlarmError::NotAnObject(type_name(&value)));
     };
-    from_object(&object)
+    let alarm = from_object(object)?;
+    Ok((alarm, value))
 }
 
 fn from_object(object: &Map<String, Value>) -> Result<Alarm, AlarmError> {

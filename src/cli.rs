@@ -26,6 +26,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the daemon: the webhook, decisions, plan changes (a dry run unless --live).
+    Serve(ServeArgs),
     /// Validate the rules file and summarise it; every problem is reported at once.
     Check(CheckArgs),
     /// Pure what-if: the decision for one alarm on an instance on PLAN. No network, no state.
@@ -54,6 +56,20 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The rules file (default: the `rules.path` setting, "rules.toml").
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// Act for real: send plan changes to CloudAMQP (same as `live = true`). Needs the API key.
+    #[arg(long)]
+    pub live: bool,
+    /// Run live against a built-in simulated CloudAMQP (one instance on bunny-1), with
+    /// the shipped rules and local state, and print how to send it an alarm.
+    #[arg(long)]
+    pub demo: bool,
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +144,7 @@ impl From<crate::settings::SettingsError> for CommandError {
 /// Runs a parsed command line, printing to `out` and `err`.
 pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
     let result = match cli.command {
+        Command::Serve(args) => commands::serve::run(cli.config.as_deref(), args, out),
         Command::Check(args) => commands::check::run(cli.config.as_deref(), args, out, err),
         Command::Explain(args) => commands::explain::run(
             cli.config.as_deref(),

@@ -80,6 +80,8 @@ pub enum Reason {
     InstanceUnknown,
     /// Runtime only: the catalogue forbids the move.
     MoveNotAllowed,
+    /// Runtime only (an extension): the instance's current plan could not be read.
+    PlanUnknown,
 }
 
 impl Reason {
@@ -96,6 +98,7 @@ impl Reason {
             Self::ChangeInFlight => "change_in_flight",
             Self::InstanceUnknown => "instance_unknown",
             Self::MoveNotAllowed => "move_not_allowed",
+            Self::PlanUnknown => "plan_unknown",
         }
     }
 }

@@ -53,6 +53,11 @@ pub struct ServerSettings {
     /// Secret the webhook URL must carry. Default unset.
     #[serde(default)]
     pub webhook_token: Option<SecretString>,
+    /// Alarms recorded and waiting for a decision before the webhook answers 503.
+    /// Default 1024.
+    pub queue_capacity: usize,
+    /// HTTP worker threads; 0 = one per CPU. Default 0.
+    pub workers: usize,
 }
 
 /// `[cloudamqp]`
@@ -244,6 +249,9 @@ impl Settings {
             if value.is_zero() {
                 return invalid(key, "must be more than zero".into());
             }
+        }
+        if self.server.queue_capacity == 0 {
+            return invalid("server.queue_capacity", "must be at least 1".into());
         }
         if api.requests_per_second == 0 {
             return invalid("cloudamqp.requests_per_second", "must be at least 1".into());

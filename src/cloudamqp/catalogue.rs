@@ -282,3 +282,9 @@ mod tests {
         assert_eq!(format_price(19.5), "19.50");
     }
 }
+
+impl crate::decide::PlanPrices for Catalogue {
+    fn price(&self, plan: &str) -> Option<f64> {
+        Catalogue::price(self, plan)
+    }
+}

@@ -21,6 +21,10 @@ use super::retry::with_retries;
 use crate::clock::SharedClock;
 use crate::settings::CloudAmqpSettings;
 
+/// Told about every request sent: which call (`list_instances`, `get_instance`,
+/// `get_nodes`, `list_plans`, `change_plan`) and its HTTP status (`None`: no answer).
+pub type CallObserver = Arc<dyn Fn(&'static str, Option<u16>) + Send + Sync>;
+
 /// What we tell CloudAMQP we are.
 pub const USER_AGENT: &str = concat!("cloudamqp-autoscaler/", env!("CARGO_PKG_VERSION"));
 
@@ -40,6 +44,7 @@ struct Inner {
     limit: RateLimit,
     request_timeout: Duration,
     retry_deadline: Duration,
+    observer: std::sync::OnceLock<CallObserver>,
 }
 
 impl fmt::Debug for CloudAmqpClient {
@@ -80,8 +85,15 @@ impl CloudAmqpClient {
                 clock,
                 request_timeout: settings.request_timeout,
                 retry_deadline: settings.retry_deadline,
+                observer: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Tells `observer` about every request from now on (for metrics); set once, later
+    /// calls are ignored. Clones share it.
+    pub fn observe_with(&self, observer: CallObserver) {
+        let _ = self.inner.observer.set(observer);
     }
 
     /// The clock this client sleeps on (tracking polls on the same one).
@@ -217,8 +229,20 @@ impl CloudAmqpClient {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| self.transport_error(e))?;
+        let observe = |status: Option<u16>| {
+            if let Some(observer) = inner.observer.get() {
+                observer(call_name(&method, path), status);
+            }
+        };
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                observe(None);
+                return Err(self.transport_error(e));
+            }
+        };
         let status = response.status();
+        observe(Some(status.as_u16()));
         let headers = response.headers().clone();
         let bytes = response
             .bytes()
@@ -262,5 +286,18 @@ impl CloudAmqpClient {
         ApiError::Transient {
             what: sanitize(&what, self.inner.key.expose_secret()),
         }
+    }
+}
+
+/// The metric name of a request.
+fn call_name(method: &Method, path: &str) -> &'static str {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (method.as_str(), segments.as_slice()) {
+        ("PUT", ["instances", _]) => "change_plan",
+        ("GET", ["instances"]) => "list_instances",
+        ("GET", ["instances", _]) => "get_instance",
+        ("GET", ["instances", _, "nodes"]) => "get_nodes",
+        ("GET", ["plans"]) => "list_plans",
+        _ => "other",
     }
 }

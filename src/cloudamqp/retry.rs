@@ -9,11 +9,9 @@
 //! `ManualClock` run instantly and can assert every delay that was asked for.
 
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
+use backon::{BackoffBuilder, ExponentialBuilder};
 
 use super::error::ApiError;
 use crate::clock::{SharedClock, add};
@@ -62,54 +60,44 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ApiError>>,
 {
+    // backon's schedules, driven by a plain loop: its `Retry` combinator holds
+    // higher-ranked closures that keep the caller's future from being provably `Send`
+    // (rust-lang/rust#102211), and the daemon spawns these calls.
     let give_up_at = add(clock.now(), deadline);
-    let attempts = Arc::new(AtomicU32::new(0));
+    let mut transient_delays = transient_backoff().build();
     let mut rate_limit_delays = rate_limit_backoff().build();
-    let mut out_of_time = false;
-    let sleeper = clock.clone();
-    let counter = attempts.clone();
-    let result = (move || {
-        counter.fetch_add(1, Ordering::Relaxed);
-        attempt()
-    })
-    .retry(transient_backoff())
-    .when(ApiError::is_transient)
-    .adjust(|error, transient_delay| {
-        // The transient backoff advances on 429s too; its only effect is that a 503 after
-        // a run of 429s waits a little longer, which is the right direction anyway.
-        let delay = match error {
+    let mut attempts: u32 = 0;
+    loop {
+        attempts += 1;
+        let error = match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(error) if !error.is_transient() => return Err(error),
+            Err(error) => error,
+        };
+        // The transient schedule advances on 429s too; its only effect is that a 503
+        // after a run of 429s waits a little longer, which is the right direction anyway.
+        let transient_delay = transient_delays.next();
+        let delay = match &error {
             ApiError::RateLimited {
                 retry_after: Some(after),
             } => Some((*after).max(MIN_RETRY_AFTER)),
             ApiError::RateLimited { retry_after: None } => rate_limit_delays.next(),
             _ => transient_delay,
-        }?;
-        if add(clock.now(), delay) > give_up_at {
-            out_of_time = true;
-            return None;
-        }
-        Some(delay)
-    })
-    .notify(|error, delay| {
+        };
+        let Some(delay) = delay.filter(|delay| add(clock.now(), *delay) <= give_up_at) else {
+            tracing::warn!(call = what, attempts, error = %error, "CloudAMQP call gave up at its retry deadline");
+            return Err(ApiError::DeadlineExceeded {
+                attempts,
+                last: Box::new(error),
+            });
+        };
         tracing::warn!(
             call = what,
             error = %error,
             retry_in = %crate::duration::display(delay),
             "CloudAMQP call failed, retrying"
         );
-    })
-    .sleep(move |delay| sleeper.sleep(delay))
-    .await;
-    match result {
-        Err(last) if out_of_time => {
-            let attempts = attempts.load(Ordering::Relaxed);
-            tracing::warn!(call = what, attempts, error = %last, "CloudAMQP call gave up at its retry deadline");
-            Err(ApiError::DeadlineExceeded {
-                attempts,
-                last: Box::new(last),
-            })
-        }
-        other => other,
+        clock.sleep(delay).await;
     }
 }
 
@@ -117,7 +105,8 @@ where
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{Arc, Mutex};
 
     fn clock() -> Arc<ManualClock> {
         ManualClock::new("2026-11-26T17:00:00Z".parse().unwrap())

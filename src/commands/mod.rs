@@ -3,6 +3,7 @@
 pub mod check;
 pub mod explain;
 pub mod plans;
+pub mod serve;
 
 use std::path::{Path, PathBuf};
 

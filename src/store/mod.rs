@@ -177,7 +177,10 @@ impl Store {
     }
 
     /// Journals an alarm; resolves once it is on disk (fsync'd, group-committed).
-    pub fn record_alarm(&self, _alarm: NewAlarm) -> impl Future<Output = Result<AlarmId, StoreError>> + Send + 'static {
+    pub fn record_alarm(
+        &self,
+        _alarm: NewAlarm,
+    ) -> impl Future<Output = Result<AlarmId, StoreError>> + Send + 'static {
         async { todo!() }
     }
 
@@ -193,17 +196,28 @@ impl Store {
     }
 
     /// CloudAMQP accepted the PUT.
-    pub fn mark_submitted(&self, _change: ChangeId, _accepted_at: Timestamp) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+    pub fn mark_submitted(
+        &self,
+        _change: ChangeId,
+        _accepted_at: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
         async { todo!() }
     }
 
     /// A change ended (completed, failed or timed out).
-    pub fn finish_change(&self, _change: ChangeId, _finish: ChangeFinish) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+    pub fn finish_change(
+        &self,
+        _change: ChangeId,
+        _finish: ChangeFinish,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
         async { todo!() }
     }
 
     /// Remembers an instance's name, UUID and last known plan.
-    pub fn upsert_instance(&self, _instance: InstanceRow) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+    pub fn upsert_instance(
+        &self,
+        _instance: InstanceRow,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
         async { todo!() }
     }
 

@@ -1,0 +1,103 @@
+//! `serve`: the daemon; `serve --demo`: the daemon live against the built-in simulated
+//! CloudAMQP, so the whole loop runs in one command without an account.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::cli::{CommandError, ServeArgs};
+use crate::fake::{FakeCloudAmqp, FakeConfig, RunningFake, SeedInstance, Timeline};
+use crate::settings::Settings;
+use crate::startup::{Application, StartError, StartOptions};
+
+/// The demo's simulated instance.
+const DEMO_INSTANCE: u64 = 359_559;
+/// The demo polls its simulated change this often.
+const DEMO_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Runs `serve` until SIGTERM/SIGINT.
+pub fn run(
+    config: Option<&Path>,
+    args: ServeArgs,
+    out: &mut dyn Write,
+) -> Result<(), CommandError> {
+    let mut settings = Settings::load(config)?;
+    crate::telemetry::init(&settings.log);
+    if args.live {
+        settings.live = true;
+    }
+    let rules_path = args.rules.unwrap_or_else(|| settings.rules.path.clone());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CommandError::Setup(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async move {
+        let fake = if args.demo {
+            Some(start_demo(&mut settings).await?)
+        } else {
+            None
+        };
+        let options = StartOptions {
+            rules_path,
+            handle_signals: true,
+            ..StartOptions::new(settings)
+        };
+        let app = Application::build(options).await.map_err(start_error)?;
+        if fake.is_some() {
+            let _ = out.write_all(demo_banner(app.addr()).as_bytes());
+            let _ = out.flush();
+        }
+        let result = app.run_until_stopped().await.map_err(start_error);
+        if let Some(fake) = fake {
+            fake.stop().await;
+        }
+        result
+    })
+}
+
+fn start_error(error: StartError) -> CommandError {
+    CommandError::Setup(format!("cannot start: {error}"))
+}
+
+/// Starts the simulated CloudAMQP and points the settings at it: live, quick polling,
+/// and a state directory of its own, started afresh (the simulation starts afresh too).
+async fn start_demo(settings: &mut Settings) -> Result<RunningFake, CommandError> {
+    let key = format!("demo-{}", uuid::Uuid::new_v4().simple());
+    let fake = FakeCloudAmqp::new(FakeConfig {
+        api_key: key.clone(),
+        timeline: Timeline::demo(),
+        instances: vec![SeedInstance::new(DEMO_INSTANCE, "demo", "bunny-1")],
+        ..FakeConfig::default()
+    });
+    let running = fake
+        .start_local()
+        .await
+        .map_err(|e| CommandError::Setup(format!("cannot start the simulated CloudAMQP: {e}")))?;
+    settings.live = true;
+    settings.cloudamqp.api_url = running.base_url();
+    settings.cloudamqp.api_key = Some(SecretString::from(key));
+    settings.cloudamqp.poll_interval = settings.cloudamqp.poll_interval.min(DEMO_POLL_INTERVAL);
+    settings.state.dir = settings.state.dir.join("demo");
+    if settings.state.dir.exists() {
+        std::fs::remove_dir_all(&settings.state.dir).map_err(|e| {
+            CommandError::Setup(format!(
+                "cannot reset the demo state {}: {e}",
+                settings.state.dir.display()
+            ))
+        })?;
+    }
+    Ok(running)
+}
+
+fn demo_banner(addr: std::net::SocketAddr) -> String {
+    format!(
+        "\ncloudamqp-autoscaler demo: live against a simulated CloudAMQP with instance {DEMO_INSTANCE} (\"demo\") on bunny-1.\n\
+         Send it the Friday-evening alarm (memory at 85 %):\n\n  \
+         curl -X POST http://{addr}/cloudamqp/alarm -d '{{\"alarm_type\":\"memory\",\"value\":85,\"instance_id\":{DEMO_INSTANCE}}}'\n\n\
+         then watch the plan change to hare-1 within seconds:\n\n  \
+         curl http://{addr}/status\n\n\
+         Send it again: the instance is cooling down, nothing is changed twice. Ctrl-C stops.\n\n"
+    )
+}

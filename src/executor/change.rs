@@ -1,0 +1,262 @@
+//! A plan change, live: send it once, follow it until CloudAMQP has really finished it,
+//! record how it ended. After a restart: follow it again, never send it again.
+
+use jiff::Timestamp;
+
+use crate::cloudamqp::{ApiError, PlanChange, TrackEvent, TrackOutcome, track_change};
+use crate::store::{ChangeFinish, ChangeRow, Phase};
+
+use super::Executor;
+use super::state::{Finished, InFlight, phase_name};
+
+impl Executor {
+    /// Sends the change and follows it, in the background; stops at shutdown (the store
+    /// holds what is needed to resume).
+    pub(super) fn spawn_submit(&self, id: u64, change: InFlight) {
+        let executor = self.clone();
+        self.run_change(
+            id,
+            async move { executor.submit_and_follow(id, change).await },
+        );
+    }
+
+    /// Resumes a change the previous run left in flight.
+    pub(super) fn spawn_resume(&self, row: ChangeRow) {
+        let id = row.instance_id;
+        let change = InFlight {
+            id: row.id,
+            from: row.from_plan,
+            to: row.to_plan,
+            rule: row.rule,
+            phase: if row.phase == Phase::Submitted {
+                "tracking"
+            } else {
+                "intended"
+            },
+            started_at: row.accepted_at.unwrap_or(row.intended_at),
+            cooldown: row.cooldown,
+        };
+        let executor = self.clone();
+        let submitted = row.phase == Phase::Submitted;
+        tracing::info!(instance = id, from = %change.from, to = %change.to, "resuming a change left in flight");
+        self.run_change(id, async move {
+            if submitted {
+                let accepted_at = change.started_at;
+                executor.follow(id, change, accepted_at).await;
+            } else {
+                let why = "the daemon stopped before CloudAMQP's answer to this change was recorded, \
+                           and CloudAMQP shows no change";
+                executor.confirm_then_follow(id, change, why).await;
+            }
+        });
+    }
+
+    fn run_change(&self, id: u64, work: impl Future<Output = ()> + Send + 'static) {
+        let stop = self.inner.stop_changes.clone();
+        self.inner.changes.spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {
+                    tracing::info!(instance = id, "stopping: the change in flight is resumed at the next start");
+                }
+                () = work => {}
+            }
+        });
+    }
+
+    async fn submit_and_follow(&self, id: u64, change: InFlight) {
+        let Some(api) = &self.inner.api else {
+            self.finish(
+                id,
+                change,
+                Phase::Failed,
+                Some("no CloudAMQP client to send the change with".into()),
+                true,
+            )
+            .await;
+            return;
+        };
+        match api.client.change_plan(id, &change.to).await {
+            Ok(()) => {
+                let accepted_at = self.inner.clock.now();
+                self.follow(id, change, accepted_at).await;
+            }
+            Err(error) => self.put_failed(id, change, error).await,
+        }
+    }
+
+    /// The PUT did not succeed. A refusal is final and never retried blindly; a failure of
+    /// unknown fate (no answer) may still have started the change, so look first.
+    async fn put_failed(&self, id: u64, change: InFlight, error: ApiError) {
+        if matches!(
+            error.root(),
+            ApiError::Transient { .. } | ApiError::RateLimited { .. }
+        ) {
+            tracing::warn!(instance = id, %error, "the plan change got no clear answer: watching whether it started");
+            let why = format!(
+                "CloudAMQP gave no clear answer to the plan change ({error}) and shows no change"
+            );
+            self.confirm_then_follow(id, change, &why).await;
+            return;
+        }
+        let detail = match &error {
+            ApiError::InstanceBusy { message } => format!(
+                "CloudAMQP says the instance is busy ({message}): another change is running; not retried"
+            ),
+            other => format!("CloudAMQP did not accept the plan change: {other}"),
+        };
+        self.finish(id, change, Phase::Failed, Some(detail), true)
+            .await;
+    }
+
+    /// For a change whose PUT may or may not have gone out (no answer, or a restart between
+    /// recording the intent and recording the answer): it is never sent again; CloudAMQP's
+    /// view decides. A change that shows within `unconfirmed_grace` is followed; one that
+    /// never shows is recorded as failed because `why`.
+    async fn confirm_then_follow(&self, id: u64, change: InFlight, why: &str) {
+        let inner = &self.inner;
+        let Some(api) = &inner.api else {
+            tracing::warn!(
+                instance = id,
+                "a change left in flight cannot be followed without a CloudAMQP API key"
+            );
+            return;
+        };
+        let deadline = crate::clock::add(inner.clock.now(), inner.config.unconfirmed_grace);
+        loop {
+            match api.client.instance(id).await {
+                Ok(instance) if instance.plan != change.from || !instance.ready => {
+                    let accepted_at = change.started_at;
+                    self.follow(id, change, accepted_at).await;
+                    return;
+                }
+                Ok(_) => {}
+                Err(ApiError::NotFound { .. }) => {
+                    self.finish(
+                        id,
+                        change,
+                        Phase::Failed,
+                        Some(format!("CloudAMQP has no instance {id} any more")),
+                        true,
+                    )
+                    .await;
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(instance = id, %error, "cannot read the instance to confirm a change")
+                }
+            }
+            if inner.clock.now() >= deadline {
+                let detail = format!("{why}: it was not sent again");
+                self.finish(id, change, Phase::Failed, Some(detail), true)
+                    .await;
+                return;
+            }
+            inner.clock.sleep(inner.config.track.poll_interval).await;
+        }
+    }
+
+    /// Follows an accepted change to its end and records the end.
+    async fn follow(&self, id: u64, change: InFlight, accepted_at: Timestamp) {
+        let inner = &self.inner;
+        let Some(api) = &inner.api else { return };
+        if change.phase != "tracking" {
+            if let Err(error) = inner.store.mark_submitted(change.id, accepted_at).await {
+                // Tracking goes on; a restart would follow the change from "intended".
+                tracing::error!(instance = id, %error, "could not record that CloudAMQP accepted the change");
+            }
+            inner.book.update(id, |state| {
+                if let Some(in_flight) = state.in_flight.as_mut() {
+                    in_flight.phase = "tracking";
+                    in_flight.started_at = accepted_at;
+                }
+            });
+        }
+        let plan_change = PlanChange {
+            instance_id: id,
+            from_plan: change.from.clone(),
+            to_plan: change.to.clone(),
+            accepted_at,
+        };
+        let outcome = track_change(&api.client, &plan_change, inner.config.track, |event| {
+            match event {
+                TrackEvent::PollError { error, consecutive } => {
+                    tracing::warn!(instance = id, %error, consecutive, "polling the change failed");
+                }
+                other => tracing::debug!(instance = id, event = ?other, "change progress"),
+            }
+        })
+        .await;
+        match outcome {
+            TrackOutcome::Completed { .. } => {
+                self.finish(id, change, Phase::Completed, None, false).await
+            }
+            TrackOutcome::TimedOut { .. } => {
+                let detail = format!(
+                    "not finished within cloudamqp.change_timeout ({}) of being accepted: a human must look",
+                    crate::duration::display(inner.config.track.change_timeout)
+                );
+                self.finish(id, change, Phase::TimedOut, Some(detail), true)
+                    .await;
+            }
+            TrackOutcome::Failed { reason, .. } => {
+                self.finish(id, change, Phase::Failed, Some(reason), true)
+                    .await
+            }
+        }
+    }
+
+    /// Records how a change ended; the instance's cooldown starts now.
+    async fn finish(
+        &self,
+        id: u64,
+        change: InFlight,
+        phase: Phase,
+        detail: Option<String>,
+        needs_attention: bool,
+    ) {
+        let inner = &self.inner;
+        let at = inner.clock.now();
+        let result = phase_name(phase);
+        if needs_attention {
+            tracing::error!(
+                instance = id, from = %change.from, to = %change.to, rule = %change.rule, result,
+                detail = detail.as_deref().unwrap_or(""),
+                "plan change {result}: needs a human"
+            );
+        } else {
+            tracing::info!(instance = id, from = %change.from, to = %change.to, rule = %change.rule, "plan change completed");
+        }
+        let write = inner.store.finish_change(
+            change.id,
+            ChangeFinish {
+                phase,
+                finished_at: at,
+                detail,
+                needs_attention,
+            },
+        );
+        if let Err(error) = write.await {
+            tracing::error!(instance = id, %error, "could not record the end of the change; it is checked again at the next start");
+        }
+        inner.book.update(id, |state| {
+            state.in_flight = None;
+            if phase == Phase::Completed {
+                state.plan = Some(change.to.clone());
+            }
+            state.last_change = Some(Finished {
+                from: change.from.clone(),
+                to: change.to.clone(),
+                rule: change.rule.clone(),
+                result,
+                finished_at: at,
+                needs_attention,
+                cooldown: change.cooldown,
+                dry_run: false,
+            });
+        });
+        inner.metrics.plan_change(result);
+        inner
+            .metrics
+            .changes_in_flight(inner.book.in_flight_count());
+    }
+}

@@ -1,0 +1,476 @@
+//! One alarm, one decision: resolve the instance, take one snapshot of the rules, decide —
+//! from our own state when that settles it, else on the plan read fresh from CloudAMQP.
+
+use crate::decide::{self, Decision, InstanceView, PlanPrices, Reason};
+use crate::instance::InstanceRef;
+use crate::rules::InstanceNames;
+use crate::store::{DecisionKind, InstanceRow, NewChange, NewDecision};
+
+use super::state::{Finished, InFlight, InstanceState, LastDecision};
+use super::{Executor, Job};
+
+/// A decision not to act, about to be recorded.
+struct Outcome {
+    instance_id: Option<u64>,
+    plan: Option<String>,
+    skip: decide::Skip,
+}
+
+impl Outcome {
+    fn skip(instance_id: Option<u64>, reason: Reason, detail: String) -> Self {
+        Self {
+            instance_id,
+            plan: None,
+            skip: decide::Skip {
+                reason,
+                detail,
+                rule: None,
+            },
+        }
+    }
+}
+
+/// Reasons a decision reaches without looking at the plan: they hold for any plan.
+fn plan_independent(reason: Reason) -> bool {
+    matches!(
+        reason,
+        Reason::Resolved
+            | Reason::NoMatchingRule
+            | Reason::InstanceNotSelected
+            | Reason::BelowThreshold
+    )
+}
+
+impl Executor {
+    /// Decides one alarm and acts on the decision.
+    pub(super) async fn decide_alarm(&self, job: Job) {
+        if let Some(outcome) = self.outcome(&job).await {
+            self.record(job.alarm_id, &job.alarm.kind, outcome);
+        }
+    }
+
+    /// The decision for `job`; `None` when a change was started (it records itself).
+    async fn outcome(&self, job: &Job) -> Option<Outcome> {
+        let inner = &self.inner;
+        let alarm = &job.alarm;
+        let loaded = inner.rules.snapshot();
+        let rules = &loaded.rules;
+        let named = alarm.instance.or(inner.config.default_instance);
+        let known_id = match named {
+            Some(InstanceRef::Id(id)) => Some(id),
+            _ => None,
+        };
+        if alarm.resolved
+            && let Decision::Skip(skip) = decide::decide(
+                rules,
+                alarm,
+                &view("", None, InstanceNames::default()),
+                inner.clock.now(),
+                None,
+            )
+        {
+            return Some(Outcome {
+                instance_id: known_id,
+                plan: None,
+                skip,
+            });
+        }
+        let Some(named) = named else {
+            return Some(Outcome::skip(
+                None,
+                Reason::InstanceUnknown,
+                "the alarm names no instance and cloudamqp.default_instance is not set".into(),
+            ));
+        };
+        let id = match self.resolve(named).await {
+            Ok(id) => id,
+            Err(outcome) => return Some(outcome),
+        };
+
+        let gate = inner.book.gate(id);
+        let _single_flight = gate.lock().await;
+        let state = inner.book.get(id);
+        if let Some(change) = &state.in_flight {
+            return Some(Outcome::skip(
+                Some(id),
+                Reason::ChangeInFlight,
+                format!(
+                    "a change {} -> {} (rule {:?}) is in flight since {}",
+                    change.from, change.to, change.rule, change.started_at
+                ),
+            ));
+        }
+        let id_text = id.to_string();
+        let last_finished = state.last_change.as_ref().map(|c| c.finished_at);
+
+        // First from our own state: without an API call when that settles it.
+        let names = InstanceNames {
+            id: Some(&id_text),
+            uuid: state.uuid.as_deref(),
+            name: state.name.as_deref(),
+        };
+        let cached_plan = state.plan.as_deref().unwrap_or("");
+        let early = decide::decide(
+            rules,
+            alarm,
+            &view(cached_plan, last_finished, names),
+            inner.clock.now(),
+            None,
+        );
+        if let Decision::Skip(skip) = early
+            && (plan_independent(skip.reason)
+                || (skip.reason == Reason::Cooldown && state.plan.is_some()))
+        {
+            return Some(Outcome {
+                instance_id: Some(id),
+                plan: state.plan.clone(),
+                skip,
+            });
+        }
+
+        // The API is the truth: someone may have changed the plan in the console.
+        let Some(api) = &inner.api else {
+            return Some(Outcome::skip(Some(id), Reason::PlanUnknown,
+                "no CloudAMQP API key, so the instance's plan cannot be read; set cloudamqp.api_key or CLOUDAMQP_API_KEY".into()));
+        };
+        let instance = match api.client.instance(id).await {
+            Ok(instance) => instance,
+            Err(crate::cloudamqp::ApiError::NotFound { .. }) => {
+                return Some(Outcome::skip(
+                    Some(id),
+                    Reason::InstanceUnknown,
+                    format!("CloudAMQP has no instance {id}"),
+                ));
+            }
+            Err(error) => {
+                return Some(Outcome::skip(
+                    Some(id),
+                    Reason::PlanUnknown,
+                    format!("the instance's plan could not be read from CloudAMQP: {error}"),
+                ));
+            }
+        };
+        self.remember_instance(
+            id,
+            &instance.name,
+            instance.providerid.as_deref(),
+            &instance.plan,
+        );
+        let catalogue = api.catalogue.get().await.ok();
+        let prices = catalogue.as_deref().map(|c| c as &dyn PlanPrices);
+        let state = inner.book.get(id);
+        let names = InstanceNames {
+            id: Some(&id_text),
+            uuid: state.uuid.as_deref(),
+            name: state.name.as_deref(),
+        };
+        let decision = decide::decide(
+            rules,
+            alarm,
+            &view(&instance.plan, last_finished, names),
+            inner.clock.now(),
+            prices,
+        );
+        let plan = Some(instance.plan.clone());
+        let change = match decision {
+            Decision::Change(change) => change,
+            Decision::Skip(skip) => {
+                return Some(Outcome {
+                    instance_id: Some(id),
+                    plan,
+                    skip,
+                });
+            }
+        };
+        if let Some(catalogue) = &catalogue
+            && let Err(refusal) = catalogue.move_allowed(&change.from, &change.to)
+        {
+            return Some(Outcome {
+                instance_id: Some(id),
+                plan,
+                skip: decide::Skip {
+                    reason: Reason::MoveNotAllowed,
+                    detail: format!(
+                        "rule {:?} would change {} -> {}, but {refusal}",
+                        change.rule, change.from, change.to
+                    ),
+                    rule: Some(change.rule),
+                },
+            });
+        }
+        self.start_change(job, id, change).await;
+        None
+    }
+
+    /// The integer id of the instance an alarm names.
+    async fn resolve(&self, named: InstanceRef) -> Result<u64, Outcome> {
+        let uuid = match named {
+            InstanceRef::Id(id) => return Ok(id),
+            InstanceRef::Uuid(uuid) => uuid,
+        };
+        let Some(api) = &self.inner.api else {
+            return Err(Outcome::skip(
+                None,
+                Reason::InstanceUnknown,
+                format!(
+                    "the alarm names instance {uuid} by UUID, and without a CloudAMQP API key it cannot be mapped to an instance id"
+                ),
+            ));
+        };
+        match api.resolver.resolve(named).await {
+            Ok(id) => {
+                if let Some(known) = api.resolver.known(id) {
+                    self.remember_instance(
+                        id,
+                        &known.name,
+                        known.providerid.as_deref(),
+                        &known.plan,
+                    );
+                }
+                Ok(id)
+            }
+            Err(crate::cloudamqp::ResolveError::InstanceUnknown { .. }) => Err(Outcome::skip(
+                None,
+                Reason::InstanceUnknown,
+                format!("no instance of this CloudAMQP account has the UUID {uuid}"),
+            )),
+            Err(crate::cloudamqp::ResolveError::Api(error)) => Err(Outcome::skip(
+                None,
+                Reason::InstanceUnknown,
+                format!("the UUID {uuid} could not be mapped to an instance: {error}"),
+            )),
+        }
+    }
+
+    /// Keeps what CloudAMQP said about an instance, in memory and in the store.
+    fn remember_instance(&self, id: u64, name: &str, uuid: Option<&str>, plan: &str) {
+        let inner = &self.inner;
+        inner.book.update(id, |state: &mut InstanceState| {
+            state.name = Some(name.to_owned());
+            state.uuid = uuid.map(str::to_owned).or(state.uuid.take());
+            state.plan = Some(plan.to_owned());
+        });
+        let row = InstanceRow {
+            id,
+            name: Some(name.to_owned()),
+            providerid: uuid.map(str::to_owned),
+            plan: Some(plan.to_owned()),
+            updated_at: inner.clock.now(),
+        };
+        let write = inner.store.upsert_instance(row);
+        tokio::spawn(async move {
+            if let Err(error) = write.await {
+                tracing::warn!(instance = id, %error, "could not record the instance");
+            }
+        });
+    }
+
+    /// Records a decision that starts nothing. The write is queued at once; the alarm is
+    /// marked decided when it commits (if it never does, the next start decides it again).
+    fn record(&self, alarm_id: crate::store::AlarmId, alarm_kind: &str, outcome: Outcome) {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let skip = &outcome.skip;
+        tracing::info!(
+            alarm_id,
+            alarm = %alarm_kind,
+            instance = outcome.instance_id,
+            rule = skip.rule.as_deref(),
+            reason = %skip.reason,
+            detail = %skip.detail,
+            "skip"
+        );
+        inner.metrics.decision("skip", skip.reason.code());
+        if let Some(id) = outcome.instance_id {
+            inner.book.update(id, |state| {
+                state.last_decision = Some(LastDecision {
+                    at: now,
+                    decision: "skip",
+                    reason: Some(skip.reason.code().to_owned()),
+                    rule: skip.rule.clone(),
+                });
+            });
+        }
+        let write = inner.store.record_decision(
+            NewDecision {
+                alarm_id,
+                at: now,
+                instance_id: outcome.instance_id,
+                plan: outcome.plan,
+                kind: DecisionKind::Skip,
+                reason: Some(skip.reason.code().to_owned()),
+                rule: skip.rule.clone(),
+                from_plan: None,
+                to_plan: None,
+                detail: skip.detail.clone(),
+            },
+            None,
+        );
+        tokio::spawn(async move {
+            if let Err(error) = write.await {
+                tracing::error!(alarm_id, %error, "could not record a decision; the alarm is decided again at the next start");
+            }
+        });
+    }
+
+    /// Marks a journaled alarm that can no longer be read as decided, with the reason.
+    pub(super) fn record_unreadable(&self, alarm_id: crate::store::AlarmId, error: &str) {
+        let outcome = Outcome::skip(
+            None,
+            Reason::NoMatchingRule,
+            format!("the recorded alarm cannot be read: {error}"),
+        );
+        self.record(alarm_id, "unknown", outcome);
+    }
+
+    /// Records the decision to change and, in a dry run, the pretend change; live, the
+    /// intent (durably, before anything is sent), then sends and follows the change.
+    async fn start_change(&self, job: &Job, id: u64, change: decide::PlanChange) {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let live = inner.config.live;
+        let kind = if live {
+            DecisionKind::Change
+        } else {
+            DecisionKind::WouldChange
+        };
+        let detail = if live {
+            format!(
+                "change plan {} -> {} (rule {:?})",
+                change.from, change.to, change.rule
+            )
+        } else {
+            format!(
+                "would change plan {} -> {} (rule {:?}; dry run, nothing sent)",
+                change.from, change.to, change.rule
+            )
+        };
+        let decision = NewDecision {
+            alarm_id: job.alarm_id,
+            at: now,
+            instance_id: Some(id),
+            plan: Some(change.from.clone()),
+            kind,
+            reason: None,
+            rule: Some(change.rule.clone()),
+            from_plan: Some(change.from.clone()),
+            to_plan: Some(change.to.clone()),
+            detail: detail.clone(),
+        };
+        let new_change = NewChange {
+            instance_id: id,
+            alarm_id: job.alarm_id,
+            from_plan: change.from.clone(),
+            to_plan: change.to.clone(),
+            rule: change.rule.clone(),
+            cooldown: change.cooldown,
+            dry_run: !live,
+            intended_at: now,
+        };
+        let change_id = match inner
+            .store
+            .record_decision(decision, Some(new_change))
+            .await
+        {
+            Ok(Some(change_id)) => change_id,
+            Ok(None) | Err(_) => {
+                // Nothing is sent that is not recorded first; the alarm stays pending and
+                // is decided again at the next start.
+                tracing::error!(
+                    alarm_id = job.alarm_id,
+                    instance = id,
+                    "could not record the intended change: not sending it"
+                );
+                return;
+            }
+        };
+        let decision_name = if live {
+            "change_plan"
+        } else {
+            "would_change_plan"
+        };
+        inner
+            .metrics
+            .decision(if live { "change" } else { "would_change" }, "change");
+        inner.book.update(id, |state| {
+            state.last_decision = Some(LastDecision {
+                at: now,
+                decision: decision_name,
+                reason: None,
+                rule: Some(change.rule.clone()),
+            });
+        });
+        if !live {
+            tracing::info!(alarm_id = job.alarm_id, instance = id, rule = %change.rule, "would change plan {} -> {}", change.from, change.to);
+            self.finish_dry_run(id, change_id, &change);
+            return;
+        }
+        tracing::info!(alarm_id = job.alarm_id, instance = id, rule = %change.rule, "change plan {} -> {}", change.from, change.to);
+        let in_flight = InFlight {
+            id: change_id,
+            from: change.from.clone(),
+            to: change.to.clone(),
+            rule: change.rule.clone(),
+            phase: "intended",
+            started_at: now,
+            cooldown: change.cooldown,
+        };
+        inner
+            .book
+            .update(id, |state| state.in_flight = Some(in_flight.clone()));
+        inner
+            .metrics
+            .changes_in_flight(inner.book.in_flight_count());
+        self.spawn_submit(id, in_flight);
+    }
+
+    /// A dry run holds the cooldown as if the plan had changed.
+    fn finish_dry_run(
+        &self,
+        id: u64,
+        change_id: crate::store::ChangeId,
+        change: &decide::PlanChange,
+    ) {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        inner.book.update(id, |state| {
+            state.last_change = Some(Finished {
+                from: change.from.clone(),
+                to: change.to.clone(),
+                rule: change.rule.clone(),
+                result: "completed",
+                finished_at: now,
+                needs_attention: false,
+                cooldown: change.cooldown,
+                dry_run: true,
+            });
+        });
+        inner.metrics.plan_change("dry_run");
+        let write = inner.store.finish_change(
+            change_id,
+            crate::store::ChangeFinish {
+                phase: crate::store::Phase::Completed,
+                finished_at: now,
+                detail: Some("dry run: nothing was sent".into()),
+                needs_attention: false,
+            },
+        );
+        tokio::spawn(async move {
+            if let Err(error) = write.await {
+                tracing::error!(change_id, %error, "could not record the end of a dry-run change");
+            }
+        });
+    }
+}
+
+fn view<'a>(
+    plan: &'a str,
+    last: Option<jiff::Timestamp>,
+    names: InstanceNames<'a>,
+) -> InstanceView<'a> {
+    InstanceView {
+        names,
+        plan,
+        last_change_finished: last,
+    }
+}

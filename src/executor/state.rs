@@ -1,0 +1,179 @@
+//! What the daemon knows about each instance right now: the view `/status` shows and the
+//! memory that lets a cooling-down or busy instance be decided without an API call.
+//!
+//! The store is the durable record; this is rebuilt from it at start-up.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::store::{ChangeId, ChangeRow, DecisionKind, DecisionRow, InstanceRow, Phase};
+
+/// A change sent (or about to be) and not finished.
+#[derive(Debug, Clone)]
+pub struct InFlight {
+    pub id: ChangeId,
+    pub from: String,
+    pub to: String,
+    pub rule: String,
+    /// `intended` until CloudAMQP accepts the PUT, then `tracking`.
+    pub phase: &'static str,
+    pub started_at: Timestamp,
+    pub cooldown: Duration,
+}
+
+/// The last change that finished.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub from: String,
+    pub to: String,
+    pub rule: String,
+    /// `completed`, `failed` or `timed_out`.
+    pub result: &'static str,
+    pub finished_at: Timestamp,
+    pub needs_attention: bool,
+    pub cooldown: Duration,
+    pub dry_run: bool,
+}
+
+/// The last decision about the instance.
+#[derive(Debug, Clone)]
+pub struct LastDecision {
+    pub at: Timestamp,
+    /// `change_plan`, `would_change_plan` or `skip`.
+    pub decision: &'static str,
+    pub reason: Option<String>,
+    pub rule: Option<String>,
+}
+
+/// Everything known about one instance.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceState {
+    pub name: Option<String>,
+    pub uuid: Option<String>,
+    /// The plan as last read from CloudAMQP (or reached by our last completed change).
+    pub plan: Option<String>,
+    pub in_flight: Option<InFlight>,
+    pub last_change: Option<Finished>,
+    pub last_decision: Option<LastDecision>,
+}
+
+/// Per-instance state and the gates that make decisions single-flight per instance.
+#[derive(Debug, Default)]
+pub struct StateBook {
+    instances: Mutex<HashMap<u64, InstanceState>>,
+    gates: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl StateBook {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, InstanceState>> {
+        self.instances
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The gate of one instance: whoever holds it is the only one deciding for it.
+    pub fn gate(&self, id: u64) -> Arc<tokio::sync::Mutex<()>> {
+        let mut gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(gates.entry(id).or_default())
+    }
+
+    /// A copy of one instance's state (default when unknown).
+    pub fn get(&self, id: u64) -> InstanceState {
+        self.lock().get(&id).cloned().unwrap_or_default()
+    }
+
+    /// Changes one instance's state.
+    pub fn update<R>(&self, id: u64, change: impl FnOnce(&mut InstanceState) -> R) -> R {
+        change(self.lock().entry(id).or_default())
+    }
+
+    /// Every instance, sorted by id.
+    pub fn all(&self) -> Vec<(u64, InstanceState)> {
+        let mut all: Vec<_> = self.lock().iter().map(|(id, s)| (*id, s.clone())).collect();
+        all.sort_by_key(|(id, _)| *id);
+        all
+    }
+
+    /// How many changes are in flight.
+    pub fn in_flight_count(&self) -> usize {
+        self.lock()
+            .values()
+            .filter(|s| s.in_flight.is_some())
+            .count()
+    }
+
+    /// Rebuilds the book from what the store kept.
+    pub fn restore(
+        &self,
+        instances: &[InstanceRow],
+        finished: &[ChangeRow],
+        open: &[ChangeRow],
+        decisions: &[DecisionRow],
+    ) {
+        let mut book = self.lock();
+        for row in instances {
+            let state = book.entry(row.id).or_default();
+            state.name = row.name.clone();
+            state.uuid = row.providerid.clone();
+            state.plan = row.plan.clone();
+        }
+        for row in finished {
+            book.entry(row.instance_id).or_default().last_change = Some(Finished {
+                from: row.from_plan.clone(),
+                to: row.to_plan.clone(),
+                rule: row.rule.clone(),
+                result: phase_name(row.phase),
+                finished_at: row.finished_at.unwrap_or(row.intended_at),
+                needs_attention: row.needs_attention,
+                cooldown: row.cooldown,
+                dry_run: row.dry_run,
+            });
+        }
+        for row in open {
+            book.entry(row.instance_id).or_default().in_flight = Some(InFlight {
+                id: row.id,
+                from: row.from_plan.clone(),
+                to: row.to_plan.clone(),
+                rule: row.rule.clone(),
+                phase: if row.phase == Phase::Submitted {
+                    "tracking"
+                } else {
+                    "intended"
+                },
+                started_at: row.accepted_at.unwrap_or(row.intended_at),
+                cooldown: row.cooldown,
+            });
+        }
+        for row in decisions {
+            book.entry(row.instance_id).or_default().last_decision = Some(LastDecision {
+                at: row.at,
+                decision: decision_name(row.kind),
+                reason: row.reason.clone(),
+                rule: row.rule.clone(),
+            });
+        }
+    }
+}
+
+/// The contract's name of a finished phase.
+pub fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Intended => "intended",
+        Phase::Submitted => "tracking",
+        Phase::Completed => "completed",
+        Phase::Failed => "failed",
+        Phase::TimedOut => "timed_out",
+    }
+}
+
+/// The `/status` name of a decision kind.
+pub fn decision_name(kind: DecisionKind) -> &'static str {
+    match kind {
+        DecisionKind::Change => "change_plan",
+        DecisionKind::WouldChange => "would_change_plan",
+        DecisionKind::Skip => "skip",
+    }
+}

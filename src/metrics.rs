@@ -1,0 +1,243 @@
+//! Prometheus metrics, one registry per application.
+//!
+//! The recorder is owned by the application rather than installed globally, so several
+//! applications (tests start many in one process) never mix their numbers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::{Key, Label, Metadata, Recorder};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+const METADATA: Metadata<'static> = Metadata::new(module_path!(), metrics::Level::INFO, None);
+/// Request-duration buckets, seconds: the webhook answers in well under a millisecond
+/// unless the disk is slow.
+const DURATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+/// How often histogram samples are folded into their buckets between scrapes.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The application's metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(
+                    "autoscaler_http_request_duration_seconds".into(),
+                ),
+                DURATION_BUCKETS,
+            )
+            .expect("the bucket list is not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        let metrics = Self {
+            inner: Arc::new(Inner { recorder, handle }),
+        };
+        metrics.describe();
+        metrics
+    }
+
+    fn describe(&self) {
+        let r = &self.inner.recorder;
+        for (name, help) in [
+            (
+                "autoscaler_alarms_received_total",
+                "Webhook requests, by alarm type and outcome.",
+            ),
+            (
+                "autoscaler_decisions_total",
+                "Decisions taken, by decision and reason.",
+            ),
+            (
+                "autoscaler_plan_changes_total",
+                "Plan changes finished, by result.",
+            ),
+            (
+                "autoscaler_api_calls_total",
+                "CloudAMQP API requests, by call and HTTP status.",
+            ),
+            (
+                "autoscaler_rules_reloads_total",
+                "Rules reloads, by result.",
+            ),
+        ] {
+            r.describe_counter(name.into(), None, help.into());
+        }
+        for (name, help) in [
+            (
+                "autoscaler_changes_in_flight",
+                "Plan changes sent and not finished.",
+            ),
+            (
+                "autoscaler_rules_reload_success",
+                "1 if the last rules reload succeeded, else 0.",
+            ),
+            (
+                "autoscaler_rules_reload_timestamp_seconds",
+                "Unix time of the last rules reload attempt.",
+            ),
+            (
+                "autoscaler_rules_loaded_timestamp_seconds",
+                "Unix time the rules in force were loaded.",
+            ),
+            (
+                "autoscaler_alarm_queue_depth",
+                "Alarms recorded and waiting for a decision.",
+            ),
+            (
+                "autoscaler_store_healthy",
+                "1 if the last write to the state store succeeded.",
+            ),
+        ] {
+            r.describe_gauge(name.into(), None, help.into());
+        }
+        r.describe_histogram(
+            "autoscaler_http_request_duration_seconds".into(),
+            Some(metrics::Unit::Seconds),
+            "HTTP request durations, by method, route and status.".into(),
+        );
+    }
+
+    fn counter(&self, name: &'static str, labels: Vec<Label>) -> metrics::Counter {
+        self.inner
+            .recorder
+            .register_counter(&Key::from_parts(name, labels), &METADATA)
+    }
+
+    fn gauge(&self, name: &'static str) -> metrics::Gauge {
+        self.inner
+            .recorder
+            .register_gauge(&Key::from_name(name), &METADATA)
+    }
+
+    /// A webhook request ended with `outcome` (`accepted`, `invalid`, `unauthorized`, …).
+    pub fn alarm_received(&self, kind: &str, outcome: &'static str) {
+        let kind = if crate::rules::ALARM_TYPES.contains(&kind) {
+            kind
+        } else {
+            "other"
+        };
+        self.counter(
+            "autoscaler_alarms_received_total",
+            vec![
+                Label::new("type", kind.to_owned()),
+                Label::new("outcome", outcome),
+            ],
+        )
+        .increment(1);
+    }
+
+    /// A decision was taken: `decision` is `change`, `would_change` or `skip`.
+    pub fn decision(&self, decision: &'static str, reason: &'static str) {
+        self.counter(
+            "autoscaler_decisions_total",
+            vec![
+                Label::new("decision", decision),
+                Label::new("reason", reason),
+            ],
+        )
+        .increment(1);
+    }
+
+    /// A plan change finished with `result` (`completed`, `failed`, `timed_out`, `dry_run`).
+    pub fn plan_change(&self, result: &'static str) {
+        self.counter(
+            "autoscaler_plan_changes_total",
+            vec![Label::new("result", result)],
+        )
+        .increment(1);
+    }
+
+    /// One request to CloudAMQP; `status` is the HTTP status, or `error` without one.
+    pub fn api_call(&self, call: &'static str, status: Option<u16>) {
+        let status = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
+        self.counter(
+            "autoscaler_api_calls_total",
+            vec![Label::new("call", call), Label::new("status", status)],
+        )
+        .increment(1);
+    }
+
+    pub fn changes_in_flight(&self, count: usize) {
+        self.gauge("autoscaler_changes_in_flight").set(count as f64);
+    }
+
+    pub fn queue_depth(&self, depth: usize) {
+        self.gauge("autoscaler_alarm_queue_depth").set(depth as f64);
+    }
+
+    pub fn store_healthy(&self, healthy: bool) {
+        self.gauge("autoscaler_store_healthy")
+            .set(if healthy { 1.0 } else { 0.0 });
+    }
+
+    /// A rules reload was attempted at `at`.
+    pub fn rules_reload(&self, ok: bool, at: jiff::Timestamp) {
+        let result = if ok { "success" } else { "failure" };
+        self.counter(
+            "autoscaler_rules_reloads_total",
+            vec![Label::new("result", result)],
+        )
+        .increment(1);
+        self.gauge("autoscaler_rules_reload_success")
+            .set(if ok { 1.0 } else { 0.0 });
+        self.gauge("autoscaler_rules_reload_timestamp_seconds")
+            .set(at.as_millisecond() as f64 / 1000.0);
+    }
+
+    /// The rules in force were loaded at `at`.
+    pub fn rules_loaded(&self, at: jiff::Timestamp) {
+        self.gauge("autoscaler_rules_loaded_timestamp_seconds")
+            .set(at.as_millisecond() as f64 / 1000.0);
+    }
+
+    pub fn http_request(&self, method: &str, route: &'static str, status: u16, seconds: f64) {
+        self.inner
+            .recorder
+            .register_histogram(
+                &Key::from_parts(
+                    "autoscaler_http_request_duration_seconds",
+                    vec![
+                        Label::new("method", method.to_owned()),
+                        Label::new("route", route),
+                        Label::new("status", status.to_string()),
+                    ],
+                ),
+                &METADATA,
+            )
+            .record(seconds);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        self.inner.handle.render()
+    }
+
+    /// Folds recorded histogram samples into buckets; run every [`UPKEEP_INTERVAL`].
+    pub fn upkeep(&self) {
+        self.inner.handle.run_upkeep();
+    }
+}

@@ -1,0 +1,137 @@
+//! Who may post alarms: the secret token in the webhook URL (CloudAMQP's webhook
+//! recipients carry no headers and no signature), compared in constant time, and a
+//! throttle on addresses that keep guessing.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use actix_web::HttpRequest;
+use actix_web::http::header;
+use governor::{DefaultKeyedRateLimiter, Quota};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// The configured webhook token, kept only as its digest.
+pub struct TokenCheck {
+    digest: [u8; 32],
+}
+
+impl std::fmt::Debug for TokenCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenCheck([redacted])")
+    }
+}
+
+impl TokenCheck {
+    pub fn new(token: &SecretString) -> Self {
+        Self {
+            digest: Sha256::digest(token.expose_secret().as_bytes()).into(),
+        }
+    }
+
+    /// Whether the request carries the token, as `?token=` or `Authorization: Bearer`.
+    /// Digests are compared in constant time, so neither the token's content nor its
+    /// length leaks through timing.
+    pub fn admits(&self, request: &HttpRequest) -> bool {
+        presented_tokens(request).iter().any(|candidate| {
+            bool::from(
+                Sha256::digest(candidate.as_bytes())
+                    .as_slice()
+                    .ct_eq(&self.digest),
+            )
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+fn presented_tokens(request: &HttpRequest) -> Vec<String> {
+    let mut tokens = Vec::new();
+    if let Ok(query) = actix_web::web::Query::<TokenQuery>::from_query(request.query_string())
+        && let Some(token) = query.into_inner().token
+    {
+        tokens.push(token);
+    }
+    if let Some(value) = request.headers().get(header::AUTHORIZATION)
+        && let Ok(value) = value.to_str()
+        && let Some(token) = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+    {
+        tokens.push(token.trim().to_owned());
+    }
+    tokens
+}
+
+/// Failed token attempts allowed per address before it is throttled: a burst of this many …
+pub const AUTH_FAILURE_BURST: u32 = 20;
+/// … refilled at this many per minute.
+pub const AUTH_FAILURES_PER_MINUTE: u32 = 10;
+
+/// Throttles addresses that keep sending wrong tokens: past the budget, every request from
+/// the address answers 429 until the budget refills, whatever token it carries, so the
+/// token cannot be guessed by brute force.
+pub struct AuthThrottle {
+    failures: DefaultKeyedRateLimiter<IpAddr>,
+    blocked: Mutex<HashMap<IpAddr, Instant>>,
+}
+
+impl std::fmt::Debug for AuthThrottle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthThrottle").finish_non_exhaustive()
+    }
+}
+
+impl Default for AuthThrottle {
+    fn default() -> Self {
+        let per_minute = NonZeroU32::new(AUTH_FAILURES_PER_MINUTE).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(AUTH_FAILURE_BURST).unwrap_or(NonZeroU32::MIN);
+        Self {
+            failures: DefaultKeyedRateLimiter::keyed(
+                Quota::per_minute(per_minute).allow_burst(burst),
+            ),
+            blocked: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl AuthThrottle {
+    /// How long `address` must still wait, if it is throttled.
+    pub fn blocked_for(&self, address: IpAddr) -> Option<Duration> {
+        let blocked = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
+        let until = *blocked.get(&address)?;
+        until.checked_duration_since(Instant::now())
+    }
+
+    /// Counts a failed attempt; returns how long the address is now throttled for, if it
+    /// has used up its budget.
+    pub fn failed(&self, address: IpAddr) -> Option<Duration> {
+        let not_until = self.failures.check_key(&address).err()?;
+        let wait = not_until.wait_time_from(governor::clock::Clock::now(self.failures.clock()));
+        // Throttled until one attempt's worth of budget is back.
+        let wait = wait.max(Duration::from_secs(
+            60 / u64::from(AUTH_FAILURES_PER_MINUTE),
+        ));
+        let mut blocked = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
+        blocked.insert(address, Instant::now() + wait);
+        Some(wait)
+    }
+
+    /// Forgets addresses that are no longer throttled (run now and then).
+    pub fn prune(&self) {
+        self.failures.retain_recent();
+        let now = Instant::now();
+        self.blocked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, until| *until > now);
+    }
+}

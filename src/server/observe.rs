@@ -1,0 +1,101 @@
+//! `/healthz`, `/readyz`, `/metrics`, `/status`: what an operator and a monitoring system see.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::errors::error;
+use crate::executor::state::InstanceState;
+
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+/// Ready when rules are loaded (always, once started: an invalid file refuses the start)
+/// and the state store is open and writing.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if state.store.healthy() {
+        HttpResponse::Ok().json(json!({ "status": "ready" }))
+    } else {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the state store is not writable",
+        )
+    }
+}
+
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    state
+        .metrics
+        .changes_in_flight(state.executor.book().in_flight_count());
+    state
+        .metrics
+        .queue_depth(state.queue.max_capacity() - state.queue.capacity());
+    state.metrics.store_healthy(state.store.healthy());
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render())
+}
+
+pub async fn status(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(status_json(&state))
+}
+
+/// The contract's `/status` object.
+pub fn status_json(state: &AppState) -> Value {
+    let loaded = state.rules.snapshot();
+    let last_reload = state
+        .rules
+        .last_reload()
+        .map(|r| json!({ "at": r.at, "ok": r.ok, "errors": r.errors }));
+    let now = state.clock.now();
+    let instances: serde_json::Map<String, Value> = state
+        .executor
+        .book()
+        .all()
+        .into_iter()
+        .map(|(id, instance)| (id.to_string(), instance_json(&instance, now)))
+        .collect();
+    json!({
+        "mode": if state.executor.live() { "live" } else { "dry-run" },
+        "rules": {
+            "path": state.rules.path().display().to_string(),
+            "hash": loaded.rules.source().hash,
+            "loaded_at": loaded.loaded_at,
+            "last_reload": last_reload,
+        },
+        "queue": { "waiting": state.queue.max_capacity() - state.queue.capacity(), "capacity": state.queue.max_capacity() },
+        "store": { "healthy": state.store.healthy() },
+        "instances": instances,
+    })
+}
+
+fn instance_json(instance: &InstanceState, now: jiff::Timestamp) -> Value {
+    let change = instance.in_flight.as_ref().map(|c| {
+        json!({ "from": c.from, "to": c.to, "rule": c.rule, "phase": c.phase, "started_at": c.started_at })
+    });
+    let cooldown_until = instance
+        .last_change
+        .as_ref()
+        .map(|c| crate::clock::add(c.finished_at, c.cooldown))
+        .filter(|until| *until > now);
+    let last_change = instance.last_change.as_ref().map(|c| {
+        json!({
+            "from": c.from, "to": c.to, "rule": c.rule, "result": c.result,
+            "finished_at": c.finished_at, "needs_attention": c.needs_attention, "dry_run": c.dry_run,
+        })
+    });
+    let last_decision = instance
+        .last_decision
+        .as_ref()
+        .map(|d| json!({ "at": d.at, "decision": d.decision, "reason": d.reason, "rule": d.rule }));
+    json!({
+        "name": instance.name,
+        "plan": instance.plan,
+        "change": change,
+        "cooldown_until": cooldown_until,
+        "last_change": last_change,
+        "last_decision": last_decision,
+    })
+}

@@ -1,0 +1,171 @@
+//! `POST /cloudamqp/alarm`: authenticate, read, parse, record durably, enqueue, answer.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use tokio::sync::mpsc::error::TrySendError;
+
+use super::errors::{error, retry_later};
+use super::{AppState, MAX_BODY_BYTES, REQUEST_BODY_TIMEOUT};
+use crate::alarm;
+use crate::executor::Job;
+use crate::store::NewAlarm;
+
+/// How long a sender is asked to wait when the queue is full.
+const OVERLOADED_RETRY_AFTER: Duration = Duration::from_secs(5);
+/// How long a sender is asked to wait when the alarm cannot be recorded.
+const STORE_FAILED_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+pub async fn receive(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let address = request.peer_addr().map(|a| a.ip());
+    if let Some(address) = address
+        && let Some(wait) = state.throttle.blocked_for(address)
+    {
+        state.metrics.alarm_received("", "throttled");
+        return retry_later(
+            StatusCode::TOO_MANY_REQUESTS,
+            wait,
+            "too many requests with a wrong token; try again later",
+        );
+    }
+    if let Some(check) = &state.token
+        && !check.admits(&request)
+    {
+        if let Some(address) = address
+            && let Some(wait) = state.throttle.failed(address)
+        {
+            tracing::warn!(%address, "webhook: too many wrong tokens, address throttled");
+            state.metrics.alarm_received("", "throttled");
+            return retry_later(
+                StatusCode::TOO_MANY_REQUESTS,
+                wait,
+                "too many requests with a wrong token; try again later",
+            );
+        }
+        tracing::warn!(address = ?address, "webhook: missing or wrong token");
+        state.metrics.alarm_received("", "unauthorized");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong token: put the webhook token in ?token= or an Authorization: Bearer header",
+        );
+    }
+    let body = match read_body(&request, payload).await {
+        Ok(body) => body,
+        Err(response) => {
+            state.metrics.alarm_received("", "refused");
+            return response;
+        }
+    };
+    let (alarm, json) = match alarm::parse_with_json(&body) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            state.metrics.alarm_received("", "invalid");
+            return error(StatusCode::BAD_REQUEST, format!("invalid alarm: {e}"));
+        }
+    };
+    // A place in the queue first: an alarm we could not hand on must not be acknowledged.
+    let slot = match state.queue.try_reserve() {
+        Ok(slot) => slot,
+        Err(TrySendError::Full(())) => {
+            state.metrics.alarm_received(&alarm.kind, "overloaded");
+            return retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                OVERLOADED_RETRY_AFTER,
+                "overloaded: too many alarms waiting for a decision",
+            );
+        }
+        Err(TrySendError::Closed(())) => {
+            state.metrics.alarm_received(&alarm.kind, "overloaded");
+            return retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                OVERLOADED_RETRY_AFTER,
+                "shutting down",
+            );
+        }
+    };
+    let received_at = state.clock.now();
+    let record = NewAlarm {
+        received_at,
+        remote_addr: address.map(|a| a.to_string()),
+        // Journaled for audit, with anything that looks like a credential redacted.
+        body: crate::redact::redact_json(&json),
+        kind: alarm.kind.clone(),
+        value: alarm.value,
+        instance: alarm.instance.map(|i| i.to_string()),
+        resolved: alarm.resolved,
+        message: alarm.message.clone(),
+        triggered_at: alarm.triggered_at.clone(),
+    };
+    let alarm_id = match state.store.record_alarm(record).await {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::error!(error = %e, "webhook: cannot record the alarm; answering 503");
+            state.metrics.alarm_received(&alarm.kind, "store_failed");
+            state.metrics.store_healthy(false);
+            return retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                STORE_FAILED_RETRY_AFTER,
+                "the alarm could not be recorded; try again later",
+            );
+        }
+    };
+    tracing::debug!(alarm_id, alarm = %alarm.kind, "alarm recorded");
+    state.metrics.alarm_received(&alarm.kind, "accepted");
+    state.metrics.store_healthy(true);
+    slot.send(Job {
+        alarm_id,
+        alarm,
+        received_at,
+    });
+    HttpResponse::Accepted().json(serde_json::json!({ "alarm_id": alarm_id.to_string() }))
+}
+
+/// The body, at most [`MAX_BODY_BYTES`], within [`REQUEST_BODY_TIMEOUT`].
+async fn read_body(
+    request: &HttpRequest,
+    mut payload: web::Payload,
+) -> Result<Vec<u8>, HttpResponse> {
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is over {} KiB", MAX_BODY_BYTES / 1024),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
+        return Err(too_large());
+    }
+    let read = async {
+        let mut body = Vec::with_capacity(declared.unwrap_or(1024).min(MAX_BODY_BYTES));
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the body: {e}"),
+                )
+            })?;
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    };
+    match tokio::time::timeout(REQUEST_BODY_TIMEOUT, read).await {
+        Ok(result) => result,
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            "the body did not arrive in time",
+        )),
+    }
+}

@@ -1,0 +1,304 @@
+//! Building the daemon: settings checked, rules loaded, state reopened, the previous run's
+//! work resumed, the listener bound (port 0 in tests) — then run until stopped.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::SharedClock;
+use crate::cloudamqp::{CloudAmqpClient, TrackOptions};
+use crate::executor::{Api, Executor, ExecutorConfig};
+use crate::live_rules::{LiveRules, ReloadReport};
+use crate::metrics::{Metrics, UPKEEP_INTERVAL};
+use crate::server::{AppState, AuthThrottle, TokenCheck};
+use crate::settings::Settings;
+use crate::signals::{self, Signal};
+use crate::store::Store;
+
+/// Alarms decided at once, over all instances.
+pub const MAX_CONCURRENT_DECISIONS: usize = 256;
+/// How long alarms being decided may take to finish at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// After a restart (or an unanswered PUT), a change that shows no sign of happening
+/// within this many poll intervals is taken as never sent.
+const UNCONFIRMED_GRACE_POLLS: u32 = 10;
+
+/// How to start.
+#[derive(Debug, Clone)]
+pub struct StartOptions {
+    pub settings: Settings,
+    /// The rules file (`--rules`, else `rules.path`).
+    pub rules_path: PathBuf,
+    pub clock: SharedClock,
+    /// Install the process's SIGHUP/SIGTERM/SIGINT handlers (the binary does; tests use
+    /// [`AppHandle`] instead, since handlers are process-wide).
+    pub handle_signals: bool,
+    /// Alarms decided at once, over all instances ([`MAX_CONCURRENT_DECISIONS`]).
+    pub max_concurrent_decisions: usize,
+}
+
+impl StartOptions {
+    /// Options for `settings`, with the rules file they name, on the system clock.
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            rules_path: settings.rules.path.clone(),
+            settings,
+            clock: crate::clock::SystemClock::shared(),
+            handle_signals: false,
+            max_concurrent_decisions: MAX_CONCURRENT_DECISIONS,
+        }
+    }
+}
+
+/// Why the daemon refuses to start (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Rules(String),
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Controls a running application without process signals.
+#[derive(Debug, Clone)]
+pub struct AppHandle {
+    rules: Arc<LiveRules>,
+    stop: CancellationToken,
+}
+
+impl AppHandle {
+    /// What SIGHUP does.
+    pub fn reload(&self) -> ReloadReport {
+        self.rules.reload()
+    }
+
+    /// What SIGTERM does.
+    pub fn shutdown(&self) {
+        self.stop.cancel();
+    }
+}
+
+/// A built daemon, bound and ready to run.
+pub struct Application {
+    addr: SocketAddr,
+    server: actix_web::dev::Server,
+    executor: Executor,
+    store: Store,
+    state: Arc<AppState>,
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    pub async fn build(options: StartOptions) -> Result<Self, StartError> {
+        let StartOptions {
+            settings,
+            rules_path,
+            clock,
+            handle_signals,
+            max_concurrent_decisions,
+        } = options;
+        check_start(&settings)?;
+        let metrics = Metrics::new();
+        let rules = LiveRules::load(&rules_path, clock.clone(), metrics.clone())
+            .map_err(|failure| StartError::Rules(failure.to_string()))?;
+        let rules = Arc::new(rules);
+        let (store, recovered) = Store::open(&settings.state.dir)?;
+        let api = match &settings.cloudamqp.api_key {
+            Some(_) => {
+                let client = CloudAmqpClient::new(&settings.cloudamqp, clock.clone())
+                    .map_err(|e| StartError::Refused(e.to_string()))?;
+                let observer = metrics.clone();
+                client.observe_with(Arc::new(move |call, status| {
+                    observer.api_call(call, status)
+                }));
+                Some(Api::new(client))
+            }
+            None => {
+                tracing::warn!(
+                    "no CloudAMQP API key (cloudamqp.api_key or CLOUDAMQP_API_KEY): the dry run cannot read \
+                     instances' plans, so alarms are recorded and skipped with plan_unknown"
+                );
+                None
+            }
+        };
+        if settings.polls_production_too_fast() {
+            tracing::warn!(
+                poll_interval = %crate::duration::display(settings.cloudamqp.poll_interval),
+                "cloudamqp.poll_interval is below 10s against the production API; CloudAMQP asks for 10s or more"
+            );
+        }
+        let track = TrackOptions::from_settings(&settings.cloudamqp);
+        let config = ExecutorConfig {
+            live: settings.live,
+            default_instance: settings.cloudamqp.default_instance,
+            track,
+            unconfirmed_grace: track.poll_interval * UNCONFIRMED_GRACE_POLLS,
+            max_concurrent: max_concurrent_decisions,
+        };
+        let executor = Executor::new(
+            rules.clone(),
+            store.clone(),
+            api,
+            config,
+            metrics.clone(),
+            clock.clone(),
+        );
+        executor.resume(recovered);
+
+        let listener =
+            TcpListener::bind(settings.server.bind).map_err(|source| StartError::Bind {
+                addr: settings.server.bind,
+                source,
+            })?;
+        let addr = listener.local_addr()?;
+        let (queue, jobs) = mpsc::channel(settings.server.queue_capacity.max(1));
+        let state = Arc::new(AppState {
+            rules: rules.clone(),
+            store: store.clone(),
+            executor: executor.clone(),
+            queue,
+            metrics: metrics.clone(),
+            clock,
+            token: settings.server.webhook_token.as_ref().map(TokenCheck::new),
+            throttle: AuthThrottle::default(),
+        });
+        let stop = CancellationToken::new();
+        let server = crate::server::serve(
+            listener,
+            state.clone(),
+            settings.server.workers,
+            stop.clone().cancelled_owned(),
+        )?;
+
+        let mut tasks = vec![tokio::spawn(executor.clone().run(jobs, stop.clone()))];
+        tasks.push(tokio::spawn(upkeep(state.clone(), stop.clone())));
+        if handle_signals {
+            let signals = signals::listen(stop.clone())?;
+            tasks.push(tokio::spawn(on_signals(
+                signals,
+                rules.clone(),
+                stop.clone(),
+            )));
+        }
+        tracing::info!(
+            %addr,
+            mode = if settings.live { "live" } else { "dry-run" },
+            rules = %rules_path.display(),
+            state = %settings.state.dir.display(),
+            "cloudamqp-autoscaler serving"
+        );
+        Ok(Self {
+            addr,
+            server,
+            executor,
+            store,
+            state,
+            stop,
+            tasks,
+        })
+    }
+
+    /// The bound address (the real port when `server.bind` asked for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn handle(&self) -> AppHandle {
+        AppHandle {
+            rules: self.state.rules.clone(),
+            stop: self.stop.clone(),
+        }
+    }
+
+    /// Serves until shut down: then stops accepting, lets work in progress reach a
+    /// recorded state, closes the store.
+    pub async fn run_until_stopped(self) -> Result<(), StartError> {
+        let served = self.server.await;
+        self.stop.cancel();
+        self.executor.shutdown(SHUTDOWN_GRACE).await;
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.store.close().await;
+        tracing::info!("stopped");
+        served.map_err(StartError::from)
+    }
+}
+
+/// What the contract refuses at start-up.
+fn check_start(settings: &Settings) -> Result<(), StartError> {
+    if settings.live && settings.cloudamqp.api_key.is_none() {
+        return Err(StartError::Refused(
+            "--live (or live = true) needs the CloudAMQP API key: set cloudamqp.api_key or CLOUDAMQP_API_KEY".into(),
+        ));
+    }
+    if !settings.server.bind.ip().is_loopback() && settings.server.webhook_token.is_none() {
+        return Err(StartError::Refused(format!(
+            "server.bind {} is reachable from other hosts, so the webhook needs a secret: set server.webhook_token \
+             (AUTOSCALER__SERVER__WEBHOOK_TOKEN) and put it in the webhook URL as ?token=…",
+            settings.server.bind
+        )));
+    }
+    Ok(())
+}
+
+async fn on_signals(
+    mut signals: mpsc::Receiver<Signal>,
+    rules: Arc<LiveRules>,
+    stop: CancellationToken,
+) {
+    loop {
+        let signal = tokio::select! {
+            _ = stop.cancelled() => return,
+            signal = signals.recv() => signal,
+        };
+        match signal {
+            Some(Signal::Reload) => {
+                let rules = rules.clone();
+                // File I/O off the async workers.
+                let _ = tokio::task::spawn_blocking(move || rules.reload()).await;
+            }
+            Some(Signal::Shutdown) => {
+                tracing::info!("shutdown requested: no new alarms; finishing work in progress");
+                stop.cancel();
+            }
+            None => return,
+        }
+    }
+}
+
+/// Periodic housekeeping: histogram buckets, the auth throttle's memory.
+async fn upkeep(state: Arc<AppState>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {
+                state.metrics.upkeep();
+                state.throttle.prune();
+            }
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! The daemon, black-box: the real application on port 0 against the in-process fake
+//! CloudAMQP, over HTTP. Process-level tests (signals, kill -9) are in `daemon_process.rs`.
+
+#[path = "daemon_support/mod.rs"]
+mod support;
+
+#[path = "daemon/changes.rs"]
+mod changes;
+#[path = "daemon/failures.rs"]
+mod failures;
+#[path = "daemon/reload.rs"]
+mod reload;
+#[path = "daemon/restart.rs"]
+mod restart;
+#[path = "daemon/webhook.rs"]
+mod webhook;

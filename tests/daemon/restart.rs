@@ -1,0 +1,138 @@
+//! Restarts on the same state: changes in flight are followed again, never sent again;
+//! alarms accepted but not decided are decided.
+
+use std::time::Duration;
+
+use cloudamqp_autoscaler::fake::{Fault, FaultRule, PathMatch, Timeline};
+
+use crate::support::{ID, MEMORY_85, Spawn, spawn_app};
+
+const WITHIN: Duration = Duration::from_secs(20);
+
+fn slow_change() -> Timeline {
+    Timeline {
+        lag: Duration::from_millis(300),
+        reconfigure: Duration::from_secs(3),
+        stuck: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_during_tracking_resumes_it_without_a_second_put() {
+    let app = spawn_app(Spawn {
+        timeline: slow_change(),
+        ..Spawn::default()
+    })
+    .await;
+    app.alarm(MEMORY_85).await;
+    app.wait_for("tracking", WITHIN, |i| i["change"]["phase"] == "tracking")
+        .await;
+    let stopped = app.stop().await;
+    assert_eq!(
+        super::support::query(&stopped.state_dir, "SELECT phase FROM changes"),
+        vec![vec![serde_json::Value::from("submitted")]]
+    );
+
+    let app = stopped
+        .restart(Spawn {
+            timeline: slow_change(),
+            ..Spawn::default()
+        })
+        .await;
+    let instance = app.instance().await;
+    assert_eq!(
+        instance["change"]["to"], "hare-1",
+        "the change in flight is known at once: {instance}"
+    );
+    // A reminder while it is followed again is not a reason to send it again.
+    app.alarm(MEMORY_85).await;
+    let instance = app.wait_for_result(WITHIN).await;
+    assert_eq!(instance["last_change"]["result"], "completed");
+    assert_eq!(app.fake.put_attempts(), 1);
+    assert_eq!(app.fake.instance(ID).unwrap().plan, "hare-1");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_before_the_answer_was_recorded_follows_the_change_it_finds() {
+    let app = spawn_app(Spawn {
+        timeline: slow_change(),
+        ..Spawn::default()
+    })
+    .await;
+    // CloudAMQP takes the PUT but answers slowly: the daemon stops before the answer.
+    app.fake.inject(FaultRule {
+        method: Some("PUT".into()),
+        path: PathMatch::Any,
+        fault: Fault::Slow(Duration::from_secs(3)),
+        times: 1,
+    });
+    app.alarm(MEMORY_85).await;
+    app.wait_for("the intent", WITHIN, |i| i["change"]["phase"] == "intended")
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopped = app.stop().await;
+    assert_eq!(
+        super::support::query(&stopped.state_dir, "SELECT phase FROM changes"),
+        vec![vec![serde_json::Value::from("intended")]]
+    );
+    let app = stopped
+        .restart(Spawn {
+            timeline: slow_change(),
+            ..Spawn::default()
+        })
+        .await;
+    let instance = app.wait_for_result(WITHIN).await;
+    assert_eq!(instance["last_change"]["result"], "completed");
+    assert_eq!(
+        app.fake.put_attempts(),
+        1,
+        "an intended change is never sent again"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alarms_accepted_but_not_decided_are_decided_after_a_restart() {
+    let app = spawn_app(Spawn {
+        max_concurrent: 1,
+        live: false,
+        ..Spawn::default()
+    })
+    .await;
+    // The first decision waits on a slow read; the others wait behind it.
+    app.fake.inject(FaultRule {
+        method: Some("GET".into()),
+        path: PathMatch::Any,
+        fault: Fault::Slow(Duration::from_secs(5)),
+        times: 1,
+    });
+    for value in [85, 86, 87, 88] {
+        let body = format!(r#"{{"alarm_type":"memory","value":{value},"instance_id":359559}}"#);
+        assert_eq!(app.alarm(&body).await.status(), 202);
+    }
+    let stopped = app.stop().await;
+    let pending = super::support::query(
+        &stopped.state_dir,
+        "SELECT count(*) FROM alarms WHERE decided_at IS NULL",
+    );
+    assert!(pending[0][0].as_i64().unwrap() >= 3, "{pending:?}");
+
+    let app = stopped
+        .restart(Spawn {
+            live: false,
+            ..Spawn::default()
+        })
+        .await;
+    app.wait_for("every alarm decided", WITHIN, |_| {
+        app.query("SELECT count(*) FROM alarms WHERE decided_at IS NULL")[0][0] == 0
+    })
+    .await;
+    assert_eq!(app.query("SELECT count(*) FROM decisions")[0][0], 4);
+    assert_eq!(
+        app.query("SELECT count(*) FROM changes")[0][0],
+        1,
+        "one spike, one (dry-run) change"
+    );
+    app.stop().await;
+}
