@@ -1,12 +1,39 @@
 //! Durable state in `state.dir`: the alarm journal, every decision, plan changes with their
-//! phases. SQLite (bundled), so operators can query the history with standard tools.
+//! phases. SQLite (bundled), so operators can query the history with standard tools (see
+//! [`schema`] for the tables, views and example queries).
 //!
-//! INTERFACE DRAFT: the bodies are being written on the `store` branch.
+//! Writes go through one writer thread that group-commits (`writer.rs`): a webhook's 202
+//! waits for its alarm's fsync, and concurrent alarms share one. Every public write method
+//! queues its command before it returns the future, so dropping the future (a client that
+//! hung up) never cancels a write. The store never logs bodies or SQL parameters.
+
+mod commands;
+mod lifecycle;
+mod open;
+mod recover;
+mod rows;
+pub mod schema;
+mod writer;
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use jiff::Timestamp;
+use tokio::sync::oneshot;
+
+use commands::{Command, Done};
+use lifecycle::Inner;
+use writer::Job;
+
+pub use schema::SCHEMA_VERSION;
+
+/// The database file inside `state.dir`.
+pub const DB_FILE_NAME: &str = "autoscaler.sqlite3";
+/// Held (an advisory lock) while a store is open: two daemons on one state directory would
+/// both act on the same alarms.
+pub const LOCK_FILE_NAME: &str = "autoscaler.lock";
 
 /// Row id of an alarm in the journal.
 pub type AlarmId = i64;
@@ -15,7 +42,36 @@ pub type ChangeId = i64;
 
 /// The durable store. Cheap to clone; all clones share one writer thread.
 #[derive(Debug, Clone)]
-pub struct Store {}
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+/// Counters of the writer since open, for tests, benchmarks and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Write commands handled, successful or not.
+    pub commands: u64,
+    /// Groups of commands taken off the queue together.
+    pub batches: u64,
+    /// Transactions committed (each an fsync): one per batch, one per command retried
+    /// alone after a batch failed.
+    pub commits: u64,
+    /// Commands answered with an error.
+    pub failed: u64,
+    /// The largest batch so far.
+    pub largest_batch: u64,
+}
+
+/// A simulated storage failure, so tests can drive the "cannot record: 503" path even as
+/// root (where `chmod` stops nothing). It applies to the writer's connection only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The database may not grow (`PRAGMA max_page_count`): a write that needs a new page
+    /// fails with SQLITE_FULL, as on a full disk.
+    DiskFull,
+    /// Every write fails with SQLITE_READONLY (`PRAGMA query_only`).
+    ReadOnly,
+}
 
 /// What the previous run left behind, read once at start-up.
 #[derive(Debug, Default)]
@@ -172,16 +228,21 @@ pub enum StoreError {
 impl Store {
     /// Opens (creating if missing) `dir/autoscaler.sqlite3`, migrates it, reads what the
     /// previous run left, and starts the writer thread.
-    pub fn open(_dir: &Path) -> Result<(Store, Recovered), StoreError> {
-        todo!()
+    pub fn open(dir: &Path) -> Result<(Store, Recovered), StoreError> {
+        let (inner, recovered) = Inner::start(dir)?;
+        let store = Store {
+            inner: Arc::new(inner),
+        };
+        Ok((store, recovered))
     }
 
     /// Journals an alarm; resolves once it is on disk (fsync'd, group-committed).
     pub fn record_alarm(
         &self,
-        _alarm: NewAlarm,
+        alarm: NewAlarm,
     ) -> impl Future<Output = Result<AlarmId, StoreError>> + Send + 'static {
-        async { todo!() }
+        let done = self.submit(Command::RecordAlarm(alarm));
+        async move { created(done.await?) }
     }
 
     /// Records a decision and marks its alarm decided; with `change`, records the change in
@@ -189,45 +250,106 @@ impl Store {
     /// before this returns: dropping the future does not cancel it.
     pub fn record_decision(
         &self,
-        _decision: NewDecision,
-        _change: Option<NewChange>,
+        decision: NewDecision,
+        change: Option<NewChange>,
     ) -> impl Future<Output = Result<Option<ChangeId>, StoreError>> + Send + 'static {
-        async { todo!() }
+        self.submit(Command::RecordDecision(decision, change))
     }
 
     /// CloudAMQP accepted the PUT.
+    ///
+    /// Only an `Intended` change can become `Submitted`; anything else is refused with
+    /// `StoreError::Write` and changes nothing.
     pub fn mark_submitted(
         &self,
-        _change: ChangeId,
-        _accepted_at: Timestamp,
+        change: ChangeId,
+        accepted_at: Timestamp,
     ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
-        async { todo!() }
+        let done = self.submit(Command::MarkSubmitted(change, accepted_at));
+        async move { done.await.map(drop) }
     }
 
     /// A change ended (completed, failed or timed out).
+    ///
+    /// Only an `Intended` or `Submitted` change can finish, and only into a final phase;
+    /// anything else is refused with `StoreError::Write` and changes nothing.
     pub fn finish_change(
         &self,
-        _change: ChangeId,
-        _finish: ChangeFinish,
+        change: ChangeId,
+        finish: ChangeFinish,
     ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
-        async { todo!() }
+        let done = self.submit(Command::FinishChange(change, finish));
+        async move { done.await.map(drop) }
     }
 
     /// Remembers an instance's name, UUID and last known plan.
+    ///
+    /// A field given as `None` keeps the stored value, so a caller that knows only the
+    /// plan does not erase the name.
     pub fn upsert_instance(
         &self,
-        _instance: InstanceRow,
+        instance: InstanceRow,
     ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
-        async { todo!() }
+        let done = self.submit(Command::UpsertInstance(instance));
+        async move { done.await.map(drop) }
     }
 
-    /// Whether the last write succeeded (for `/readyz`).
+    /// Whether the last write succeeded (for `/readyz`). False once closed.
     pub fn healthy(&self) -> bool {
-        todo!()
+        self.inner.shared.healthy.load(Ordering::Relaxed)
     }
 
     /// Flushes what is queued and stops the writer thread.
+    ///
+    /// Other clones get `StoreError::Closed` from then on. Returns once every queued write
+    /// is answered and the database file is closed.
     pub async fn close(self) {
-        todo!()
+        self.inner.stop_accepting();
+        self.inner.stopped().await;
+        self.inner.join_writer();
     }
+
+    /// The writer's counters since open.
+    pub fn stats(&self) -> StoreStats {
+        self.inner.shared.stats()
+    }
+
+    /// The database file, for logs and for operators (`sqlite3 <path>`).
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Simulates a storage failure (`Some`) or lifts it (`None`) on the writer's
+    /// connection, after the writes queued before it. For tests of the 503 path.
+    pub fn inject_fault(
+        &self,
+        fault: Option<Fault>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        let (reply, answer) = oneshot::channel();
+        let queued = self.inner.send(Job::Fault(fault, reply));
+        async move {
+            queued?;
+            answer.await.unwrap_or(Err(StoreError::Closed))
+        }
+    }
+
+    /// Queues the command now (not when the future is first polled) and returns a future
+    /// of its answer.
+    fn submit(
+        &self,
+        command: Command,
+    ) -> impl Future<Output = Result<Done, StoreError>> + Send + 'static {
+        let (reply, answer) = oneshot::channel();
+        let queued = self.inner.send(Job::Write(command, reply));
+        async move {
+            queued?;
+            // The reply is dropped unanswered only if the writer thread died.
+            answer.await.unwrap_or(Err(StoreError::Closed))
+        }
+    }
+}
+
+/// The id of the row a command created; a command that creates one always reports it.
+fn created(done: Done) -> Result<i64, StoreError> {
+    done.ok_or_else(|| StoreError::Write("the store reported no row id".into()))
 }

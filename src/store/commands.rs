@@ -1,0 +1,263 @@
+//! The writes the store knows, and how each runs inside a transaction.
+//!
+//! Every statement goes through `prepare_cached`: the writer runs the same handful of
+//! statements thousands of times, and parsing SQL each time would cost more than the insert.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::rows::{instance_id_sql, seconds, timestamp_text};
+use super::{
+    AlarmId, ChangeFinish, ChangeId, InstanceRow, NewAlarm, NewChange, NewDecision, Phase,
+    StoreError,
+};
+
+/// One write, as queued to the writer thread.
+#[derive(Debug)]
+pub(crate) enum Command {
+    RecordAlarm(NewAlarm),
+    RecordDecision(NewDecision, Option<NewChange>),
+    MarkSubmitted(ChangeId, jiff::Timestamp),
+    FinishChange(ChangeId, ChangeFinish),
+    UpsertInstance(InstanceRow),
+}
+
+/// What a command produced: the id of the row it created, if it created one.
+pub(crate) type Done = Option<i64>;
+
+/// Why a command failed. `Storage` is the database itself failing (disk full, read-only,
+/// I/O): it makes the store unhealthy, and inside a batch it may have aborted the whole
+/// transaction. `Refused` is a write the store will not make (an invalid transition, an
+/// unknown alarm): the caller's mistake, the store is fine.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    Storage(rusqlite::Error),
+    Refused(String),
+}
+
+impl From<rusqlite::Error> for Failure {
+    fn from(err: rusqlite::Error) -> Self {
+        match err.sqlite_error_code() {
+            // A CHECK, FOREIGN KEY or NOT NULL constraint: the data, not the disk.
+            Some(rusqlite::ErrorCode::ConstraintViolation) => Failure::Refused(err.to_string()),
+            _ => Failure::Storage(err),
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(err: StoreError) -> Self {
+        Failure::Refused(match err {
+            StoreError::Write(message) => message,
+            other => other.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Storage(err) => err.fmt(f),
+            Failure::Refused(message) => f.write_str(message),
+        }
+    }
+}
+
+impl Failure {
+    pub(crate) fn into_store_error(self) -> StoreError {
+        match self {
+            Failure::Storage(err) => StoreError::Write(err.to_string()),
+            Failure::Refused(message) => StoreError::Write(message),
+        }
+    }
+}
+
+impl Command {
+    /// A name for logs: never the parameters, which may hold alarm bodies.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Command::RecordAlarm(_) => "record_alarm",
+            Command::RecordDecision(..) => "record_decision",
+            Command::MarkSubmitted(..) => "mark_submitted",
+            Command::FinishChange(..) => "finish_change",
+            Command::UpsertInstance(_) => "upsert_instance",
+        }
+    }
+
+    /// Runs the command on `conn`, which is inside a transaction or savepoint the caller
+    /// commits or rolls back: a command that fails half-way leaves nothing behind.
+    pub(crate) fn execute(&self, conn: &Connection) -> Result<Done, Failure> {
+        match self {
+            Command::RecordAlarm(alarm) => record_alarm(conn, alarm).map(Some),
+            Command::RecordDecision(decision, change) => {
+                record_decision(conn, decision, change.as_ref())
+            }
+            Command::MarkSubmitted(change, accepted_at) => {
+                mark_submitted(conn, *change, *accepted_at).map(|()| None)
+            }
+            Command::FinishChange(change, finish) => {
+                finish_change(conn, *change, finish).map(|()| None)
+            }
+            Command::UpsertInstance(instance) => upsert_instance(conn, instance).map(|()| None),
+        }
+    }
+}
+
+fn record_alarm(conn: &Connection, alarm: &NewAlarm) -> Result<AlarmId, Failure> {
+    conn.prepare_cached(
+        "INSERT INTO alarms (received_at, remote_addr, kind, value, instance, resolved, \
+         message, triggered_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        timestamp_text(alarm.received_at),
+        alarm.remote_addr,
+        alarm.kind,
+        alarm.value.filter(|value| value.is_finite()),
+        alarm.instance,
+        alarm.resolved,
+        alarm.message,
+        alarm.triggered_at,
+        alarm.body,
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+fn record_decision(
+    conn: &Connection,
+    decision: &NewDecision,
+    change: Option<&NewChange>,
+) -> Result<Done, Failure> {
+    let at = timestamp_text(decision.at);
+    // The alarm first: a decision about an unknown alarm is refused with a clear message
+    // rather than SQLite's bare "FOREIGN KEY constraint failed". An alarm decided twice
+    // keeps its first decision time.
+    let marked = conn
+        .prepare_cached("UPDATE alarms SET decided_at = coalesce(decided_at, ?1) WHERE id = ?2")?
+        .execute(params![at, decision.alarm_id])?;
+    if marked == 0 {
+        return Err(Failure::Refused(format!(
+            "no alarm {} to record a decision for",
+            decision.alarm_id
+        )));
+    }
+    let instance_id = decision.instance_id.map(instance_id_sql).transpose()?;
+    conn.prepare_cached(
+        "INSERT INTO decisions (alarm_id, at, instance_id, plan, decision, reason, rule, \
+         from_plan, to_plan, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        decision.alarm_id,
+        at,
+        instance_id,
+        decision.plan,
+        decision.kind,
+        decision.reason,
+        decision.rule,
+        decision.from_plan,
+        decision.to_plan,
+        decision.detail,
+    ])?;
+    let Some(change) = change else {
+        return Ok(None);
+    };
+    conn.prepare_cached(
+        "INSERT INTO changes (instance_id, alarm_id, from_plan, to_plan, rule, \
+         cooldown_seconds, dry_run, phase, intended_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'intended', ?8)",
+    )?
+    .execute(params![
+        instance_id_sql(change.instance_id)?,
+        change.alarm_id,
+        change.from_plan,
+        change.to_plan,
+        change.rule,
+        seconds(change.cooldown),
+        change.dry_run,
+        timestamp_text(change.intended_at),
+    ])?;
+    Ok(Some(conn.last_insert_rowid()))
+}
+
+fn mark_submitted(
+    conn: &Connection,
+    change: ChangeId,
+    accepted_at: jiff::Timestamp,
+) -> Result<(), Failure> {
+    let updated = conn
+        .prepare_cached(
+            "UPDATE changes SET phase = 'submitted', accepted_at = ?1 \
+             WHERE id = ?2 AND phase = 'intended'",
+        )?
+        .execute(params![timestamp_text(accepted_at), change])?;
+    if updated == 0 {
+        return Err(refuse_transition(conn, change, Phase::Submitted)?);
+    }
+    Ok(())
+}
+
+fn finish_change(
+    conn: &Connection,
+    change: ChangeId,
+    finish: &ChangeFinish,
+) -> Result<(), Failure> {
+    if !finish.phase.is_final() {
+        return Err(Failure::Refused(format!(
+            "cannot finish change {change} in phase {}: a change finishes as completed, \
+             failed or timed_out",
+            finish.phase.as_str()
+        )));
+    }
+    let updated = conn
+        .prepare_cached(
+            "UPDATE changes SET phase = ?1, finished_at = ?2, detail = ?3, needs_attention = ?4 \
+             WHERE id = ?5 AND phase IN ('intended', 'submitted')",
+        )?
+        .execute(params![
+            finish.phase,
+            timestamp_text(finish.finished_at),
+            finish.detail,
+            finish.needs_attention,
+            change,
+        ])?;
+    if updated == 0 {
+        return Err(refuse_transition(conn, change, finish.phase)?);
+    }
+    Ok(())
+}
+
+/// Explains why a transition matched no row: the change is unknown, or already past it.
+fn refuse_transition(conn: &Connection, change: ChangeId, to: Phase) -> Result<Failure, Failure> {
+    let phase: Option<Phase> = conn
+        .prepare_cached("SELECT phase FROM changes WHERE id = ?1")?
+        .query_row([change], |row| row.get(0))
+        .optional()?;
+    Ok(Failure::Refused(match phase {
+        None => format!("no change {change} to mark {}", to.as_str()),
+        Some(from) => format!(
+            "change {change} is {}; it cannot become {}",
+            from.as_str(),
+            to.as_str()
+        ),
+    }))
+}
+
+/// A field given as `None` keeps what is stored: a caller that knows only the plan does
+/// not erase the name learnt earlier.
+fn upsert_instance(conn: &Connection, instance: &InstanceRow) -> Result<(), Failure> {
+    conn.prepare_cached(
+        "INSERT INTO instances (id, name, providerid, plan, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (id) DO UPDATE SET \
+             name = coalesce(excluded.name, name), \
+             providerid = coalesce(excluded.providerid, providerid), \
+             plan = coalesce(excluded.plan, plan), \
+             updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        instance_id_sql(instance.id)?,
+        instance.name,
+        instance.providerid,
+        instance.plan,
+        timestamp_text(instance.updated_at),
+    ])?;
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! The schema of `state/autoscaler.sqlite3`, written for the humans who open it.
+//!
+//! Tables: `alarms` (the journal, one row per accepted webhook, raw body kept for audit
+//! with credentials redacted), `decisions` (one per decided alarm, with its reason),
+//! `changes` (plan changes and their phase: `intended` → `submitted` → `completed` |
+//! `failed` | `timed_out`), `instances` (name, UUID and last known plan). Timestamps are
+//! RFC 3339 UTC text with nine fractional digits (text order is time order; SQLite's
+//! `datetime()`/`julianday()` read them), booleans are 0/1, kinds and phases lowercase words.
+//!
+//! Views: `recent_decisions` (each decision with its alarm, newest first),
+//! `change_history` (each change with how long it took, newest first), `pending_alarms`
+//! (accepted, not yet decided), `latest_decisions` and `latest_finished_changes` (one row
+//! per instance; start-up reads them too).
+//!
+//! Open it read-only so a long query never holds up the daemon's writes:
+//!
+//! ```sh
+//! sqlite3 -readonly -header -column state/autoscaler.sqlite3
+//! ```
+//!
+//! ```sql
+//! -- The last 20 decisions, with the alarm that caused each
+//! SELECT datetime(at) AS at, instance_id, alarm, value, decision, reason, from_plan, to_plan
+//!   FROM recent_decisions LIMIT 20;
+//!
+//! -- Every plan change, how long it took, and whether it needs a human
+//! SELECT id, instance_id, from_plan, to_plan, phase, dry_run, datetime(intended_at) AS started,
+//!        took_seconds, needs_attention, detail
+//!   FROM change_history;
+//!
+//! -- Why nothing happened: skips by reason over the last 7 days
+//! SELECT reason, count(*) AS alarms FROM decisions
+//!  WHERE decision = 'skip' AND at >= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-7 days')
+//!  GROUP BY reason ORDER BY alarms DESC;
+//!
+//! -- Alarms per day and type, and how many were resolve notifications
+//! SELECT date(received_at) AS day, kind, count(*) AS alarms, sum(resolved) AS resolves
+//!   FROM alarms GROUP BY day, kind ORDER BY day DESC, alarms DESC;
+//! ```
+
+use rusqlite::{Connection, TransactionBehavior};
+
+/// Migrations in order; `PRAGMA user_version` counts how many have been applied. Append,
+/// never edit: a database in the field has run the old text.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    r#"
+CREATE TABLE alarms (
+    id            INTEGER PRIMARY KEY,
+    received_at   TEXT    NOT NULL,             -- when the webhook arrived
+    remote_addr   TEXT,                         -- who sent it
+    kind          TEXT    NOT NULL,             -- alarm type: memory, cpu, disk, ...
+    value         REAL,
+    instance      TEXT,                         -- as the alarm named it: integer id or UUID
+    resolved      INTEGER NOT NULL CHECK (resolved IN (0, 1)),
+    message       TEXT,
+    triggered_at  TEXT,                         -- as the alarm said, unparsed
+    body          TEXT    NOT NULL,             -- the raw JSON body, credentials redacted
+    decided_at    TEXT                          -- NULL until a decision is recorded
+);
+-- Start-up decides the alarms a crash left undecided: find them without a scan.
+CREATE INDEX alarms_undecided ON alarms (received_at, id) WHERE decided_at IS NULL;
+
+CREATE TABLE decisions (
+    id            INTEGER PRIMARY KEY,
+    alarm_id      INTEGER NOT NULL REFERENCES alarms (id),
+    at            TEXT    NOT NULL,
+    instance_id   INTEGER,                      -- NULL when the alarm named no usable instance
+    plan          TEXT,                         -- the plan the instance was on
+    decision      TEXT    NOT NULL CHECK (decision IN ('change', 'would_change', 'skip')),
+    reason        TEXT,                         -- the reason code of a skip
+    rule          TEXT,
+    from_plan     TEXT,
+    to_plan       TEXT,
+    detail        TEXT    NOT NULL              -- one human sentence
+);
+CREATE INDEX decisions_by_alarm ON decisions (alarm_id);
+CREATE INDEX decisions_by_instance ON decisions (instance_id, at, id) WHERE instance_id IS NOT NULL;
+
+CREATE TABLE changes (
+    id               INTEGER PRIMARY KEY,
+    instance_id      INTEGER NOT NULL,
+    alarm_id         INTEGER REFERENCES alarms (id),
+    from_plan        TEXT    NOT NULL,
+    to_plan          TEXT    NOT NULL,
+    rule             TEXT    NOT NULL,
+    cooldown_seconds NUMERIC NOT NULL,          -- the cooldown the rule asked for
+    dry_run          INTEGER NOT NULL CHECK (dry_run IN (0, 1)),
+    phase            TEXT    NOT NULL
+        CHECK (phase IN ('intended', 'submitted', 'completed', 'failed', 'timed_out')),
+    intended_at      TEXT    NOT NULL,          -- recorded before the PUT
+    accepted_at      TEXT,                      -- CloudAMQP accepted the PUT
+    finished_at      TEXT,                      -- completed, failed or timed out
+    detail           TEXT,
+    needs_attention  INTEGER NOT NULL DEFAULT 0 CHECK (needs_attention IN (0, 1)),
+    -- A change is finished exactly when it has a finish time, and a submitted one was accepted.
+    CHECK ((phase IN ('intended', 'submitted')) = (finished_at IS NULL)),
+    CHECK (phase <> 'submitted' OR accepted_at IS NOT NULL)
+);
+-- Start-up tracks open changes again and derives cooldowns from the last finished ones.
+CREATE INDEX changes_open ON changes (id) WHERE phase IN ('intended', 'submitted');
+CREATE INDEX changes_finished ON changes (instance_id, finished_at, id) WHERE finished_at IS NOT NULL;
+
+CREATE TABLE instances (
+    id          INTEGER PRIMARY KEY,            -- CloudAMQP's integer instance id
+    name        TEXT,
+    providerid  TEXT,                           -- the instance's UUID
+    plan        TEXT,                           -- last known plan
+    updated_at  TEXT    NOT NULL
+);
+
+-- Each decision with the alarm that caused it, newest first.
+CREATE VIEW recent_decisions AS
+SELECT d.at, d.instance_id, a.kind AS alarm, a.value, a.resolved, d.plan, d.decision,
+       d.reason, d.rule, d.from_plan, d.to_plan, d.detail, a.id AS alarm_id,
+       a.received_at, a.remote_addr
+  FROM decisions AS d JOIN alarms AS a ON a.id = d.alarm_id
+ ORDER BY d.at DESC, d.id DESC;
+
+-- Each plan change with how long it took (seconds from intent to finish), newest first.
+CREATE VIEW change_history AS
+SELECT c.*,
+       CAST(round((julianday(finished_at) - julianday(intended_at)) * 86400) AS INTEGER)
+           AS took_seconds
+  FROM changes AS c
+ ORDER BY c.id DESC;
+
+-- Alarms accepted (answered 202) and not decided yet, oldest first.
+CREATE VIEW pending_alarms AS
+SELECT * FROM alarms WHERE decided_at IS NULL ORDER BY received_at, id;
+
+-- The latest decision of each instance (by time, ties by id).
+CREATE VIEW latest_decisions AS
+SELECT d.*
+  FROM (SELECT DISTINCT instance_id FROM decisions WHERE instance_id IS NOT NULL) AS i
+  JOIN decisions AS d ON d.id = (
+        SELECT id FROM decisions
+         WHERE instance_id = i.instance_id
+         ORDER BY at DESC, id DESC LIMIT 1);
+
+-- The latest finished change of each instance (by finish time, ties by id): cooldowns.
+CREATE VIEW latest_finished_changes AS
+SELECT c.*
+  FROM (SELECT DISTINCT instance_id FROM changes WHERE finished_at IS NOT NULL) AS i
+  JOIN changes AS c ON c.id = (
+        SELECT id FROM changes
+         WHERE instance_id = i.instance_id AND finished_at IS NOT NULL
+         ORDER BY finished_at DESC, id DESC LIMIT 1);
+"#,
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Applies the migrations the database has not seen, each in its own transaction with its
+/// version bump, so a crash mid-migration leaves the previous version intact.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), String> {
+    let current: u32 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(|err| format!("cannot read the schema version: {err}"))?;
+    if current > SCHEMA_VERSION {
+        return Err(format!(
+            "the database has schema version {current}, newer than this build knows \
+             ({SCHEMA_VERSION}); run a newer cloudamqp-autoscaler or move the file away"
+        ));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = index as u32 + 1;
+        apply(conn, sql, version)
+            .map_err(|err| format!("cannot migrate the schema to version {version}: {err}"))?;
+        tracing::info!(version, "state store schema migrated");
+    }
+    Ok(())
+}
+
+fn apply(conn: &mut Connection, sql: &str, version: u32) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(sql)?;
+    tx.pragma_update(None, "user_version", version)?;
+    tx.commit()
+}

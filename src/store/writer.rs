@@ -1,0 +1,207 @@
+//! The group-commit writer: one OS thread owns the write connection.
+//!
+//! A commit costs an fsync (milliseconds on real disks) whatever it holds, so the writer
+//! takes the first queued command, drains whatever else queued up meanwhile (while the
+//! previous fsync ran, typically), runs them all in one transaction and commits once. Under
+//! load the batch grows by itself; alone, a command commits at once. Each command runs in
+//! its own savepoint, so a refused command (an invalid transition) is rolled back alone and
+//! the rest of its batch still commits.
+//!
+//! When the database itself fails (disk full, read-only, I/O error), the batch is rolled
+//! back and each command retried in its own transaction: only the ones that cannot be
+//! written get an error, and once space returns the next command simply succeeds.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError};
+
+use rusqlite::{Connection, TransactionBehavior};
+use tokio::sync::oneshot;
+
+use super::StoreError;
+use super::commands::{Command, Done, Failure};
+
+/// The most commands one transaction holds: bounds the latency a command waits behind
+/// others and the work lost to a rollback, while still turning ~100 fsyncs into one.
+pub(crate) const MAX_BATCH: usize = 512;
+
+/// What the writer answers a command with.
+pub(crate) type Reply = oneshot::Sender<Result<Done, StoreError>>;
+
+/// A message to the writer thread.
+#[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "`Fault` is a rare test message; boxing every write to shrink it would cost an \
+              allocation per alarm"
+)]
+pub(crate) enum Job {
+    Write(Command, Reply),
+    /// Simulates a broken disk for tests (see `Store::inject_fault`); run between batches.
+    Fault(
+        Option<super::Fault>,
+        oneshot::Sender<Result<(), StoreError>>,
+    ),
+}
+
+/// State the writer shares with every `Store` clone.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    /// Whether the last write reached the disk.
+    pub(crate) healthy: AtomicBool,
+    pub(crate) commands: AtomicU64,
+    pub(crate) batches: AtomicU64,
+    pub(crate) commits: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) largest_batch: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn stats(&self) -> super::StoreStats {
+        super::StoreStats {
+            commands: self.commands.load(Ordering::Relaxed),
+            batches: self.batches.load(Ordering::Relaxed),
+            commits: self.commits.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            largest_batch: self.largest_batch.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Runs until every sender is gone, then returns having answered everything queued.
+pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>, shared: Arc<Shared>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    // Blocks for the first job; `Err` means every `Store` is closed or dropped and the
+    // queue is empty: time to stop.
+    while let Ok(first) = jobs.recv() {
+        let mut pending_fault = None;
+        match first {
+            Job::Write(command, reply) => batch.push((command, reply)),
+            Job::Fault(fault, reply) => pending_fault = Some((fault, reply)),
+        }
+        while pending_fault.is_none() && batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(Job::Write(command, reply)) => batch.push((command, reply)),
+                // Applied after this batch, so it affects only what was queued after it.
+                Ok(Job::Fault(fault, reply)) => pending_fault = Some((fault, reply)),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        if !batch.is_empty() {
+            write_batch(&mut conn, &mut batch, &shared);
+        }
+        if let Some((fault, reply)) = pending_fault {
+            let _ = reply.send(apply_fault(&conn, fault));
+        }
+    }
+    tracing::debug!("state store writer stopped");
+}
+
+fn write_batch(conn: &mut Connection, batch: &mut Vec<(Command, Reply)>, shared: &Shared) {
+    let size = batch.len() as u64;
+    shared.commands.fetch_add(size, Ordering::Relaxed);
+    shared.batches.fetch_add(1, Ordering::Relaxed);
+    shared.largest_batch.fetch_max(size, Ordering::Relaxed);
+    match try_batch(conn, batch) {
+        Ok(results) => {
+            shared.commits.fetch_add(1, Ordering::Relaxed);
+            // A command the database refused to store (read-only, full) inside a batch that
+            // still committed: the disk is not fine, whatever the others managed.
+            let storage_failed = results
+                .iter()
+                .any(|result| matches!(result, Err(Failure::Storage(_))));
+            shared.healthy.store(!storage_failed, Ordering::Relaxed);
+            // Replies go out only now, after the commit's fsync: an id means "on disk".
+            for ((command, reply), result) in batch.drain(..).zip(results) {
+                let _ = reply.send(settle(&command, result, shared));
+            }
+        }
+        Err(err) => {
+            tracing::warn!(
+                error = %err,
+                commands = size,
+                "state store batch failed; retrying each command in its own transaction"
+            );
+            for (command, reply) in batch.drain(..) {
+                let result = write_alone(conn, &command);
+                match &result {
+                    Ok(_) => {
+                        shared.commits.fetch_add(1, Ordering::Relaxed);
+                        shared.healthy.store(true, Ordering::Relaxed);
+                    }
+                    Err(Failure::Storage(_)) => shared.healthy.store(false, Ordering::Relaxed),
+                    Err(Failure::Refused(_)) => {}
+                }
+                let _ = reply.send(settle(&command, result, shared));
+            }
+        }
+    }
+}
+
+/// Logs a failed command (its name and the error, never its parameters) and turns the
+/// result into the caller's.
+fn settle(
+    command: &Command,
+    result: Result<Done, Failure>,
+    shared: &Shared,
+) -> Result<Done, StoreError> {
+    result.map_err(|failure| {
+        shared.failed.fetch_add(1, Ordering::Relaxed);
+        let err = failure.into_store_error();
+        tracing::error!(command = command.name(), error = %err, "state store write failed");
+        err
+    })
+}
+
+/// All commands in one transaction, each in a savepoint. `Err` means the transaction as a
+/// whole could not be committed (and is rolled back): nothing of the batch is on disk.
+fn try_batch(
+    conn: &mut Connection,
+    batch: &[(Command, Reply)],
+) -> Result<Vec<Result<Done, Failure>>, Failure> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut results = Vec::with_capacity(batch.len());
+    for (command, _) in batch {
+        tx.prepare_cached("SAVEPOINT command")?.execute([])?;
+        match command.execute(&tx) {
+            Ok(done) => {
+                tx.prepare_cached("RELEASE command")?.execute([])?;
+                results.push(Ok(done));
+            }
+            Err(failure) => {
+                // Disk full or an I/O error can make SQLite abandon the whole transaction;
+                // then the batch is lost and each command must be retried on its own.
+                if tx.is_autocommit() {
+                    return Err(failure);
+                }
+                tx.prepare_cached("ROLLBACK TO command")?.execute([])?;
+                tx.prepare_cached("RELEASE command")?.execute([])?;
+                results.push(Err(failure));
+            }
+        }
+    }
+    // Dropping `tx` on an error path rolls back; `commit` is the fsync (synchronous=FULL).
+    tx.commit()?;
+    Ok(results)
+}
+
+/// One command in its own transaction: the fallback after a batch failed.
+fn write_alone(conn: &mut Connection, command: &Command) -> Result<Done, Failure> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let done = command.execute(&tx)?;
+    tx.commit()?;
+    Ok(done)
+}
+
+fn apply_fault(conn: &Connection, fault: Option<super::Fault>) -> Result<(), StoreError> {
+    let result = match fault {
+        Some(super::Fault::DiskFull) => conn
+            .pragma_query_value(None, "page_count", |row| row.get::<_, i64>(0))
+            .and_then(|pages| conn.pragma_update(None, "max_page_count", pages)),
+        Some(super::Fault::ReadOnly) => conn.pragma_update(None, "query_only", true),
+        None => conn
+            .pragma_update(None, "query_only", false)
+            .and_then(|()| conn.pragma_update(None, "max_page_count", i64::from(u32::MAX - 1))),
+    };
+    result.map_err(|err| StoreError::Write(err.to_string()))
+}
