@@ -7,9 +7,7 @@ use cloudamqp_autoscaler::cli::{self, Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    cli::run(
-        cli,
-        &mut std::io::stdout().lock(),
-        &mut std::io::stderr().lock(),
-    )
+    // Unlocked handles: `serve` runs for days while other threads log to stderr, and a
+    // lock held here for the whole run would stop every one of them.
+    cli::run(cli, &mut std::io::stdout(), &mut std::io::stderr())
 }

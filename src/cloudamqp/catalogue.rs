@@ -265,6 +265,12 @@ impl CatalogueCache {
     }
 }
 
+impl crate::decide::PlanPrices for Catalogue {
+    fn price(&self, plan: &str) -> Option<f64> {
+        Catalogue::price(self, plan)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,11 +286,5 @@ mod tests {
     fn prices_print_like_people_write_them() {
         assert_eq!(format_price(99.0), "99");
         assert_eq!(format_price(19.5), "19.50");
-    }
-}
-
-impl crate::decide::PlanPrices for Catalogue {
-    fn price(&self, plan: &str) -> Option<f64> {
-        Catalogue::price(self, plan)
     }
 }

@@ -188,11 +188,17 @@ async fn fifty_alarms_cost_one_instance_read_and_one_put_besides_the_polling() {
         .iter()
         .position(|r| r.method == "PUT")
         .expect("one PUT");
-    let reads_before_put = requests[..put_at]
+    // One instance read; the plan catalogue is fetched once and cached for an hour.
+    let before_put = &requests[..put_at];
+    let instance_reads = before_put
         .iter()
-        .filter(|r| r.method == "GET")
+        .filter(|r| r.path.starts_with("/api/instances"))
         .count();
-    assert_eq!(reads_before_put, 1, "{:?}", &requests[..put_at]);
+    assert_eq!(instance_reads, 1, "{before_put:?}");
+    assert!(
+        before_put.iter().filter(|r| r.path == "/api/plans").count() <= 1,
+        "{before_put:?}"
+    );
     assert_eq!(requests.iter().filter(|r| r.method == "PUT").count(), 1);
 
     // Reminders after the change, inside the cooldown, cost no API call at all.

@@ -74,7 +74,7 @@ async fn an_invalid_file_is_refused_whole_and_the_old_rules_stay() {
     let path = app.rules_path.display().to_string();
     assert!(
         errors[0].starts_with(&format!(
-            "{path}:15:10: rule \"broken\": unknown ladder \"nope\""
+            "{path}:14:11: rule \"broken\": unknown ladder \"nope\""
         )),
         "{errors:?}"
     );

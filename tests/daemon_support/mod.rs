@@ -135,7 +135,7 @@ pub async fn spawn_app(spawn: Spawn) -> TestApp {
         None => {
             let fake = FakeCloudAmqp::new(FakeConfig {
                 api_key: KEY.into(),
-                timeline: spawn.timeline.clone(),
+                timeline: spawn.timeline,
                 instances: spawn.instances.clone(),
                 ..FakeConfig::default()
             });

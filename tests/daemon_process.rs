@@ -1,0 +1,279 @@
+//! The built binary as its own process: real SIGHUP, SIGTERM and SIGINT, and `kill -9`
+//! in the middle of a plan change followed by a restart. (tokio's signal handlers are
+//! process-wide, so these cannot run inside the test process.)
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cloudamqp_autoscaler::fake::{FakeCloudAmqp, FakeConfig, RunningFake, SeedInstance, Timeline};
+use serde_json::Value;
+
+const KEY: &str = "process-test-key-77e1";
+const ID: u64 = 359_559;
+const WITHIN: Duration = Duration::from_secs(20);
+
+struct Daemon {
+    child: Child,
+    base: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    /// Starts `serve` on a free port with the state in `dir`, against `fake_url`.
+    fn start(dir: &Path, fake_url: &str, live: bool) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cloudamqp-autoscaler"));
+        command.arg("serve").current_dir(dir);
+        for (name, _) in std::env::vars() {
+            if name.starts_with("AUTOSCALER__")
+                || name.starts_with("CLOUDAMQP_")
+                || name == "RUST_LOG"
+            {
+                command.env_remove(name);
+            }
+        }
+        command
+            .env("AUTOSCALER__SERVER__BIND", "127.0.0.1:0")
+            .env("AUTOSCALER__CLOUDAMQP__API_URL", fake_url)
+            .env("AUTOSCALER__CLOUDAMQP__POLL_INTERVAL", "100ms")
+            .env("AUTOSCALER__LIVE", live.to_string())
+            .env("AUTOSCALER__LOG__FORMAT", "json")
+            .env("CLOUDAMQP_API_KEY", KEY)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(event) = serde_json::from_str::<Value>(&line)
+                    && event["message"] == "cloudamqp-autoscaler serving"
+                {
+                    let _ = addr_tx.send(event["addr"].as_str().unwrap_or_default().to_owned());
+                }
+                sink.lock().unwrap().push_str(&line);
+                sink.lock().unwrap().push('\n');
+            }
+        });
+        let addr = addr_rx
+            .recv_timeout(WITHIN)
+            .unwrap_or_else(|_| panic!("no start: {}", log.lock().unwrap()));
+        Self {
+            child,
+            base: format!("http://{addr}"),
+            log,
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; its exit code.
+    fn wait(&mut self) -> Option<i32> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(started.elapsed() < WITHIN, "did not exit: {}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    async fn status(&self) -> Value {
+        reqwest::get(format!("{}/status", self.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn alarm(&self, body: &str) -> u16 {
+        reqwest::Client::new()
+            .post(format!("{}/cloudamqp/alarm", self.base))
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    async fn wait_for(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let started = Instant::now();
+        loop {
+            let status = self.status().await;
+            if done(&status) {
+                return status;
+            }
+            assert!(
+                started.elapsed() < WITHIN,
+                "timed out waiting for {what}: {status:#}\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn fake(timeline: Timeline) -> (FakeCloudAmqp, RunningFake) {
+    let fake = FakeCloudAmqp::new(FakeConfig {
+        api_key: KEY.into(),
+        timeline,
+        instances: vec![SeedInstance::new(ID, "prod", "bunny-1")],
+        ..FakeConfig::default()
+    });
+    let running = fake.start_local().await.unwrap();
+    (fake, running)
+}
+
+fn workdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/rules.toml"),
+        dir.path().join("rules.toml"),
+    )
+    .unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_valid_rules_and_refuses_invalid_ones() {
+    let (_fake, running) = fake(Timeline::instant()).await;
+    let dir = workdir();
+    let mut daemon = Daemon::start(dir.path(), &running.base_url(), false);
+    let hash = daemon.status().await["rules"]["hash"].clone();
+
+    std::fs::write(dir.path().join("rules.toml"), "[ladders]\ns = [\"bunny-1\", \"panda-1\"]\n[[rules]]\nname = \"m\"\nalarm = \"memory\"\nladder = \"s\"\n").unwrap();
+    daemon.signal("HUP");
+    let status = daemon
+        .wait_for("the reload", |s| s["rules"]["last_reload"]["ok"] == true)
+        .await;
+    assert_ne!(status["rules"]["hash"], hash);
+    let reloaded = status["rules"]["hash"].clone();
+
+    std::fs::write(dir.path().join("rules.toml"), "[[rules]]\nname = 1\n").unwrap();
+    // Twice in a row: signals coalesce or run one after the other, both refuse the file.
+    daemon.signal("HUP");
+    daemon.signal("HUP");
+    let status = daemon
+        .wait_for("the refusal", |s| s["rules"]["last_reload"]["ok"] == false)
+        .await;
+    assert_eq!(
+        status["rules"]["hash"], reloaded,
+        "the valid rules stay in force"
+    );
+    let errors = status["rules"]["last_reload"]["errors"].as_array().unwrap();
+    assert!(
+        errors.iter().any(|e| e
+            .as_str()
+            .unwrap()
+            .starts_with("rules.toml:2:8: rule #1: `name` must be a string")),
+        "{errors:?}"
+    );
+    assert_eq!(
+        daemon
+            .alarm(r#"{"alarm_type":"memory","value":85,"instance_id":359559}"#)
+            .await,
+        202
+    );
+    daemon
+        .wait_for("a decision", |s| {
+            !s["instances"][ID.to_string()]["last_decision"].is_null()
+        })
+        .await;
+    assert_eq!(
+        daemon.status().await["instances"][ID.to_string()]["last_change"]["to"],
+        "panda-1"
+    );
+
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(), Some(0));
+    assert!(
+        daemon.log().contains("rules reload refused"),
+        "{}",
+        daemon.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_and_sigint_stop_gracefully_with_exit_0() {
+    let (_fake, running) = fake(Timeline::instant()).await;
+    for signal in ["TERM", "INT"] {
+        let dir = workdir();
+        let mut daemon = Daemon::start(dir.path(), &running.base_url(), true);
+        assert_eq!(
+            daemon
+                .alarm(r#"{"alarm_type":"memory","value":85,"instance_id":359559}"#)
+                .await,
+            202
+        );
+        daemon.signal(signal);
+        assert_eq!(daemon.wait(), Some(0), "{}", daemon.log());
+        assert!(daemon.log().contains("\"stopped\""), "{}", daemon.log());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_change_then_restart_sends_no_second_put_and_finishes_the_change() {
+    let timeline = Timeline {
+        lag: Duration::from_millis(300),
+        reconfigure: Duration::from_secs(3),
+        stuck: false,
+    };
+    let (fake, running) = fake(timeline).await;
+    let dir = workdir();
+    let mut daemon = Daemon::start(dir.path(), &running.base_url(), true);
+    assert_eq!(
+        daemon
+            .alarm(r#"{"alarm_type":"memory","value":85,"instance_id":359559}"#)
+            .await,
+        202
+    );
+    daemon
+        .wait_for("tracking", |s| {
+            s["instances"][ID.to_string()]["change"]["phase"] == "tracking"
+        })
+        .await;
+    daemon.signal("KILL");
+    assert_eq!(daemon.wait(), None, "killed by a signal");
+
+    let daemon = Daemon::start(dir.path(), &running.base_url(), true);
+    // A reminder after the restart, while the change is still running.
+    assert_eq!(
+        daemon
+            .alarm(r#"{"alarm_type":"memory","value":85,"instance_id":359559}"#)
+            .await,
+        202
+    );
+    let status = daemon
+        .wait_for("the change to finish", |s| {
+            s["instances"][ID.to_string()]["last_change"]["result"] == "completed"
+        })
+        .await;
+    assert_eq!(status["instances"][ID.to_string()]["plan"], "hare-1");
+    assert_eq!(fake.put_attempts(), 1, "{}", daemon.log());
+    assert_eq!(fake.plan_changes(), vec![(ID, "hare-1".to_owned())]);
+}
