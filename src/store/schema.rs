@@ -12,7 +12,8 @@
 //! (accepted, not yet decided), `latest_decisions` and `latest_finished_changes` (one row
 //! per instance; start-up reads them too).
 //!
-//! Open it read-only so a long query never holds up the daemon's writes:
+//! Open it read-only: a write transaction held open in a shell would make the daemon's
+//! writes wait (5 s, then the webhook answers 503). Readers never block it (WAL).
 //!
 //! ```sh
 //! sqlite3 -readonly -header -column state/autoscaler.sqlite3

@@ -147,9 +147,15 @@ fn settle(
 ) -> Result<Done, StoreError> {
     result.map_err(|failure| {
         shared.failed.fetch_add(1, Ordering::Relaxed);
-        let err = failure.into_store_error();
-        tracing::error!(command = command.name(), error = %err, "state store write failed");
-        err
+        match &failure {
+            Failure::Storage(err) => {
+                tracing::error!(command = command.name(), error = %err, "state store write failed");
+            }
+            Failure::Refused(reason) => {
+                tracing::warn!(command = command.name(), %reason, "state store refused a write");
+            }
+        }
+        failure.into_store_error()
     })
 }
 
@@ -204,4 +210,106 @@ fn apply_fault(conn: &Connection, fault: Option<super::Fault>) -> Result<(), Sto
             .and_then(|()| conn.pragma_update(None, "max_page_count", i64::from(u32::MAX - 1))),
     };
     result.map_err(|err| StoreError::Write(err.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::{DecisionKind, NewAlarm, NewChange, NewDecision, open};
+
+    fn alarm() -> Command {
+        Command::RecordAlarm(NewAlarm {
+            received_at: jiff::Timestamp::UNIX_EPOCH,
+            remote_addr: None,
+            body: "{}".into(),
+            kind: "memory".into(),
+            value: None,
+            instance: None,
+            resolved: false,
+            message: None,
+            triggered_at: None,
+        })
+    }
+
+    /// A change pointing at an alarm that does not exist.
+    fn dangling_change(alarm_id: i64) -> Command {
+        Command::RecordDecision(
+            NewDecision {
+                alarm_id,
+                at: jiff::Timestamp::UNIX_EPOCH,
+                instance_id: Some(1),
+                plan: None,
+                kind: DecisionKind::Change,
+                reason: None,
+                rule: None,
+                from_plan: None,
+                to_plan: None,
+                detail: "test".into(),
+            },
+            Some(NewChange {
+                instance_id: 1,
+                alarm_id: 999,
+                from_plan: "a".into(),
+                to_plan: "b".into(),
+                rule: "r".into(),
+                cooldown: Duration::ZERO,
+                dry_run: false,
+                intended_at: jiff::Timestamp::UNIX_EPOCH,
+            }),
+        )
+    }
+
+    /// A batch whose COMMIT fails (here a deferred foreign key, checked only at COMMIT) is
+    /// rolled back whole and each command retried alone: only the bad one fails.
+    #[test]
+    fn a_batch_that_cannot_commit_is_retried_command_by_command() {
+        let tmp = tempfile::tempdir().unwrap();
+        let opened = open::open(tmp.path()).unwrap();
+        let conn = opened.conn;
+        conn.execute_batch(
+            "INSERT INTO alarms (received_at, kind, resolved, body) VALUES ('x', 'cpu', 0, '{}');
+             PRAGMA defer_foreign_keys = ON;",
+        )
+        .unwrap();
+        let (jobs, queue) = mpsc::channel();
+        let mut answers = Vec::new();
+        for command in [alarm(), dangling_change(1), alarm()] {
+            let (reply, answer) = oneshot::channel();
+            jobs.send(Job::Write(command, reply)).unwrap();
+            answers.push(answer);
+        }
+        drop(jobs);
+        let shared = Arc::new(Shared::default());
+        run(conn, queue, Arc::clone(&shared));
+
+        let results: Vec<_> = answers
+            .into_iter()
+            .map(|answer| answer.blocking_recv().unwrap())
+            .collect();
+        assert_eq!(results[0].as_ref().unwrap(), &Some(2));
+        let err = results[1].as_ref().unwrap_err().to_string();
+        assert!(err.contains("FOREIGN KEY"), "{err}");
+        assert_eq!(results[2].as_ref().unwrap(), &Some(3));
+        let stats = shared.stats();
+        assert_eq!((stats.batches, stats.commits, stats.failed), (1, 2, 1));
+        assert!(shared.healthy.load(Ordering::Relaxed));
+
+        let check = rusqlite::Connection::open(opened.path).unwrap();
+        let counts: (i64, i64, i64) = check
+            .query_row(
+                "SELECT (SELECT count(*) FROM alarms), (SELECT count(*) FROM decisions), \
+                        (SELECT count(*) FROM alarms WHERE decided_at IS NOT NULL)",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            counts,
+            (3, 0, 0),
+            "the refused decision left nothing behind"
+        );
+    }
 }
