@@ -110,6 +110,10 @@ CREATE TABLE instances (
     updated_at  TEXT    NOT NULL
 );
 
+-- Always empty. After a failed write the daemon writes and deletes 64 KiB here each second
+-- until it succeeds, to learn when the disk takes an alarm again (`/readyz`).
+CREATE TABLE write_probe (filler BLOB);
+
 -- Each decision with the alarm that caused it, newest first.
 CREATE VIEW recent_decisions AS
 SELECT d.at, d.instance_id, a.kind AS alarm, a.value, a.resolved, d.plan, d.decision,

@@ -9,11 +9,15 @@
 //!
 //! When the database itself fails (disk full, read-only, I/O error), the batch is rolled
 //! back and each command retried in its own transaction: only the ones that cannot be
-//! written get an error, and once space returns the next command simply succeeds.
+//! written get an error, and once space returns the next command simply succeeds. While
+//! unhealthy and idle, the writer probes with a write of an alarm's largest size, so
+//! `/readyz` turns green again even when no traffic comes (a load balancer sends none to
+//! an unready daemon).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
@@ -24,6 +28,12 @@ use super::commands::{Command, Done, Failure};
 /// The most commands one transaction holds: bounds the latency a command waits behind
 /// others and the work lost to a rollback, while still turning ~100 fsyncs into one.
 pub(crate) const MAX_BATCH: usize = 512;
+
+/// How often an unhealthy, idle writer checks whether the disk takes writes again.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// The probe's size: the largest body the webhook accepts, so a successful probe means an
+/// alarm fits.
+const PROBE_BYTES: i64 = 64 * 1024;
 
 /// What the writer answers a command with.
 pub(crate) type Reply = oneshot::Sender<Result<Done, StoreError>>;
@@ -71,9 +81,24 @@ impl Shared {
 /// Runs until every sender is gone, then returns having answered everything queued.
 pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>, shared: Arc<Shared>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    // Blocks for the first job; `Err` means every `Store` is closed or dropped and the
+    // Blocks for the first job; `None` means every `Store` is closed or dropped and the
     // queue is empty: time to stop.
-    while let Ok(first) = jobs.recv() {
+    loop {
+        let first = if shared.healthy.load(Ordering::Relaxed) {
+            jobs.recv().ok()
+        } else {
+            match jobs.recv_timeout(PROBE_INTERVAL) {
+                Ok(job) => Some(job),
+                Err(RecvTimeoutError::Timeout) => {
+                    probe(&mut conn, &shared);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => None,
+            }
+        };
+        let Some(first) = first else {
+            break;
+        };
         let mut pending_fault = None;
         match first {
             Job::Write(command, reply) => batch.push((command, reply)),
@@ -197,6 +222,25 @@ fn write_alone(conn: &mut Connection, command: &Command) -> Result<Done, Failure
     let done = command.execute(&tx)?;
     tx.commit()?;
     Ok(done)
+}
+
+/// Writes (and deletes, in the same transaction) `PROBE_BYTES`; healthy again if it commits.
+fn probe(conn: &mut Connection, shared: &Shared) {
+    match probe_write(conn) {
+        Ok(()) => {
+            shared.healthy.store(true, Ordering::Relaxed);
+            tracing::info!("state store takes writes again");
+        }
+        Err(err) => tracing::debug!(error = %err, "state store still cannot write"),
+    }
+}
+
+fn probe_write(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.prepare_cached("INSERT INTO write_probe (filler) VALUES (zeroblob(?1))")?
+        .execute([PROBE_BYTES])?;
+    tx.prepare_cached("DELETE FROM write_probe")?.execute([])?;
+    tx.commit()
 }
 
 fn apply_fault(conn: &Connection, fault: Option<super::Fault>) -> Result<(), StoreError> {

@@ -5,6 +5,8 @@
 //! database itself through `Store::inject_fault`: `PRAGMA max_page_count` (SQLITE_FULL)
 //! and `PRAGMA query_only` (SQLITE_READONLY).
 
+use std::time::{Duration, Instant};
+
 use cloudamqp_autoscaler::store::{Fault, Phase, Store, StoreError};
 
 use super::support::{INSTANCE, alarm, at, change, change_decision, count, finish, intend_change};
@@ -36,6 +38,30 @@ async fn a_full_disk_refuses_the_alarm_then_recovers() {
     let pending: Vec<_> = recovered.pending_alarms.iter().map(|a| a.id).collect();
     assert_eq!(pending.len(), 2);
     assert_eq!(pending[1], id);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn health_returns_without_traffic_once_the_disk_takes_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(tmp.path()).unwrap();
+    store.inject_fault(Some(Fault::DiskFull)).await.unwrap();
+    assert!(store.record_alarm(alarm(&big_body())).await.is_err());
+    assert!(!store.healthy());
+
+    // Still full: the writer's probes fail and the store stays unhealthy.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!store.healthy());
+
+    // Space returns; no alarm arrives (an unready daemon gets no traffic), yet it heals.
+    store.inject_fault(None).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !store.healthy() {
+        assert!(Instant::now() < deadline, "still unhealthy");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(count(tmp.path(), "alarms"), 0);
+    assert_eq!(count(tmp.path(), "write_probe"), 0);
     store.close().await;
 }
 

@@ -172,3 +172,20 @@ async fn a_decision_about_an_unknown_alarm_is_refused() {
     assert_eq!(count(tmp.path(), "decisions"), 0);
     store.close().await;
 }
+
+#[tokio::test]
+async fn the_store_and_its_futures_can_move_between_tasks() {
+    fn send_sync<T: Send + Sync + 'static>(_: &T) {}
+    fn send<T: Send + 'static>(value: T) -> T {
+        value
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(tmp.path()).unwrap();
+    send_sync(&store);
+    let id = tokio::spawn(send(store.record_alarm(alarm("{}"))))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(id > 0);
+    tokio::spawn(send(store.close())).await.unwrap();
+}

@@ -44,6 +44,7 @@ async fn open_creates_the_directory_and_the_schema() {
             "latest_finished_changes",
             "pending_alarms",
             "recent_decisions",
+            "write_probe",
         ]
     );
     store.close().await;
