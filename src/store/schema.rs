@@ -12,7 +12,8 @@
 //! (accepted, not yet decided), `latest_decisions` and `latest_finished_changes` (one row
 //! per instance; start-up reads them too).
 //!
-//! Open it read-only so a long query never holds up the daemon's writes:
+//! Open it read-only: a write transaction held open in a shell would make the daemon's
+//! writes wait (5 s, then the webhook answers 503). Readers never block it (WAL).
 //!
 //! ```sh
 //! sqlite3 -readonly -header -column state/autoscaler.sqlite3
@@ -108,6 +109,10 @@ CREATE TABLE instances (
     plan        TEXT,                           -- last known plan
     updated_at  TEXT    NOT NULL
 );
+
+-- Always empty. After a failed write the daemon writes and deletes 64 KiB here each second
+-- until it succeeds, to learn when the disk takes an alarm again (`/readyz`).
+CREATE TABLE write_probe (filler BLOB);
 
 -- Each decision with the alarm that caused it, newest first.
 CREATE VIEW recent_decisions AS

@@ -9,11 +9,15 @@
 //!
 //! When the database itself fails (disk full, read-only, I/O error), the batch is rolled
 //! back and each command retried in its own transaction: only the ones that cannot be
-//! written get an error, and once space returns the next command simply succeeds.
+//! written get an error, and once space returns the next command simply succeeds. While
+//! unhealthy and idle, the writer probes with a write of an alarm's largest size, so
+//! `/readyz` turns green again even when no traffic comes (a load balancer sends none to
+//! an unready daemon).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
@@ -24,6 +28,12 @@ use super::commands::{Command, Done, Failure};
 /// The most commands one transaction holds: bounds the latency a command waits behind
 /// others and the work lost to a rollback, while still turning ~100 fsyncs into one.
 pub(crate) const MAX_BATCH: usize = 512;
+
+/// How often an unhealthy, idle writer checks whether the disk takes writes again.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// The probe's size: the largest body the webhook accepts, so a successful probe means an
+/// alarm fits.
+const PROBE_BYTES: i64 = 64 * 1024;
 
 /// What the writer answers a command with.
 pub(crate) type Reply = oneshot::Sender<Result<Done, StoreError>>;
@@ -71,9 +81,24 @@ impl Shared {
 /// Runs until every sender is gone, then returns having answered everything queued.
 pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>, shared: Arc<Shared>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    // Blocks for the first job; `Err` means every `Store` is closed or dropped and the
+    // Blocks for the first job; `None` means every `Store` is closed or dropped and the
     // queue is empty: time to stop.
-    while let Ok(first) = jobs.recv() {
+    loop {
+        let first = if shared.healthy.load(Ordering::Relaxed) {
+            jobs.recv().ok()
+        } else {
+            match jobs.recv_timeout(PROBE_INTERVAL) {
+                Ok(job) => Some(job),
+                Err(RecvTimeoutError::Timeout) => {
+                    probe(&mut conn, &shared);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => None,
+            }
+        };
+        let Some(first) = first else {
+            break;
+        };
         let mut pending_fault = None;
         match first {
             Job::Write(command, reply) => batch.push((command, reply)),
@@ -147,9 +172,15 @@ fn settle(
 ) -> Result<Done, StoreError> {
     result.map_err(|failure| {
         shared.failed.fetch_add(1, Ordering::Relaxed);
-        let err = failure.into_store_error();
-        tracing::error!(command = command.name(), error = %err, "state store write failed");
-        err
+        match &failure {
+            Failure::Storage(err) => {
+                tracing::error!(command = command.name(), error = %err, "state store write failed");
+            }
+            Failure::Refused(reason) => {
+                tracing::warn!(command = command.name(), %reason, "state store refused a write");
+            }
+        }
+        failure.into_store_error()
     })
 }
 
@@ -193,6 +224,25 @@ fn write_alone(conn: &mut Connection, command: &Command) -> Result<Done, Failure
     Ok(done)
 }
 
+/// Writes (and deletes, in the same transaction) `PROBE_BYTES`; healthy again if it commits.
+fn probe(conn: &mut Connection, shared: &Shared) {
+    match probe_write(conn) {
+        Ok(()) => {
+            shared.healthy.store(true, Ordering::Relaxed);
+            tracing::info!("state store takes writes again");
+        }
+        Err(err) => tracing::debug!(error = %err, "state store still cannot write"),
+    }
+}
+
+fn probe_write(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.prepare_cached("INSERT INTO write_probe (filler) VALUES (zeroblob(?1))")?
+        .execute([PROBE_BYTES])?;
+    tx.prepare_cached("DELETE FROM write_probe")?.execute([])?;
+    tx.commit()
+}
+
 fn apply_fault(conn: &Connection, fault: Option<super::Fault>) -> Result<(), StoreError> {
     let result = match fault {
         Some(super::Fault::DiskFull) => conn
@@ -204,4 +254,106 @@ fn apply_fault(conn: &Connection, fault: Option<super::Fault>) -> Result<(), Sto
             .and_then(|()| conn.pragma_update(None, "max_page_count", i64::from(u32::MAX - 1))),
     };
     result.map_err(|err| StoreError::Write(err.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::{DecisionKind, NewAlarm, NewChange, NewDecision, open};
+
+    fn alarm() -> Command {
+        Command::RecordAlarm(NewAlarm {
+            received_at: jiff::Timestamp::UNIX_EPOCH,
+            remote_addr: None,
+            body: "{}".into(),
+            kind: "memory".into(),
+            value: None,
+            instance: None,
+            resolved: false,
+            message: None,
+            triggered_at: None,
+        })
+    }
+
+    /// A change pointing at an alarm that does not exist.
+    fn dangling_change(alarm_id: i64) -> Command {
+        Command::RecordDecision(
+            NewDecision {
+                alarm_id,
+                at: jiff::Timestamp::UNIX_EPOCH,
+                instance_id: Some(1),
+                plan: None,
+                kind: DecisionKind::Change,
+                reason: None,
+                rule: None,
+                from_plan: None,
+                to_plan: None,
+                detail: "test".into(),
+            },
+            Some(NewChange {
+                instance_id: 1,
+                alarm_id: 999,
+                from_plan: "a".into(),
+                to_plan: "b".into(),
+                rule: "r".into(),
+                cooldown: Duration::ZERO,
+                dry_run: false,
+                intended_at: jiff::Timestamp::UNIX_EPOCH,
+            }),
+        )
+    }
+
+    /// A batch whose COMMIT fails (here a deferred foreign key, checked only at COMMIT) is
+    /// rolled back whole and each command retried alone: only the bad one fails.
+    #[test]
+    fn a_batch_that_cannot_commit_is_retried_command_by_command() {
+        let tmp = tempfile::tempdir().unwrap();
+        let opened = open::open(tmp.path()).unwrap();
+        let conn = opened.conn;
+        conn.execute_batch(
+            "INSERT INTO alarms (received_at, kind, resolved, body) VALUES ('x', 'cpu', 0, '{}');
+             PRAGMA defer_foreign_keys = ON;",
+        )
+        .unwrap();
+        let (jobs, queue) = mpsc::channel();
+        let mut answers = Vec::new();
+        for command in [alarm(), dangling_change(1), alarm()] {
+            let (reply, answer) = oneshot::channel();
+            jobs.send(Job::Write(command, reply)).unwrap();
+            answers.push(answer);
+        }
+        drop(jobs);
+        let shared = Arc::new(Shared::default());
+        run(conn, queue, Arc::clone(&shared));
+
+        let results: Vec<_> = answers
+            .into_iter()
+            .map(|answer| answer.blocking_recv().unwrap())
+            .collect();
+        assert_eq!(results[0].as_ref().unwrap(), &Some(2));
+        let err = results[1].as_ref().unwrap_err().to_string();
+        assert!(err.contains("FOREIGN KEY"), "{err}");
+        assert_eq!(results[2].as_ref().unwrap(), &Some(3));
+        let stats = shared.stats();
+        assert_eq!((stats.batches, stats.commits, stats.failed), (1, 2, 1));
+        assert!(shared.healthy.load(Ordering::Relaxed));
+
+        let check = rusqlite::Connection::open(opened.path).unwrap();
+        let counts: (i64, i64, i64) = check
+            .query_row(
+                "SELECT (SELECT count(*) FROM alarms), (SELECT count(*) FROM decisions), \
+                        (SELECT count(*) FROM alarms WHERE decided_at IS NOT NULL)",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            counts,
+            (3, 0, 0),
+            "the refused decision left nothing behind"
+        );
+    }
 }

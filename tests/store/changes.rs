@@ -1,0 +1,328 @@
+//! Plan changes through their phases, what a restart finds of them, and the latest
+//! change and decision of each instance.
+
+use std::time::Duration;
+
+use cloudamqp_autoscaler::store::{InstanceRow, Phase, Store, StoreError};
+
+use super::support::{
+    INSTANCE, alarm, at, change, change_decision, count, finish, inspect, intend_change, restart,
+    skip,
+};
+
+#[tokio::test]
+async fn a_change_goes_intended_submitted_completed_and_is_then_the_last_finished() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(tmp.path()).unwrap();
+    let id = intend_change(&store, INSTANCE, "2026-11-26T17:00:00Z").await;
+
+    let (store, recovered) = restart(store, tmp.path()).await;
+    assert_eq!(recovered.open_changes.len(), 1);
+    assert_eq!(recovered.open_changes[0].phase, Phase::Intended);
+
+    store
+        .mark_submitted(id, at("2026-11-26T17:00:01Z"))
+        .await
+        .unwrap();
+    store
+        .finish_change(id, finish(Phase::Completed, "2026-11-26T17:05:00.75Z"))
+        .await
+        .unwrap();
+
+    let (store, recovered) = restart(store, tmp.path()).await;
+    assert!(recovered.open_changes.is_empty());
+    assert_eq!(recovered.last_finished.len(), 1);
+    let row = &recovered.last_finished[0];
+    assert_eq!(row.id, id);
+    assert_eq!(row.instance_id, INSTANCE);
+    assert!(row.alarm_id.is_some());
+    assert_eq!(
+        (row.from_plan.as_str(), row.to_plan.as_str()),
+        ("bunny-1", "hare-1")
+    );
+    assert_eq!(row.rule, "memory-high");
+    assert_eq!(row.cooldown, Duration::from_secs(1800));
+    assert!(!row.dry_run);
+    assert_eq!(row.phase, Phase::Completed);
+    assert_eq!(row.intended_at, at("2026-11-26T17:00:00Z"));
+    assert_eq!(row.accepted_at, Some(at("2026-11-26T17:00:01Z")));
+    assert_eq!(row.finished_at, Some(at("2026-11-26T17:05:00.75Z")));
+    assert_eq!(row.detail.as_deref(), Some("ended completed"));
+    assert!(!row.needs_attention);
+
+    let (phase, took): (String, i64) = inspect(tmp.path())
+        .query_row(
+            "SELECT phase, took_seconds FROM change_history",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((phase.as_str(), took), ("completed", 301));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn changes_in_flight_are_open_after_a_crash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(tmp.path()).unwrap();
+    let intended = intend_change(&store, 1, "2026-11-26T17:00:00Z").await;
+    let submitted = intend_change(&store, 2, "2026-11-26T17:00:00Z").await;
+    store
+        .mark_submitted(submitted, at("2026-11-26T17:00:02Z"))
+        .await
+        .unwrap();
+    let finished = intend_change(&store, 3, "2026-11-26T17:00:00Z").await;
+    store
+        .finish_change(finished, finish(Phase::Failed, "2026-11-26T17:00:03Z"))
+        .await
+        .unwrap();
+
+    // A copy of the files as they are now, the store still open: what a power cut leaves
+    // (every commit was fsync'd to the write-ahead log, no checkpoint has run).
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(tmp.path()).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with("autoscaler.sqlite3") {
+            std::fs::copy(entry.path(), copy.path().join(name)).unwrap();
+        }
+    }
+    // No close: dropped as a crashing process would leave it.
+    drop(store);
+
+    for dir in [tmp.path(), copy.path()] {
+        let (store, recovered) = Store::open(dir).unwrap();
+        let open: Vec<_> = recovered
+            .open_changes
+            .iter()
+            .map(|row| (row.id, row.phase, row.accepted_at))
+            .collect();
+        assert_eq!(
+            open,
+            [
+                (intended, Phase::Intended, None),
+                (
+                    submitted,
+                    Phase::Submitted,
+                    Some(at("2026-11-26T17:00:02Z"))
+                ),
+            ],
+            "in {}",
+            dir.display()
+        );
+        assert_eq!(recovered.last_finished.len(), 1);
+        assert_eq!(recovered.last_finished[0].id, finished);
+        assert!(recovered.last_finished[0].needs_attention);
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn invalid_transitions_are_refused_and_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(tmp.path()).unwrap();
+    let id = intend_change(&store, INSTANCE, "2026-11-26T17:00:00Z").await;
+
+    let err = store
+        .finish_change(id, finish(Phase::Submitted, "2026-11-26T17:00:01Z"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("completed, failed or timed_out"),
+        "{err}"
+    );
+
+    store
+        .finish_change(id, finish(Phase::TimedOut, "2026-11-26T18:00:00Z"))
+        .await
+        .unwrap();
+    for err in [
+        store
+            .finish_change(id, finish(Phase::Completed, "2026-11-26T18:00:01Z"))
+            .await
+            .unwrap_err(),
+        store
+            .mark_submitted(id, at("2026-11-26T18:00:01Z"))
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(matches!(err, StoreError::Write(_)));
+        assert!(
+            err.to_string()
+                .contains(&format!("change {id} is timed_out")),
+            "{err}"
+        );
+    }
+    let err = store
+        .mark_submitted(999, at("2026-11-26T18:00:01Z"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no change 999"), "{err}");
+    assert!(
+        store.healthy(),
+        "refusing a transition is not a storage failure"
+    );
+
+    let (store, recovered) = restart(store, tmp.path()).await;
+    let row = &recovered.last_finished[0];
+    assert_eq!(row.phase, Phase::TimedOut);
+    assert_eq!(row.finished_at, Some(at("2026-11-26T18:00:00Z")));
+    assert_eq!(row.accepted_at, None);
+    assert_eq!(row.detail.as_deref(), Some("ended timed_out"));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_submitted_change_cannot_be_submitted_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(tmp.path()).unwrap();
+    let id = intend_change(&store, INSTANCE, "2026-11-26T17:00:00Z").await;
+    store
+        .mark_submitted(id, at("2026-11-26T17:00:01Z"))
+        .await
+        .unwrap();
+    let err = store
+        .mark_submitted(id, at("2026-11-26T17:00:09Z"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("is submitted"), "{err}");
+    let accepted: String = inspect(tmp.path())
+        .query_row("SELECT accepted_at FROM changes", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(accepted, "2026-11-26T17:00:01.000000000Z");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn the_latest_finished_change_and_decision_of_each_instance() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(tmp.path()).unwrap();
+    // Instance 1: the change recorded last finished first; the latest is by finish time.
+    let early = intend_change(&store, 1, "2026-11-26T17:00:00Z").await;
+    let late = intend_change(&store, 1, "2026-11-26T17:00:00Z").await;
+    store
+        .finish_change(early, finish(Phase::Completed, "2026-11-26T19:00:00Z"))
+        .await
+        .unwrap();
+    store
+        .finish_change(late, finish(Phase::Failed, "2026-11-26T18:00:00Z"))
+        .await
+        .unwrap();
+    // Instance 2: two finished at the same time; the later id wins.
+    let first = intend_change(&store, 2, "2026-11-26T17:00:00Z").await;
+    let second = intend_change(&store, 2, "2026-11-26T17:00:00Z").await;
+    for id in [second, first] {
+        store
+            .finish_change(id, finish(Phase::Completed, "2026-11-26T18:30:00Z"))
+            .await
+            .unwrap();
+    }
+    // Instance 3: one open change only, nothing finished.
+    intend_change(&store, 3, "2026-11-26T17:00:00Z").await;
+
+    // Decisions: instance 1's latest by time though recorded first; one without instance.
+    let a = store.record_alarm(alarm("{}")).await.unwrap();
+    let b = store.record_alarm(alarm("{}")).await.unwrap();
+    let c = store.record_alarm(alarm("{}")).await.unwrap();
+    store
+        .record_decision(skip(a, Some(1), "2026-11-26T20:00:00Z"), None)
+        .await
+        .unwrap();
+    store
+        .record_decision(skip(b, Some(1), "2026-11-26T19:59:00Z"), None)
+        .await
+        .unwrap();
+    store
+        .record_decision(skip(c, None, "2026-11-26T21:00:00Z"), None)
+        .await
+        .unwrap();
+
+    let (store, recovered) = restart(store, tmp.path()).await;
+    let finished: Vec<_> = recovered
+        .last_finished
+        .iter()
+        .map(|row| (row.instance_id, row.id))
+        .collect();
+    assert_eq!(finished, [(1, early), (2, second)]);
+    let decisions: Vec<_> = recovered
+        .last_decisions
+        .iter()
+        .map(|row| (row.instance_id, row.alarm_id, row.at))
+        .collect();
+    // Instances 1, 2 and 3 also got the change decisions of `intend_change`, at 17:00.
+    assert_eq!(decisions.len(), 3);
+    assert_eq!(decisions[0], (1, a, at("2026-11-26T20:00:00Z")));
+    assert!(
+        decisions
+            .iter()
+            .all(|(instance, ..)| [1, 2, 3].contains(instance))
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_dry_run_change_and_a_sub_second_cooldown_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(tmp.path()).unwrap();
+    let alarm_id = store.record_alarm(alarm("{}")).await.unwrap();
+    let mut dry = change(alarm_id, INSTANCE, "2026-11-26T17:00:00Z");
+    dry.dry_run = true;
+    dry.cooldown = Duration::from_millis(200);
+    let mut decision = change_decision(alarm_id, INSTANCE, "2026-11-26T17:00:00Z");
+    decision.kind = cloudamqp_autoscaler::store::DecisionKind::WouldChange;
+    store.record_decision(decision, Some(dry)).await.unwrap();
+
+    let (store, recovered) = restart(store, tmp.path()).await;
+    let row = &recovered.open_changes[0];
+    assert!(row.dry_run);
+    assert_eq!(row.cooldown, Duration::from_millis(200));
+    assert_eq!(
+        recovered.last_decisions[0].kind,
+        cloudamqp_autoscaler::store::DecisionKind::WouldChange
+    );
+    let word: String = inspect(tmp.path())
+        .query_row("SELECT decision FROM decisions", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(word, "would_change");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn instances_keep_what_is_known() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(tmp.path()).unwrap();
+    store
+        .upsert_instance(InstanceRow {
+            id: INSTANCE,
+            name: Some("prod".into()),
+            providerid: Some("5f1e2b9c-0000-4000-8000-000000000001".into()),
+            plan: Some("bunny-1".into()),
+            updated_at: at("2026-11-26T17:00:00Z"),
+        })
+        .await
+        .unwrap();
+    // Only the plan is known now: the name and UUID stay.
+    store
+        .upsert_instance(InstanceRow {
+            id: INSTANCE,
+            name: None,
+            providerid: None,
+            plan: Some("hare-1".into()),
+            updated_at: at("2026-11-26T17:10:00Z"),
+        })
+        .await
+        .unwrap();
+
+    let (store, recovered) = restart(store, tmp.path()).await;
+    assert_eq!(recovered.instances.len(), 1);
+    let row = &recovered.instances[0];
+    assert_eq!(row.name.as_deref(), Some("prod"));
+    assert_eq!(
+        row.providerid.as_deref(),
+        Some("5f1e2b9c-0000-4000-8000-000000000001")
+    );
+    assert_eq!(row.plan.as_deref(), Some("hare-1"));
+    assert_eq!(row.updated_at, at("2026-11-26T17:10:00Z"));
+    assert_eq!(count(tmp.path(), "instances"), 1);
+    store.close().await;
+}
