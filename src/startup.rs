@@ -77,6 +77,7 @@ pub enum StartError {
 pub struct AppHandle {
     rules: Arc<LiveRules>,
     stop: CancellationToken,
+    store: Store,
 }
 
 impl AppHandle {
@@ -88,6 +89,11 @@ impl AppHandle {
     /// What SIGTERM does.
     pub fn shutdown(&self) {
         self.stop.cancel();
+    }
+
+    /// The state store (for inspection, and for fault injection in tests).
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 }
 
@@ -229,6 +235,7 @@ impl Application {
         AppHandle {
             rules: self.state.rules.clone(),
             stop: self.stop.clone(),
+            store: self.store.clone(),
         }
     }
 

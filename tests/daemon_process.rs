@@ -12,6 +12,7 @@ use cloudamqp_autoscaler::fake::{FakeCloudAmqp, FakeConfig, RunningFake, SeedIns
 use serde_json::Value;
 
 const KEY: &str = "process-test-key-77e1";
+const TOKEN: &str = "process-test-token-3b8c";
 const ID: u64 = 359_559;
 const WITHIN: Duration = Duration::from_secs(20);
 
@@ -41,6 +42,7 @@ impl Daemon {
             .env("AUTOSCALER__LIVE", live.to_string())
             .env("AUTOSCALER__LOG__FORMAT", "json")
             .env("CLOUDAMQP_API_KEY", KEY)
+            .env("AUTOSCALER__SERVER__WEBHOOK_TOKEN", TOKEN)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = command.spawn().unwrap();
@@ -94,6 +96,15 @@ impl Daemon {
         self.log.lock().unwrap().clone()
     }
 
+    /// The whole log holds neither the API key, nor the webhook token, nor instance
+    /// credentials.
+    fn assert_no_secrets(&self) {
+        let log = self.log();
+        for secret in [KEY, TOKEN, cloudamqp_autoscaler::fake::SECRET_MARKER] {
+            assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+        }
+    }
+
     async fn status(&self) -> Value {
         reqwest::get(format!("{}/status", self.base))
             .await
@@ -105,7 +116,7 @@ impl Daemon {
 
     async fn alarm(&self, body: &str) -> u16 {
         reqwest::Client::new()
-            .post(format!("{}/cloudamqp/alarm", self.base))
+            .post(format!("{}/cloudamqp/alarm?token={TOKEN}", self.base))
             .body(body.to_owned())
             .send()
             .await
@@ -216,6 +227,7 @@ async fn sighup_reloads_valid_rules_and_refuses_invalid_ones() {
         "{}",
         daemon.log()
     );
+    daemon.assert_no_secrets();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,6 +245,7 @@ async fn sigterm_and_sigint_stop_gracefully_with_exit_0() {
         daemon.signal(signal);
         assert_eq!(daemon.wait(), Some(0), "{}", daemon.log());
         assert!(daemon.log().contains("\"stopped\""), "{}", daemon.log());
+        daemon.assert_no_secrets();
     }
 }
 
@@ -276,4 +289,14 @@ async fn kill_9_mid_change_then_restart_sends_no_second_put_and_finishes_the_cha
     assert_eq!(status["instances"][ID.to_string()]["plan"], "hare-1");
     assert_eq!(fake.put_attempts(), 1, "{}", daemon.log());
     assert_eq!(fake.plan_changes(), vec![(ID, "hare-1".to_owned())]);
+    // A wrong token is logged as such, never echoed.
+    let wrong = reqwest::Client::new()
+        .post(format!("{}/cloudamqp/alarm?token=not-{TOKEN}", daemon.base))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    daemon.assert_no_secrets();
 }

@@ -248,3 +248,80 @@ async fn unknown_paths_are_404_and_wrong_methods_405_with_json_errors() {
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_that_cannot_be_recorded_is_503_never_202_and_recovery_is_automatic() {
+    use cloudamqp_autoscaler::store::Fault as StoreFault;
+    let app = spawn_app(Spawn {
+        live: false,
+        ..Spawn::default()
+    })
+    .await;
+    assert_eq!(app.alarm(MEMORY_85).await.status(), StatusCode::ACCEPTED);
+    app.handle
+        .store()
+        .inject_fault(Some(StoreFault::ReadOnly))
+        .await
+        .unwrap();
+    let response = app.alarm(MEMORY_85).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key("retry-after"));
+    let error: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("could not be recorded"),
+        "{error}"
+    );
+    assert_eq!(
+        app.get("/readyz").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(app.status().await["store"]["healthy"], false);
+
+    app.handle.store().inject_fault(None).await.unwrap();
+    assert_eq!(app.alarm(MEMORY_85).await.status(), StatusCode::ACCEPTED);
+    assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+    assert_eq!(
+        alarms_recorded(&app),
+        2,
+        "the refused alarm left nothing behind"
+    );
+    let metrics = app.metrics().await;
+    assert!(metrics.contains(r#"outcome="store_failed""#), "{metrics}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_metrics_never_show_the_api_key_the_token_or_instance_credentials() {
+    let app = spawn_app(Spawn::default()).await;
+    app.alarm(MEMORY_85).await;
+    app.wait_for_result(std::time::Duration::from_secs(15))
+        .await;
+    let wrong = app
+        .http
+        .post(format!("{}/cloudamqp/alarm?token=nope", app.base))
+        .body(MEMORY_85)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let everything = format!(
+        "{}\n{}\n{}",
+        app.status().await,
+        app.metrics().await,
+        app.query("SELECT * FROM alarms")
+            .iter()
+            .map(|r| format!("{r:?}"))
+            .collect::<String>()
+    );
+    for secret in [
+        crate::support::KEY,
+        TOKEN,
+        cloudamqp_autoscaler::fake::SECRET_MARKER,
+    ] {
+        assert!(!everything.contains(secret), "{secret} leaked");
+    }
+    app.stop().await;
+}
