@@ -9,19 +9,7 @@ use cloudamqp_autoscaler::decide::{Decision, InstanceView, decide};
 use cloudamqp_autoscaler::rules::{self, InstanceNames, RuleSet};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
-const TYPES: &[&str] = &[
-    "cpu",
-    "memory",
-    "disk",
-    "queue",
-    "connection",
-    "flow",
-    "consumer",
-    "netsplit",
-    "server_unreachable",
-    "notice",
-    "ssh",
-];
+const TYPES: &[&str] = rules::ALARM_TYPES;
 const LADDERS: usize = 100;
 const RUNGS: usize = 50;
 

@@ -17,7 +17,11 @@ struct Args {
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
     /// The webhook token (`server.webhook_token`), sent as `?token=`.
-    #[arg(long, env = "AUTOSCALER__SERVER__WEBHOOK_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "AUTOSCALER__SERVER__WEBHOOK_TOKEN",
+        hide_env_values = true
+    )]
     token: Option<String>,
     /// The alarm to send.
     #[arg(long, default_value = "examples/alarms/memory-85.json")]

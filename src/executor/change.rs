@@ -23,19 +23,7 @@ impl Executor {
     /// Resumes a change the previous run left in flight.
     pub(super) fn spawn_resume(&self, row: ChangeRow) {
         let id = row.instance_id;
-        let change = InFlight {
-            id: row.id,
-            from: row.from_plan,
-            to: row.to_plan,
-            rule: row.rule,
-            phase: if row.phase == Phase::Submitted {
-                "tracking"
-            } else {
-                "intended"
-            },
-            started_at: row.accepted_at.unwrap_or(row.intended_at),
-            cooldown: row.cooldown,
-        };
+        let change = InFlight::from(&row);
         let executor = self.clone();
         let submitted = row.phase == Phase::Submitted;
         tracing::info!(instance = id, from = %change.from, to = %change.to, "resuming a change left in flight");

@@ -44,17 +44,25 @@ fn plan_independent(reason: Reason) -> bool {
 impl Executor {
     /// Decides one alarm and acts on the decision.
     pub(super) async fn decide_alarm(&self, job: Job) {
-        if let Some(outcome) = self.outcome(&job).await {
+        // One snapshot of the rules for the whole decision, never re-read half-way.
+        let loaded = self.inner.rules.snapshot();
+        let id = match self.instance_of(&job, &loaded.rules).await {
+            Ok(id) => id,
+            Err(outcome) => return self.record(job.alarm_id, &job.alarm.kind, outcome),
+        };
+        // Single flight: one decision at a time per instance, recorded before the next.
+        let gate = self.inner.book.gate(id);
+        let _single_flight = gate.lock().await;
+        if let Some(outcome) = self.outcome(&job, &loaded.rules, id).await {
             self.record(job.alarm_id, &job.alarm.kind, outcome);
         }
     }
 
-    /// The decision for `job`; `None` when a change was started (it records itself).
-    async fn outcome(&self, job: &Job) -> Option<Outcome> {
+    /// The instance an alarm is about, or the decision when that settles it (a resolve,
+    /// no instance, an unknown UUID).
+    async fn instance_of(&self, job: &Job, rules: &crate::rules::RuleSet) -> Result<u64, Outcome> {
         let inner = &self.inner;
         let alarm = &job.alarm;
-        let loaded = inner.rules.snapshot();
-        let rules = &loaded.rules;
         let named = alarm.instance.or(inner.config.default_instance);
         let known_id = match named {
             Some(InstanceRef::Id(id)) => Some(id),
@@ -69,26 +77,27 @@ impl Executor {
                 None,
             )
         {
-            return Some(Outcome {
+            return Err(Outcome {
                 instance_id: known_id,
                 plan: None,
                 skip,
             });
         }
         let Some(named) = named else {
-            return Some(Outcome::skip(
+            return Err(Outcome::skip(
                 None,
                 Reason::InstanceUnknown,
                 "the alarm names no instance and cloudamqp.default_instance is not set".into(),
             ));
         };
-        let id = match self.resolve(named).await {
-            Ok(id) => id,
-            Err(outcome) => return Some(outcome),
-        };
+        self.resolve(named).await
+    }
 
-        let gate = inner.book.gate(id);
-        let _single_flight = gate.lock().await;
+    /// The decision for `job` on instance `id`, its gate held; `None` when a change was
+    /// started (it records itself).
+    async fn outcome(&self, job: &Job, rules: &crate::rules::RuleSet, id: u64) -> Option<Outcome> {
+        let inner = &self.inner;
+        let alarm = &job.alarm;
         let state = inner.book.get(id);
         if let Some(change) = &state.in_flight {
             return Some(Outcome::skip(

@@ -24,6 +24,25 @@ pub struct InFlight {
     pub cooldown: Duration,
 }
 
+impl From<&ChangeRow> for InFlight {
+    /// A change the store holds as open (`intended` or `submitted`).
+    fn from(row: &ChangeRow) -> Self {
+        Self {
+            id: row.id,
+            from: row.from_plan.clone(),
+            to: row.to_plan.clone(),
+            rule: row.rule.clone(),
+            phase: if row.phase == Phase::Submitted {
+                "tracking"
+            } else {
+                "intended"
+            },
+            started_at: row.accepted_at.unwrap_or(row.intended_at),
+            cooldown: row.cooldown,
+        }
+    }
+}
+
 /// The last change that finished.
 #[derive(Debug, Clone)]
 pub struct Finished {
@@ -133,19 +152,7 @@ impl StateBook {
             });
         }
         for row in open {
-            book.entry(row.instance_id).or_default().in_flight = Some(InFlight {
-                id: row.id,
-                from: row.from_plan.clone(),
-                to: row.to_plan.clone(),
-                rule: row.rule.clone(),
-                phase: if row.phase == Phase::Submitted {
-                    "tracking"
-                } else {
-                    "intended"
-                },
-                started_at: row.accepted_at.unwrap_or(row.intended_at),
-                cooldown: row.cooldown,
-            });
+            book.entry(row.instance_id).or_default().in_flight = Some(InFlight::from(row));
         }
         for row in decisions {
             book.entry(row.instance_id).or_default().last_decision = Some(LastDecision {
