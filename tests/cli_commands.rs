@@ -271,9 +271,66 @@ fn every_command_has_help() {
         &["--help"][..],
         &["check", "--help"],
         &["explain", "--help"],
+        &["plans", "--help"],
+        &["serve", "--help"],
     ] {
         let out = run(args, None);
         assert_eq!(code(&out), 0, "{args:?}");
         assert!(text(&out.stdout).contains("Usage:"), "{args:?}");
     }
+}
+
+#[test]
+fn serve_refuses_to_start_live_without_a_key_or_public_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = format!(
+        "AUTOSCALER__STATE__DIR={}",
+        dir.path().join("state").display()
+    );
+    let run_with = |env: &[&str], args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cloudamqp-autoscaler"));
+        command.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("AUTOSCALER__") || key.starts_with("CLOUDAMQP_") {
+                command.env_remove(key);
+            }
+        }
+        // Defaults first, so the case's own variables win.
+        let defaults = [state.as_str(), "AUTOSCALER__SERVER__BIND=127.0.0.1:0"];
+        for pair in defaults.into_iter().chain(env.iter().copied()) {
+            let (key, value) = pair.split_once('=').unwrap();
+            command.env(key, value);
+        }
+        command.output().unwrap()
+    };
+    let out = run_with(&[], &["serve", "--live"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        text(&out.stderr).contains("--live (or live = true) needs the CloudAMQP API key"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = run_with(&["AUTOSCALER__SERVER__BIND=0.0.0.0:0"], &["serve"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        text(&out.stderr).contains("set server.webhook_token"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = run_with(
+        &[],
+        &[
+            "serve",
+            "--rules",
+            "tests/fixtures/rules/invalid/several-problems.toml",
+        ],
+    );
+    assert_eq!(code(&out), 2);
+    assert!(
+        text(&out.stderr).contains("7 problems"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -300,3 +300,60 @@ async fn kill_9_mid_change_then_restart_sends_no_second_put_and_finishes_the_cha
     tokio::time::sleep(Duration::from_millis(100)).await;
     daemon.assert_no_secrets();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_demo_changes_the_simulated_plan_within_seconds() {
+    let dir = workdir();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cloudamqp-autoscaler"));
+    command.args(["serve", "--demo"]).current_dir(dir.path());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("AUTOSCALER__") || name.starts_with("CLOUDAMQP_") || name == "RUST_LOG"
+        {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("AUTOSCALER__SERVER__BIND", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = command.spawn().unwrap();
+    // The banner names the address and gives the curl line to send the alarm.
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut banner = String::new();
+    let mut curl = None;
+    for line in stdout.lines().map_while(Result::ok) {
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.trim_start().starts_with("curl -X POST") {
+            curl = Some(line.trim().to_owned());
+            break;
+        }
+    }
+    let curl = curl.unwrap_or_else(|| panic!("no curl line in: {banner}"));
+    let url = curl.split_whitespace().nth(3).unwrap().to_owned();
+    let body = curl.split('\'').nth(1).unwrap().to_owned();
+    let base = url.trim_end_matches("/cloudamqp/alarm").to_owned();
+    let daemon = Daemon {
+        child,
+        base,
+        log: Arc::new(Mutex::new(banner)),
+    };
+    assert_eq!(
+        reqwest::Client::new()
+            .post(&url)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
+    let status = daemon
+        .wait_for("the demo change", |s| {
+            s["instances"][ID.to_string()]["last_change"]["result"] == "completed"
+        })
+        .await;
+    assert_eq!(status["mode"], "live");
+    assert_eq!(status["instances"][ID.to_string()]["plan"], "hare-1");
+    assert!(dir.path().join("state/demo/autoscaler.sqlite3").exists());
+}
