@@ -375,6 +375,28 @@ mod tests {
     }
 
     #[test]
+    fn fast_polling_is_flagged_against_production_only() {
+        let fast = |url: &str| {
+            Settings::load_from(
+                None,
+                env(&[
+                    ("AUTOSCALER__CLOUDAMQP__POLL_INTERVAL", "1s"),
+                    ("AUTOSCALER__CLOUDAMQP__API_URL", url),
+                ]),
+            )
+            .unwrap()
+            .polls_production_too_fast()
+        };
+        assert!(fast("https://customer.cloudamqp.com/api/"));
+        assert!(!fast("http://127.0.0.1:8090/api"));
+        assert!(
+            !Settings::load_from(None, env(&[]))
+                .unwrap()
+                .polls_production_too_fast()
+        );
+    }
+
+    #[test]
     fn a_missing_settings_file_is_an_io_error_naming_it() {
         let err =
             Settings::load_from(Some(Path::new("/nonexistent/x.toml")), env(&[])).unwrap_err();

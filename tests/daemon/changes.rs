@@ -256,3 +256,31 @@ async fn an_alarm_naming_its_instance_by_uuid_is_mapped_to_the_id() {
     assert_eq!(app.puts().len(), 1);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_without_instance_acts_on_the_default_instance_or_is_skipped() {
+    let without = r#"{"alarm_type":"memory","value":85}"#;
+    let app = spawn_app(Spawn::default()).await;
+    app.alarm(without).await;
+    app.wait_for("the decision", WITHIN, |_| {
+        app.query("SELECT count(*) FROM decisions")[0][0] == 1
+    })
+    .await;
+    assert_eq!(
+        app.query("SELECT reason FROM decisions")[0][0],
+        "instance_unknown"
+    );
+    assert!(app.puts().is_empty());
+    app.stop().await;
+
+    let app = spawn_app(Spawn {
+        default_instance: Some(ID.to_string()),
+        ..Spawn::default()
+    })
+    .await;
+    app.alarm(without).await;
+    let instance = app.wait_for_result(WITHIN).await;
+    assert_eq!(instance["last_change"]["to"], "hare-1");
+    assert_eq!(app.puts().len(), 1);
+    app.stop().await;
+}

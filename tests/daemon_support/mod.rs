@@ -32,6 +32,8 @@ pub struct Spawn {
     pub poll_interval: &'static str,
     pub change_timeout: &'static str,
     pub instances: Vec<SeedInstance>,
+    /// `cloudamqp.default_instance`, as `CLOUDAMQP_INSTANCE_ID`.
+    pub default_instance: Option<String>,
     /// Reuse a state directory (restarts); default: a fresh one.
     pub state_dir: Option<PathBuf>,
     /// Reuse a fake (restarts); default: a fresh one.
@@ -51,6 +53,7 @@ impl Default for Spawn {
             poll_interval: "100ms",
             change_timeout: "30s",
             instances: vec![SeedInstance::new(ID, "prod", "bunny-1")],
+            default_instance: None,
             state_dir: None,
             fake: None,
         }
@@ -118,6 +121,9 @@ pub fn settings(spawn: &Spawn, fake_url: &str, state_dir: &Path, rules_path: &Pa
     ];
     if spawn.api_key {
         env.push(("CLOUDAMQP_API_KEY".to_owned(), KEY.to_owned()));
+    }
+    if let Some(instance) = &spawn.default_instance {
+        env.push(("CLOUDAMQP_INSTANCE_ID".to_owned(), instance.clone()));
     }
     if let Some(token) = &spawn.token {
         env.push((
