@@ -14,6 +14,7 @@ use serde_json::Value;
 const KEY: &str = "process-test-key-77e1";
 const TOKEN: &str = "process-test-token-3b8c";
 const ID: u64 = 359_559;
+const MEMORY_85: &str = r#"{"alarm_type":"memory","value":85,"instance_id":359559}"#;
 const WITHIN: Duration = Duration::from_secs(20);
 
 struct Daemon {
@@ -204,12 +205,7 @@ async fn sighup_reloads_valid_rules_and_refuses_invalid_ones() {
             .starts_with("rules.toml:2:8: rule #1: `name` must be a string")),
         "{errors:?}"
     );
-    assert_eq!(
-        daemon
-            .alarm(r#"{"alarm_type":"memory","value":85,"instance_id":359559}"#)
-            .await,
-        202
-    );
+    assert_eq!(daemon.alarm(MEMORY_85).await, 202);
     daemon
         .wait_for("a decision", |s| {
             !s["instances"][ID.to_string()]["last_decision"].is_null()
@@ -236,12 +232,7 @@ async fn sigterm_and_sigint_stop_gracefully_with_exit_0() {
     for signal in ["TERM", "INT"] {
         let dir = workdir();
         let mut daemon = Daemon::start(dir.path(), &running.base_url(), true);
-        assert_eq!(
-            daemon
-                .alarm(r#"{"alarm_type":"memory","value":85,"instance_id":359559}"#)
-                .await,
-            202
-        );
+        assert_eq!(daemon.alarm(MEMORY_85).await, 202);
         daemon.signal(signal);
         assert_eq!(daemon.wait(), Some(0), "{}", daemon.log());
         assert!(daemon.log().contains("\"stopped\""), "{}", daemon.log());
@@ -259,12 +250,7 @@ async fn kill_9_mid_change_then_restart_sends_no_second_put_and_finishes_the_cha
     let (fake, running) = fake(timeline).await;
     let dir = workdir();
     let mut daemon = Daemon::start(dir.path(), &running.base_url(), true);
-    assert_eq!(
-        daemon
-            .alarm(r#"{"alarm_type":"memory","value":85,"instance_id":359559}"#)
-            .await,
-        202
-    );
+    assert_eq!(daemon.alarm(MEMORY_85).await, 202);
     daemon
         .wait_for("tracking", |s| {
             s["instances"][ID.to_string()]["change"]["phase"] == "tracking"
@@ -275,12 +261,7 @@ async fn kill_9_mid_change_then_restart_sends_no_second_put_and_finishes_the_cha
 
     let daemon = Daemon::start(dir.path(), &running.base_url(), true);
     // A reminder after the restart, while the change is still running.
-    assert_eq!(
-        daemon
-            .alarm(r#"{"alarm_type":"memory","value":85,"instance_id":359559}"#)
-            .await,
-        202
-    );
+    assert_eq!(daemon.alarm(MEMORY_85).await, 202);
     let status = daemon
         .wait_for("the change to finish", |s| {
             s["instances"][ID.to_string()]["last_change"]["result"] == "completed"
