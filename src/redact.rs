@@ -48,14 +48,36 @@ fn redact(value: &mut Value) {
     }
 }
 
-/// `amqps://user:pass@host/vhost` → `amqps://[redacted]@host/vhost`; `None` when there is
-/// no user information to strip.
+/// Free text (an alarm's message or type) with the user information of every URL in it
+/// replaced, as in [`redact_json`].
+pub fn redact_text(text: &str) -> String {
+    strip_userinfo(text).unwrap_or_else(|| text.to_owned())
+}
+
+/// `amqps://user:pass@host/vhost` → `amqps://[redacted]@host/vhost`, for every URL in the
+/// text; `None` when there is no user information to strip.
 fn strip_userinfo(text: &str) -> Option<String> {
-    let scheme_end = text.find("://")? + 3;
-    let rest = &text[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let at = rest[..authority_end].rfind('@')?;
-    Some(format!("{}{REDACTED}{}", &text[..scheme_end], &rest[at..]))
+    let mut clean = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut stripped = false;
+    while let Some(found) = rest.find("://") {
+        let (scheme, after) = rest.split_at(found + 3);
+        clean.push_str(scheme);
+        // The authority ends at the path, query or fragment, at the latest where the next
+        // URL begins.
+        let next_url = after.find("://").unwrap_or(after.len());
+        let authority_end = after[..next_url].find(['/', '?', '#']).unwrap_or(next_url);
+        rest = match after[..authority_end].rfind('@') {
+            Some(at) => {
+                clean.push_str(REDACTED);
+                stripped = true;
+                &after[at..]
+            }
+            None => after,
+        };
+    }
+    clean.push_str(rest);
+    stripped.then_some(clean)
 }
 
 #[cfg(test)]
@@ -86,5 +108,19 @@ mod tests {
             text.contains("amqps://[redacted]@x.cloudamqp.com/vh now"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn every_url_in_a_text_loses_its_user_information() {
+        assert_eq!(
+            redact_text("old amqps://a:pw1@h1/v, new amqps://b:pw2@h2/v and amqp://c:pw3@h3"),
+            "old amqps://[redacted]@h1/v, new amqps://[redacted]@h2/v and amqp://[redacted]@h3"
+        );
+        assert_eq!(
+            redact_text("amqps://h1 then amqps://u:pw@h2"),
+            "amqps://h1 then amqps://[redacted]@h2"
+        );
+        assert_eq!(redact_text("no url, a@b"), "no url, a@b");
+        assert_eq!(redact_text("amqps://h/p?q=a@b"), "amqps://h/p?q=a@b");
     }
 }

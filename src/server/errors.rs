@@ -18,12 +18,17 @@ pub fn retry_later(
     message: impl Into<String>,
 ) -> HttpResponse {
     let mut response = error(status, message);
-    // Whole seconds, at least one: `Retry-After: 0` would invite a tight loop.
-    let seconds = after.as_secs().max(1);
+    // Whole seconds, rounded up so that a sender waiting exactly this long is not refused
+    // again, and at least one: `Retry-After: 0` would invite a tight loop.
+    let seconds = retry_after_seconds(after);
     if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
         response.headers_mut().insert(header::RETRY_AFTER, value);
     }
     response
+}
+
+fn retry_after_seconds(after: Duration) -> u64 {
+    (after.as_secs() + u64::from(after.subsec_nanos() > 0)).max(1)
 }
 
 pub async fn not_found(request: HttpRequest) -> HttpResponse {
@@ -58,5 +63,19 @@ fn truncate(text: &str, max: usize) -> String {
         text.to_owned()
     } else {
         format!("{}…", text.chars().take(max).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds_and_is_never_zero() {
+        assert_eq!(retry_after_seconds(Duration::ZERO), 1);
+        assert_eq!(retry_after_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_seconds(Duration::from_secs(5)), 5);
+        assert_eq!(retry_after_seconds(Duration::from_millis(5_001)), 6);
+        assert_eq!(retry_after_seconds(Duration::from_millis(5_999)), 6);
     }
 }

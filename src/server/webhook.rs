@@ -9,9 +9,9 @@ use tokio::sync::mpsc::error::TrySendError;
 
 use super::errors::{error, retry_later};
 use super::{AppState, MAX_BODY_BYTES, REQUEST_BODY_TIMEOUT};
-use crate::alarm;
 use crate::executor::Job;
 use crate::store::NewAlarm;
+use crate::{alarm, redact};
 
 /// How long a sender is asked to wait when the queue is full.
 const OVERLOADED_RETRY_AFTER: Duration = Duration::from_secs(5);
@@ -62,13 +62,18 @@ pub async fn receive(
             return response;
         }
     };
-    let (alarm, json) = match alarm::parse_with_json(&body) {
+    let (mut alarm, json) = match alarm::parse_with_json(&body) {
         Ok(parsed) => parsed,
         Err(e) => {
             state.metrics.alarm_received("", "invalid");
             return error(StatusCode::BAD_REQUEST, format!("invalid alarm: {e}"));
         }
     };
+    // The free-text fields are kept in their own columns and the type is logged: they get
+    // the same redaction as the journaled body (which a restart reads them back from).
+    alarm.kind = redact::redact_text(&alarm.kind);
+    alarm.message = alarm.message.as_deref().map(redact::redact_text);
+    alarm.triggered_at = alarm.triggered_at.as_deref().map(redact::redact_text);
     // A place in the queue first: an alarm we could not hand on must not be acknowledged.
     let slot = match state.queue.try_reserve() {
         Ok(slot) => slot,
@@ -94,7 +99,7 @@ pub async fn receive(
         received_at,
         remote_addr: address.map(|a| a.to_string()),
         // Journaled for audit, with anything that looks like a credential redacted.
-        body: crate::redact::redact_json(&json),
+        body: redact::redact_json(&json),
         kind: alarm.kind.clone(),
         value: alarm.value,
         instance: alarm.instance.map(|i| i.to_string()),
