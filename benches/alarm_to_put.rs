@@ -26,7 +26,9 @@ async fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(500);
-    let instances = (1..=alarms).map(|id| SeedInstance::new(id, &format!("bench-{id}"), "bunny-1")).collect();
+    let instances = (1..=alarms)
+        .map(|id| SeedInstance::new(id, &format!("bench-{id}"), "bunny-1"))
+        .collect();
     let fake = FakeCloudAmqp::new(FakeConfig {
         api_key: KEY.into(),
         timeline: Timeline::instant(),
@@ -38,17 +40,28 @@ async fn main() {
     let env = [
         ("AUTOSCALER__SERVER__BIND", "127.0.0.1:0".to_owned()),
         ("AUTOSCALER__CLOUDAMQP__API_URL", running.base_url()),
-        ("AUTOSCALER__CLOUDAMQP__REQUESTS_PER_SECOND", "10000".to_owned()),
+        (
+            "AUTOSCALER__CLOUDAMQP__REQUESTS_PER_SECOND",
+            "10000".to_owned(),
+        ),
         ("AUTOSCALER__CLOUDAMQP__POLL_INTERVAL", "1s".to_owned()),
-        ("AUTOSCALER__STATE__DIR", dir.path().join("state").display().to_string()),
-        ("AUTOSCALER__RULES__PATH", concat!(env!("CARGO_MANIFEST_DIR"), "/rules.toml").to_owned()),
+        (
+            "AUTOSCALER__STATE__DIR",
+            dir.path().join("state").display().to_string(),
+        ),
+        (
+            "AUTOSCALER__RULES__PATH",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/rules.toml").to_owned(),
+        ),
         ("AUTOSCALER__LIVE", "true".to_owned()),
         ("AUTOSCALER__LOG__LEVEL", "error".to_owned()),
         ("CLOUDAMQP_API_KEY", KEY.to_owned()),
     ]
     .map(|(k, v)| (k.to_owned(), v));
     let settings = Settings::load_from(None, env).expect("settings");
-    let app = Application::build(StartOptions::new(settings)).await.expect("daemon starts");
+    let app = Application::build(StartOptions::new(settings))
+        .await
+        .expect("daemon starts");
     let url = format!("http://{}/cloudamqp/alarm", app.addr());
     let handle = app.handle();
     let daemon = tokio::spawn(app.run_until_stopped());
@@ -59,11 +72,21 @@ async fn main() {
     for id in 1..=alarms {
         let body = format!(r#"{{"alarm_type":"memory","value":85,"instance_id":{id}}}"#);
         let sent = Instant::now();
-        let status = http.post(&url).body(body).send().await.expect("webhook answers").status();
+        let status = http
+            .post(&url)
+            .body(body)
+            .send()
+            .await
+            .expect("webhook answers")
+            .status();
         assert_eq!(status, 202);
         let path = format!("/api/instances/{id}");
         loop {
-            if fake.requests().iter().any(|r| r.method == "PUT" && r.path == path) {
+            if fake
+                .requests()
+                .iter()
+                .any(|r| r.method == "PUT" && r.path == path)
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_micros(200)).await;

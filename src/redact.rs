@@ -4,18 +4,33 @@
 
 use serde_json::Value;
 
-/// Field names whose values are never kept (compared case-insensitively).
-const SECRET_FIELDS: &[&str] = &[
-    "url",
-    "urls",
+/// Field names whose values are never kept (compared case-insensitively, exactly).
+const SECRET_FIELDS: &[&str] = &["url", "urls", "authorization"];
+/// Field names that contain one of these (case-insensitively, ignoring `_` and `-`) are never
+/// kept either: `apikey`, `api_key`, `api-key`, `access_token`, `client_secret`,
+/// `db_password`, …
+const SECRET_PARTS: &[&str] = &[
     "apikey",
-    "api_key",
     "password",
     "passwd",
     "secret",
     "token",
-    "authorization",
+    "credential",
 ];
+
+/// Whether a field of this name holds a credential.
+fn is_secret_field(name: &str) -> bool {
+    if SECRET_FIELDS.iter().any(|s| name.eq_ignore_ascii_case(s)) {
+        return true;
+    }
+    let folded: String = name
+        .chars()
+        .filter(|c| !matches!(c, '_' | '-'))
+        .flat_map(char::to_lowercase)
+        .collect();
+    SECRET_PARTS.iter().any(|part| folded.contains(part))
+}
+
 /// What a redacted value becomes.
 pub const REDACTED: &str = "[redacted]";
 
@@ -31,7 +46,7 @@ fn redact(value: &mut Value) {
     match value {
         Value::Object(fields) => {
             for (name, field) in fields.iter_mut() {
-                if SECRET_FIELDS.iter().any(|s| name.eq_ignore_ascii_case(s)) {
+                if is_secret_field(name) {
                     *field = Value::String(REDACTED.to_owned());
                 } else {
                     redact(field);
@@ -84,6 +99,35 @@ fn strip_userinfo(text: &str) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn credential_like_names_are_recognised() {
+        for name in [
+            "url",
+            "URLS",
+            "apikey",
+            "api_key",
+            "Api-Key",
+            "access_token",
+            "client_secret",
+            "db_password",
+            "Authorization",
+            "credentials",
+        ] {
+            assert!(is_secret_field(name), "{name}");
+        }
+        for name in [
+            "alarm_type",
+            "value",
+            "message",
+            "instance_id",
+            "urlencoded_note",
+            "tokens_used_percent",
+        ] {
+            let expected = name.contains("token");
+            assert_eq!(is_secret_field(name), expected, "{name}");
+        }
+    }
 
     #[test]
     fn credentials_are_replaced_and_the_rest_kept() {
