@@ -29,6 +29,8 @@ mod common;
 mod catalogue;
 #[path = "fault_matrix/polling.rs"]
 mod polling;
+#[path = "fault_matrix/put.rs"]
+mod put;
 #[path = "fault_matrix/read.rs"]
 mod read;
 #[path = "fault_matrix/resolve.rs"]

@@ -49,6 +49,8 @@ pub enum Kind {
     DroppedConnection,
     /// A plain 400.
     BadRequest,
+    /// 422 for a move CloudAMQP refuses.
+    Refused,
 }
 
 impl Kind {
@@ -69,6 +71,10 @@ impl Kind {
                 status: 400,
                 body: serde_json::json!({"error": "Invalid request"}),
             },
+            Self::Refused => Fault::Respond {
+                status: 422,
+                body: serde_json::json!({"error": "Sorry, you can't move to that plan automatically."}),
+            },
         }
     }
 
@@ -83,6 +89,7 @@ impl Kind {
             Self::Unauthorized => 401,
             Self::SlowerThanTheTimeout | Self::MalformedBody => 200,
             Self::DroppedConnection => 0,
+            Self::Refused => 422,
         }
     }
 
