@@ -35,5 +35,7 @@ mod put;
 mod read;
 #[path = "fault_matrix/resolve.rs"]
 mod resolve;
+#[path = "fault_matrix/store.rs"]
+mod store;
 #[path = "fault_matrix/unreachable.rs"]
 mod unreachable;
