@@ -114,6 +114,14 @@ async fn reminder_cools_down_then_every_alarm_has_one_decision(
         query(dir, "SELECT count(*) FROM alarms WHERE decided_at IS NULL")[0][0],
         0
     );
+    assert_eq!(
+        query(
+            dir,
+            "SELECT count(*) FROM decisions WHERE decision = 'change'"
+        )[0][0],
+        1,
+        "one spike, one decision to change; the others are skips"
+    );
 }
 
 /// (a) The alarm is on disk (202) but the daemon dies while it reads the instance to decide:
