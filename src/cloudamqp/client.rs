@@ -127,19 +127,28 @@ impl CloudAmqpClient {
     /// `Ok` means CloudAMQP accepted it; follow it with
     /// [`track_change`](super::tracking::track_change).
     ///
-    /// A retry after an attempt whose fate is unknown (timeout, dropped connection, 5xx)
-    /// that answers 422 "Please wait…" means that attempt did get through and the change is
-    /// running: that counts as accepted, not as busy. Tracking then confirms where it lands.
-    /// Conversely, a `DeadlineExceeded` whose attempts included such a failure does not
-    /// prove the change was not started: read the instance before deciding it was refused.
+    /// An attempt that may have reached CloudAMQP but got no answer (no answer within
+    /// `request_timeout`, the connection lost after sending) is never sent again: had it got
+    /// through, a second PUT could change the plan twice (or start a second change once the
+    /// first has finished). It ends the call with its `Transient` error, and the caller
+    /// watches the instance to learn whether the change started. Only a clear answer (429,
+    /// 503, 423, backend timeout) or a connection that was never made is retried.
+    ///
+    /// A retry after a 5xx (a gateway may have passed the request on) that answers 422
+    /// "Please wait…" means that attempt did get through and the change is running: that
+    /// counts as accepted, not as busy. Tracking then confirms where it lands. Conversely, a
+    /// `DeadlineExceeded` whose attempts included such a failure does not prove the change
+    /// was not started: read the instance before deciding it was refused.
     pub async fn change_plan(&self, id: u64, plan: &str) -> Result<(), ApiError> {
         let path = format!("/instances/{id}");
         let body = serde_json::json!({ "plan": plan });
         let fate_unknown = AtomicBool::new(false);
         let what = format!("PUT {path}");
         let inner = &self.inner;
-        with_retries(&inner.clock, inner.retry_deadline, &what, || async {
-            match self.attempt(Method::PUT, &path, Some(&body)).await {
+        // The outer result is the retry loop's; the inner one ends the call at once, retries
+        // or not, with an attempt that must not be repeated.
+        let outcome = with_retries(&inner.clock, inner.retry_deadline, &what, || async {
+            match self.exchange(Method::PUT, &path, Some(&body)).await {
                 Ok(answer) => {
                     let message = serde_json::from_slice::<serde_json::Value>(&answer)
                         .ok()
@@ -151,18 +160,33 @@ impl CloudAmqpClient {
                         answer = %sanitize(&message, inner.key.expose_secret()),
                         "CloudAMQP accepted the plan change"
                     );
-                    Ok(())
+                    Ok(Ok(()))
                 }
-                Err(ApiError::InstanceBusy { message }) if fate_unknown.load(Ordering::Relaxed) => {
+                Err(Failed {
+                    error,
+                    unanswered: true,
+                }) => {
+                    tracing::warn!(
+                        instance = id,
+                        plan,
+                        %error,
+                        "the plan change may have reached CloudAMQP without an answer: not sending it again"
+                    );
+                    Ok(Err(error))
+                }
+                Err(Failed {
+                    error: ApiError::InstanceBusy { message },
+                    ..
+                }) if fate_unknown.load(Ordering::Relaxed) => {
                     tracing::warn!(
                         instance = id,
                         plan,
                         answer = %message,
                         "instance busy after an earlier attempt of unknown fate: taking the change as accepted"
                     );
-                    Ok(())
+                    Ok(Ok(()))
                 }
-                Err(error) => {
+                Err(Failed { error, .. }) => {
                     if matches!(error, ApiError::Transient { .. }) {
                         fate_unknown.store(true, Ordering::Relaxed);
                     }
@@ -170,7 +194,8 @@ impl CloudAmqpClient {
                 }
             }
         })
-        .await
+        .await;
+        outcome.and_then(|attempt| attempt)
     }
 
     async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
@@ -219,6 +244,19 @@ impl CloudAmqpClient {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<Vec<u8>, ApiError> {
+        self.exchange(method, path, body)
+            .await
+            .map_err(|failed| failed.error)
+    }
+
+    /// [`Self::attempt`], telling apart the failures after which the request may have taken
+    /// effect without our learning it.
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Vec<u8>, Failed> {
         let inner = &self.inner;
         inner.limit.until_ready().await;
         let mut request = inner
@@ -238,27 +276,36 @@ impl CloudAmqpClient {
             Ok(response) => response,
             Err(e) => {
                 observe(None);
-                return Err(self.transport_error(e));
+                // A connection that was never made carried nothing; any other failure (a
+                // timeout, a connection lost) may come after the request was received.
+                let unanswered = !e.is_connect();
+                return Err(Failed {
+                    error: self.transport_error(e),
+                    unanswered,
+                });
             }
         };
         let status = response.status();
         observe(Some(status.as_u16()));
         let headers = response.headers().clone();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(e))?;
+        let bytes = response.bytes().await.map_err(|e| Failed {
+            error: self.transport_error(e),
+            unanswered: true,
+        })?;
         tracing::debug!(%method, path, status = status.as_u16(), "CloudAMQP answered");
         if status.is_success() {
             return Ok(bytes.to_vec());
         }
-        Err(classify(
-            status,
-            &headers,
-            &bytes,
-            inner.clock.now(),
-            inner.key.expose_secret(),
-        ))
+        Err(Failed {
+            error: classify(
+                status,
+                &headers,
+                &bytes,
+                inner.clock.now(),
+                inner.key.expose_secret(),
+            ),
+            unanswered: false,
+        })
     }
 
     /// A failure below HTTP: always transient, described without the URL.
@@ -287,6 +334,14 @@ impl CloudAmqpClient {
             what: sanitize(&what, self.inner.key.expose_secret()),
         }
     }
+}
+
+/// A failed attempt.
+struct Failed {
+    error: ApiError,
+    /// The request may have reached CloudAMQP, and no answer came back: whether it took
+    /// effect is unknown.
+    unanswered: bool,
 }
 
 /// The metric name of a request.

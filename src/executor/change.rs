@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 
 use crate::cloudamqp::{ApiError, PlanChange, TrackEvent, TrackOutcome, track_change};
-use crate::store::{ChangeFinish, ChangeRow, Phase};
+use crate::store::{ChangeFinish, ChangeId, ChangeRow, Phase, StoreError};
 
 use super::Executor;
 use super::state::{Finished, InFlight, phase_name};
@@ -214,18 +214,14 @@ impl Executor {
         } else {
             tracing::info!(instance = id, from = %change.from, to = %change.to, rule = %change.rule, "plan change completed");
         }
-        let write = inner.store.finish_change(
-            change.id,
-            ChangeFinish {
-                phase,
-                finished_at: at,
-                detail,
-                needs_attention,
-            },
-        );
-        if let Err(error) = write.await {
-            tracing::error!(instance = id, %error, "could not record the end of the change; it is checked again at the next start");
-        }
+        let finish = ChangeFinish {
+            phase,
+            finished_at: at,
+            detail,
+            needs_attention,
+        };
+        let recorded = inner.store.finish_change(change.id, finish.clone()).await;
+        let change_id = change.id;
         inner.book.update(id, |state| {
             state.in_flight = None;
             if phase == Phase::Completed {
@@ -246,5 +242,49 @@ impl Executor {
         inner
             .metrics
             .changes_in_flight(inner.book.in_flight_count());
+        if let Err(error) = recorded {
+            self.record_finish_later(id, change_id, finish, error).await;
+        }
+    }
+
+    /// The store could not take down how a change ended (disk full, read-only): the change
+    /// is over (the cooldown holds in memory) but still open on disk. Tries again every
+    /// [`RECORD_RETRY`] until the store writes again, so the end is recorded without a
+    /// restart. Stops at shutdown (the next start follows the change again, without
+    /// sending it) and on a write the store refuses while healthy (nothing to wait for).
+    async fn record_finish_later(
+        &self,
+        id: u64,
+        change_id: ChangeId,
+        finish: ChangeFinish,
+        mut error: StoreError,
+    ) {
+        let inner = &self.inner;
+        tracing::error!(
+            instance = id,
+            %error,
+            "could not record the end of the change; trying again until the state store writes"
+        );
+        loop {
+            if matches!(error, StoreError::Closed) {
+                return;
+            }
+            let store_failing = !inner.store.healthy();
+            inner.clock.sleep(RECORD_RETRY).await;
+            match inner.store.finish_change(change_id, finish.clone()).await {
+                Ok(()) => {
+                    tracing::info!(instance = id, "the end of the change is recorded");
+                    return;
+                }
+                Err(refused) if !store_failing && inner.store.healthy() => {
+                    tracing::error!(instance = id, error = %refused, "the state store refuses the end of the change; it is checked again at the next start");
+                    return;
+                }
+                Err(again) => error = again,
+            }
+        }
     }
 }
+
+/// How often the end of a change is offered again to a store that could not write it.
+const RECORD_RETRY: std::time::Duration = std::time::Duration::from_secs(1);

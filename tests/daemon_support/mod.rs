@@ -38,6 +38,18 @@ pub struct Spawn {
     pub state_dir: Option<PathBuf>,
     /// Reuse a fake (restarts); default: a fresh one.
     pub fake: Option<(FakeCloudAmqp, String)>,
+    /// Extra environment, applied last so it wins over the settings above (e.g.
+    /// `AUTOSCALER__CLOUDAMQP__REQUEST_TIMEOUT`); see [`Spawn::env`].
+    pub env: Vec<(String, String)>,
+}
+
+impl Spawn {
+    /// Adds an environment variable, e.g. `.env("AUTOSCALER__CLOUDAMQP__RETRY_DEADLINE", "2s")`.
+    #[must_use]
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
 }
 
 impl Default for Spawn {
@@ -56,6 +68,7 @@ impl Default for Spawn {
             default_instance: None,
             state_dir: None,
             fake: None,
+            env: Vec::new(),
         }
     }
 }
@@ -131,6 +144,7 @@ pub fn settings(spawn: &Spawn, fake_url: &str, state_dir: &Path, rules_path: &Pa
             token.clone(),
         ));
     }
+    env.extend(spawn.env.iter().cloned());
     Settings::load_from(None, env).expect("test settings are valid")
 }
 

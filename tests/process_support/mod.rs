@@ -27,6 +27,12 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `serve` on a free port with the state in `dir`, against `fake_url`.
     pub fn start(dir: &Path, fake_url: &str, live: bool) -> Self {
+        Self::start_with(dir, fake_url, live, &[])
+    }
+
+    /// [`Self::start`] with extra environment variables, set last so that they win (e.g.
+    /// `AUTOSCALER__CLOUDAMQP__REQUESTS_PER_SECOND`).
+    pub fn start_with(dir: &Path, fake_url: &str, live: bool, env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_cloudamqp-autoscaler"));
         command.arg("serve").current_dir(dir);
         for (name, _) in std::env::vars() {
@@ -47,6 +53,9 @@ impl Daemon {
             .env("AUTOSCALER__SERVER__WEBHOOK_TOKEN", TOKEN)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
         let mut child = command.spawn().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -127,6 +136,20 @@ impl Daemon {
             .as_u16()
     }
 
+    /// Posts an alarm; its status and, for a 202, the alarm id the daemon gave it.
+    pub async fn post_alarm(&self, body: &str) -> (u16, Option<i64>) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/cloudamqp/alarm?token={TOKEN}", self.base))
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let id = body["alarm_id"].as_str().and_then(|id| id.parse().ok());
+        (status, id)
+    }
+
     pub async fn wait_for(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
         let started = Instant::now();
         loop {
@@ -152,10 +175,18 @@ impl Drop for Daemon {
 }
 
 pub async fn fake(timeline: Timeline) -> (FakeCloudAmqp, RunningFake) {
+    fake_with(timeline, vec![SeedInstance::new(ID, "prod", "bunny-1")]).await
+}
+
+/// A fake holding `instances`, started on a free port.
+pub async fn fake_with(
+    timeline: Timeline,
+    instances: Vec<SeedInstance>,
+) -> (FakeCloudAmqp, RunningFake) {
     let fake = FakeCloudAmqp::new(FakeConfig {
         api_key: KEY.into(),
         timeline,
-        instances: vec![SeedInstance::new(ID, "prod", "bunny-1")],
+        instances,
         ..FakeConfig::default()
     });
     let running = fake.start_local().await.unwrap();
@@ -170,4 +201,35 @@ pub fn workdir() -> tempfile::TempDir {
     )
     .unwrap();
     dir
+}
+
+/// Rows of `sql` on the state store under `dir` (`dir/state/autoscaler.sqlite3`), opened
+/// read-only as an operator would, as JSON values.
+pub fn query(dir: &Path, sql: &str) -> Vec<Vec<Value>> {
+    let db = rusqlite::Connection::open_with_flags(
+        dir.join("state").join("autoscaler.sqlite3"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut statement = db.prepare(sql).unwrap();
+    let columns = statement.column_count();
+    statement
+        .query_map([], |row| {
+            (0..columns)
+                .map(|i| {
+                    Ok(match row.get_ref(i)? {
+                        rusqlite::types::ValueRef::Null => Value::Null,
+                        rusqlite::types::ValueRef::Integer(n) => Value::from(n),
+                        rusqlite::types::ValueRef::Real(f) => Value::from(f),
+                        rusqlite::types::ValueRef::Text(t) => {
+                            Value::from(String::from_utf8_lossy(t).into_owned())
+                        }
+                        rusqlite::types::ValueRef::Blob(_) => Value::from("<blob>"),
+                    })
+                })
+                .collect()
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
 }
