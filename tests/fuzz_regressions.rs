@@ -31,3 +31,23 @@ fn alarm_values_are_parsed_correctly_rounded() {
     assert_eq!(parsed.value, Some("9.555555555555555e27".parse().unwrap()));
     assert_redacted_copy_parses_back(&body);
 }
+
+/// Strings kept from the body (type, message, triggered_at) were stored as sent while the
+/// journaled body had its `scheme://user:password@host` redacted: `{"type":"://@"}` parsed
+/// back to another alarm, and a password in a message reached the state directory's
+/// `message` column. Fixed by redacting those fields in `alarm::parse`.
+#[test]
+fn credentials_never_survive_in_the_parsed_alarm() {
+    assert_redacted_copy_parses_back(&fixture("alarm-credential-in-kept-text.json"));
+    let body = fixture("alarm-credential-in-message.json");
+    assert_redacted_copy_parses_back(&body);
+    let parsed = alarm::parse(&body).unwrap();
+    assert_eq!(parsed.kind, "memory");
+    let message = parsed.message.unwrap();
+    assert!(!message.contains("s3cret"), "{message}");
+    assert!(
+        message.contains("amqps://[redacted]@prod.rmq.cloudamqp.com/prod"),
+        "{message}"
+    );
+    assert_eq!(parsed.triggered_at.as_deref(), Some("x://[redacted]@w"));
+}
