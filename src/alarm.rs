@@ -9,6 +9,7 @@
 use serde_json::{Map, Value};
 
 use crate::instance::InstanceRef;
+use crate::redact::redact_text;
 
 /// Bodies nested deeper than this are refused (the contract's limit).
 pub const MAX_DEPTH: usize = 64;
@@ -79,8 +80,12 @@ pub fn parse_with_json(body: &[u8]) -> Result<(Alarm, Value), AlarmError> {
 }
 
 fn from_object(object: &Map<String, Value>) -> Result<Alarm, AlarmError> {
+    // Text kept from the body is redacted as the journaled body is: a credential in a URL
+    // must not reach the state directory, the logs or the metrics through these fields.
     let kind = match field(object, &["alarm_type", "type"]) {
-        Some(Value::String(kind)) if !kind.trim().is_empty() => kind.trim().to_lowercase(),
+        Some(Value::String(kind)) if !kind.trim().is_empty() => {
+            redact_text(kind).trim().to_lowercase()
+        }
         _ => return Err(AlarmError::MissingType),
     };
     let value = field(object, &["value"]).map(number).transpose()?;
@@ -106,7 +111,7 @@ fn from_object(object: &Map<String, Value>) -> Result<Alarm, AlarmError> {
     let text = |name: &str| {
         field(object, &[name])
             .and_then(Value::as_str)
-            .map(str::to_owned)
+            .map(redact_text)
     };
     Ok(Alarm {
         kind,
@@ -188,6 +193,20 @@ fn depth(value: &Value) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_kept_text_are_redacted() {
+        let alarm = parse(
+            br#"{"type":"CPU://u:p@h","message":"down: amqps://user:pw@x/vh","triggered_at":"a://b@c"}"#,
+        )
+        .unwrap();
+        assert_eq!(alarm.kind, "cpu://[redacted]@h");
+        assert_eq!(
+            alarm.message.as_deref(),
+            Some("down: amqps://[redacted]@x/vh")
+        );
+        assert_eq!(alarm.triggered_at.as_deref(), Some("a://[redacted]@c"));
+    }
 
     #[test]
     fn depth_counts_containers() {
