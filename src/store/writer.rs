@@ -3,13 +3,12 @@
 //! A commit costs an fsync (milliseconds on real disks) whatever it holds, so the writer
 //! takes the first queued command, drains whatever else queued up meanwhile (while the
 //! previous fsync ran, typically), runs them all in one transaction and commits once. Under
-//! load the batch grows by itself; alone, a command commits at once. Each command runs in
-//! its own savepoint, so a refused command (an invalid transition) is rolled back alone and
-//! the rest of its batch still commits.
+//! load the batch grows by itself; alone, a command commits at once.
 //!
-//! When the database itself fails (disk full, read-only, I/O error), the batch is rolled
-//! back and each command retried in its own transaction: only the ones that cannot be
-//! written get an error, and once space returns the next command simply succeeds. While
+//! When a command fails — the database itself (disk full, read-only, I/O error) or a write
+//! the store refuses (an invalid transition) — the batch is rolled back and each command
+//! retried in its own transaction: only the ones that cannot be written get an error, and
+//! once space returns the next command simply succeeds. While
 //! unhealthy and idle, the writer probes with a write of an alarm's largest size, so
 //! `/readyz` turns green again even when no traffic comes (a load balancer sends none to
 //! an unready daemon).
@@ -130,23 +129,20 @@ fn write_batch(conn: &mut Connection, batch: &mut Vec<(Command, Reply)>, shared:
     match try_batch(conn, batch) {
         Ok(results) => {
             shared.commits.fetch_add(1, Ordering::Relaxed);
-            // A command the database refused to store (read-only, full) inside a batch that
-            // still committed: the disk is not fine, whatever the others managed.
-            let storage_failed = results
-                .iter()
-                .any(|result| matches!(result, Err(Failure::Storage(_))));
-            shared.healthy.store(!storage_failed, Ordering::Relaxed);
+            shared.healthy.store(true, Ordering::Relaxed);
             // Replies go out only now, after the commit's fsync: an id means "on disk".
-            for ((command, reply), result) in batch.drain(..).zip(results) {
-                let _ = reply.send(settle(&command, result, shared));
+            for ((_, reply), done) in batch.drain(..).zip(results) {
+                let _ = reply.send(Ok(done));
             }
         }
         Err(err) => {
-            tracing::warn!(
-                error = %err,
-                commands = size,
-                "state store batch failed; retrying each command in its own transaction"
-            );
+            if size > 1 {
+                tracing::warn!(
+                    error = %err,
+                    commands = size,
+                    "state store batch failed; retrying each command in its own transaction"
+                );
+            }
             for (command, reply) in batch.drain(..) {
                 let result = write_alone(conn, &command);
                 match &result {
@@ -184,34 +180,20 @@ fn settle(
     })
 }
 
-/// All commands in one transaction, each in a savepoint. `Err` means the transaction as a
-/// whole could not be committed (and is rolled back): nothing of the batch is on disk.
-fn try_batch(
-    conn: &mut Connection,
-    batch: &[(Command, Reply)],
-) -> Result<Vec<Result<Done, Failure>>, Failure> {
+/// All commands in one transaction. `Err` means the transaction as a whole could not be
+/// committed and is rolled back, nothing of the batch is on disk: because the disk failed,
+/// or because one command was refused (an invalid transition: rare, a caller's mistake).
+/// Either way the caller retries each command alone, so only the failing one fails. No
+/// savepoint per command: two statements more for every alarm, only to spare the rare
+/// refusal a retry.
+fn try_batch(conn: &mut Connection, batch: &[(Command, Reply)]) -> Result<Vec<Done>, Failure> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(batch.len());
     for (command, _) in batch {
-        tx.prepare_cached("SAVEPOINT command")?.execute([])?;
-        match command.execute(&tx) {
-            Ok(done) => {
-                tx.prepare_cached("RELEASE command")?.execute([])?;
-                results.push(Ok(done));
-            }
-            Err(failure) => {
-                // Disk full or an I/O error can make SQLite abandon the whole transaction;
-                // then the batch is lost and each command must be retried on its own.
-                if tx.is_autocommit() {
-                    return Err(failure);
-                }
-                tx.prepare_cached("ROLLBACK TO command")?.execute([])?;
-                tx.prepare_cached("RELEASE command")?.execute([])?;
-                results.push(Err(failure));
-            }
-        }
+        // Dropping `tx` on an error rolls the whole batch back.
+        results.push(command.execute(&tx)?);
     }
-    // Dropping `tx` on an error path rolls back; `commit` is the fsync (synchronous=FULL).
+    // `commit` is the fsync (synchronous=FULL).
     tx.commit()?;
     Ok(results)
 }
