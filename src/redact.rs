@@ -42,12 +42,6 @@ pub fn redact_json(value: &Value) -> String {
     value.to_string()
 }
 
-/// `text` with any `scheme://user:password@host` reduced to `scheme://[redacted]@host`, as
-/// [`redact_json`] does to every string: for text kept outside the journaled body.
-pub fn redact_text(text: &str) -> String {
-    strip_userinfo(text).unwrap_or_else(|| text.to_owned())
-}
-
 fn redact(value: &mut Value) {
     match value {
         Value::Object(fields) => {

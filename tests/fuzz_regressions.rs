@@ -1,4 +1,4 @@
-//! Inputs the fuzzers (see `fuzz/` and RELIABILITY-fuzzing.md) once broke, kept as
+//! Inputs the fuzzers (see `fuzz/` and RELIABILITY.md, "Fuzzing") once broke, kept as
 //! fixtures under `tests/fixtures/fuzz/` so they stay fixed.
 
 use cloudamqp_autoscaler::alarm;

@@ -3,7 +3,7 @@
 //! daemon keeps serving, and no secret leaks. Each test ends with [`assert_unharmed`].
 //!
 //! Run: `cargo test --test hostile`. The request classes and their answers are listed in
-//! `RELIABILITY-hostile.md`.
+//! RELIABILITY.md, "Hostile and malformed requests".
 
 #[path = "daemon_support/mod.rs"]
 mod support;

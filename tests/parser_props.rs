@@ -2,7 +2,7 @@
 //! body parser (`alarm::parse`) and the rules file loader (`rules::parse`).
 //!
 //! The CI-sized companion of the coverage-guided fuzz targets in `fuzz/` (see
-//! RELIABILITY-fuzzing.md): the same promises, over generated inputs, in well under a
+//! RELIABILITY.md, "Fuzzing"): the same promises, over generated inputs, in well under a
 //! second per property.
 
 use std::collections::BTreeMap;

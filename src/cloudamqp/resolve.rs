@@ -66,21 +66,11 @@ impl InstanceResolver {
             InstanceRef::Id(id) => return Ok(id),
             InstanceRef::Uuid(uuid) => uuid,
         };
-        let now = self.client.clock().now();
-        let seen_generation = {
-            let cache = self.lock();
-            if let Some(id) = cache.by_uuid.get(&uuid) {
-                return Ok(*id);
-            }
-            if cache
-                .unknown
-                .get(&uuid)
-                .is_some_and(|at| now < add(*at, UNKNOWN_UUID_RECHECK))
-            {
-                return Err(ResolveError::InstanceUnknown { uuid });
-            }
-            cache.generation
-        };
+        if let Some(answer) = self.cached(instance) {
+            return answer;
+        }
+        // A refresh finishing between `cached` and here only costs a needless refresh.
+        let seen_generation = self.lock().generation;
         let _refreshing = self.refreshing.lock().await;
         if self.lock().generation == seen_generation {
             self.refresh_locked().await?;
@@ -98,6 +88,25 @@ impl InstanceResolver {
                 Err(ResolveError::InstanceUnknown { uuid })
             }
         }
+    }
+
+    /// What is known without a call: the id, or that the UUID was not found lately.
+    /// `None` when only listing the instances can tell.
+    pub fn cached(&self, instance: InstanceRef) -> Option<Result<u64, ResolveError>> {
+        let uuid = match instance {
+            InstanceRef::Id(id) => return Some(Ok(id)),
+            InstanceRef::Uuid(uuid) => uuid,
+        };
+        let now = self.client.clock().now();
+        let cache = self.lock();
+        if let Some(id) = cache.by_uuid.get(&uuid) {
+            return Some(Ok(*id));
+        }
+        cache
+            .unknown
+            .get(&uuid)
+            .is_some_and(|at| now < add(*at, UNKNOWN_UUID_RECHECK))
+            .then_some(Err(ResolveError::InstanceUnknown { uuid }))
     }
 
     /// What the last list said about instance `id` (name, plan, providerid), if it was in it.

@@ -10,6 +10,7 @@ use super::state::{Finished, InFlight, InstanceState, LastDecision};
 use super::{Executor, Job};
 
 /// A decision not to act, about to be recorded.
+#[derive(Debug)]
 struct Outcome {
     instance_id: Option<u64>,
     plan: Option<String>,
@@ -41,14 +42,77 @@ fn plan_independent(reason: Reason) -> bool {
     )
 }
 
+/// A decision reached as the alarm arrived, from our own state alone: see
+/// [`Executor::decide_now`]. Recorded with its alarm, then handed to
+/// [`Executor::decided_now`].
+#[derive(Debug)]
+pub struct QuickDecision {
+    outcome: Outcome,
+    at: jiff::Timestamp,
+}
+
+impl QuickDecision {
+    /// The decision's row, for the store to record together with its alarm.
+    pub fn row(&self) -> NewDecision {
+        skip_row(0, &self.outcome, self.at)
+    }
+}
+
+/// The instance an alarm is about, as far as can be told without waiting.
+enum Named {
+    Id(u64),
+    /// The alarm is decided by that alone (a resolve, no instance, an unknown UUID).
+    Settled(Outcome),
+    /// Only listing the instances can map this UUID.
+    Lookup(InstanceRef),
+}
+
 impl Executor {
+    /// Decides `alarm` at once when our own state settles it, without CloudAMQP: a resolve,
+    /// an unknown instance, no matching rule, below every threshold, a change in flight, a
+    /// cooldown. Such a decision is recorded in the same transaction as its alarm (no alarm
+    /// ever waits undecided for it). It never starts a change, so it needs no turn at the
+    /// instance's gate: it holds whatever a decision under way concludes. `None`: the alarm
+    /// goes through the queue to [`Self::decide_alarm`].
+    pub fn decide_now(&self, alarm: &crate::alarm::Alarm) -> Option<QuickDecision> {
+        let inner = &self.inner;
+        let loaded = inner.rules.snapshot();
+        let outcome = match self.named(alarm, &loaded.rules) {
+            Named::Settled(outcome) => outcome,
+            Named::Lookup(_) => return None,
+            Named::Id(id) => {
+                let state = inner.book.get(id);
+                self.early_outcome(alarm, &loaded.rules, id, &state)
+                    .or_else(|| inner.api.is_none().then(|| no_api_key(id)))?
+            }
+        };
+        Some(QuickDecision {
+            outcome,
+            at: inner.clock.now(),
+        })
+    }
+
+    /// `quick` is on disk with alarm `alarm_id`: log it, count it, show it in `/status`.
+    pub fn decided_now(
+        &self,
+        alarm_id: crate::store::AlarmId,
+        alarm_kind: &str,
+        quick: QuickDecision,
+    ) {
+        self.announce(alarm_id, alarm_kind, &quick.outcome, quick.at);
+    }
+
     /// Decides one alarm and acts on the decision.
-    pub(super) async fn decide_alarm(&self, job: Job) {
+    pub async fn decide_alarm(&self, job: Job) {
         // One snapshot of the rules for the whole decision, never re-read half-way.
         let loaded = self.inner.rules.snapshot();
-        let id = match self.instance_of(&job, &loaded.rules).await {
-            Ok(id) => id,
-            Err(outcome) => return self.record(job.alarm_id, &job.alarm.kind, outcome),
+        let id = match self.named(&job.alarm, &loaded.rules) {
+            Named::Id(id) => id,
+            Named::Settled(outcome) => return self.record(job.alarm_id, &job.alarm.kind, outcome),
+            Named::Lookup(named) => match self.resolve(named).await {
+                Ok(id) => id,
+                Err(outcome) => return self.record(job.alarm_id, &job.alarm.kind, outcome),
+            },
         };
         // Single flight: one decision at a time per instance, recorded before the next.
         let gate = self.inner.book.gate(id);
@@ -58,11 +122,9 @@ impl Executor {
         }
     }
 
-    /// The instance an alarm is about, or the decision when that settles it (a resolve,
-    /// no instance, an unknown UUID).
-    async fn instance_of(&self, job: &Job, rules: &crate::rules::RuleSet) -> Result<u64, Outcome> {
+    /// The instance an alarm is about, without waiting for anything.
+    fn named(&self, alarm: &crate::alarm::Alarm, rules: &crate::rules::RuleSet) -> Named {
         let inner = &self.inner;
-        let alarm = &job.alarm;
         let named = alarm.instance.or(inner.config.default_instance);
         let known_id = match named {
             Some(InstanceRef::Id(id)) => Some(id),
@@ -77,20 +139,31 @@ impl Executor {
                 None,
             )
         {
-            return Err(Outcome {
+            return Named::Settled(Outcome {
                 instance_id: known_id,
                 plan: None,
                 skip,
             });
         }
         let Some(named) = named else {
-            return Err(Outcome::skip(
+            return Named::Settled(Outcome::skip(
                 None,
                 Reason::InstanceUnknown,
                 "the alarm names no instance and cloudamqp.default_instance is not set".into(),
             ));
         };
-        self.resolve(named).await
+        let uuid = match named {
+            InstanceRef::Id(id) => return Named::Id(id),
+            InstanceRef::Uuid(uuid) => uuid,
+        };
+        let Some(api) = &inner.api else {
+            return Named::Settled(uuid_without_api_key(uuid));
+        };
+        match api.resolver.cached(named) {
+            Some(Ok(id)) => Named::Id(id),
+            Some(Err(error)) => Named::Settled(unresolved(uuid, error)),
+            None => Named::Lookup(named),
+        }
     }
 
     /// The decision for `job` on instance `id`, its gate held; `None` when a change was
@@ -99,48 +172,16 @@ impl Executor {
         let inner = &self.inner;
         let alarm = &job.alarm;
         let state = inner.book.get(id);
-        if let Some(change) = &state.in_flight {
-            return Some(Outcome::skip(
-                Some(id),
-                Reason::ChangeInFlight,
-                format!(
-                    "a change {} -> {} (rule {:?}) is in flight since {}",
-                    change.from, change.to, change.rule, change.started_at
-                ),
-            ));
+        // First from our own state: without an API call when that settles it.
+        if let Some(outcome) = self.early_outcome(alarm, rules, id, &state) {
+            return Some(outcome);
         }
         let id_text = id.to_string();
         let last_finished = state.last_change.as_ref().map(|c| c.finished_at);
 
-        // First from our own state: without an API call when that settles it.
-        let names = InstanceNames {
-            id: Some(&id_text),
-            uuid: state.uuid.as_deref(),
-            name: state.name.as_deref(),
-        };
-        let cached_plan = state.plan.as_deref().unwrap_or("");
-        let early = decide::decide(
-            rules,
-            alarm,
-            &view(cached_plan, last_finished, names),
-            inner.clock.now(),
-            None,
-        );
-        if let Decision::Skip(skip) = early
-            && (plan_independent(skip.reason)
-                || (skip.reason == Reason::Cooldown && state.plan.is_some()))
-        {
-            return Some(Outcome {
-                instance_id: Some(id),
-                plan: state.plan.clone(),
-                skip,
-            });
-        }
-
         // The API is the truth: someone may have changed the plan in the console.
         let Some(api) = &inner.api else {
-            return Some(Outcome::skip(Some(id), Reason::PlanUnknown,
-                "no CloudAMQP API key, so the instance's plan cannot be read; set cloudamqp.api_key or CLOUDAMQP_API_KEY".into()));
+            return Some(no_api_key(id));
         };
         let instance = match api.client.instance(id).await {
             Ok(instance) => instance,
@@ -211,6 +252,56 @@ impl Executor {
         None
     }
 
+    /// The decision from our own state (`state` of instance `id`) when it settles it: a
+    /// change in flight, or a skip that holds whatever the plan is now, or a cooldown on a
+    /// known plan. `None`: only the plan read from CloudAMQP can tell.
+    fn early_outcome(
+        &self,
+        alarm: &crate::alarm::Alarm,
+        rules: &crate::rules::RuleSet,
+        id: u64,
+        state: &InstanceState,
+    ) -> Option<Outcome> {
+        if let Some(change) = &state.in_flight {
+            return Some(Outcome::skip(
+                Some(id),
+                Reason::ChangeInFlight,
+                format!(
+                    "a change {} -> {} (rule {:?}) is in flight since {}",
+                    change.from, change.to, change.rule, change.started_at
+                ),
+            ));
+        }
+        let id_text = id.to_string();
+        let names = InstanceNames {
+            id: Some(&id_text),
+            uuid: state.uuid.as_deref(),
+            name: state.name.as_deref(),
+        };
+        let last_finished = state.last_change.as_ref().map(|c| c.finished_at);
+        let cached_plan = state.plan.as_deref().unwrap_or("");
+        let early = decide::decide(
+            rules,
+            alarm,
+            &view(cached_plan, last_finished, names),
+            self.inner.clock.now(),
+            None,
+        );
+        match early {
+            Decision::Skip(skip)
+                if plan_independent(skip.reason)
+                    || (skip.reason == Reason::Cooldown && state.plan.is_some()) =>
+            {
+                Some(Outcome {
+                    instance_id: Some(id),
+                    plan: state.plan.clone(),
+                    skip,
+                })
+            }
+            _ => None,
+        }
+    }
+
     /// The integer id of the instance an alarm names.
     async fn resolve(&self, named: InstanceRef) -> Result<u64, Outcome> {
         let uuid = match named {
@@ -218,13 +309,7 @@ impl Executor {
             InstanceRef::Uuid(uuid) => uuid,
         };
         let Some(api) = &self.inner.api else {
-            return Err(Outcome::skip(
-                None,
-                Reason::InstanceUnknown,
-                format!(
-                    "the alarm names instance {uuid} by UUID, and without a CloudAMQP API key it cannot be mapped to an instance id"
-                ),
-            ));
+            return Err(uuid_without_api_key(uuid));
         };
         match api.resolver.resolve(named).await {
             Ok(id) => {
@@ -238,16 +323,7 @@ impl Executor {
                 }
                 Ok(id)
             }
-            Err(crate::cloudamqp::ResolveError::InstanceUnknown { .. }) => Err(Outcome::skip(
-                None,
-                Reason::InstanceUnknown,
-                format!("no instance of this CloudAMQP account has the UUID {uuid}"),
-            )),
-            Err(crate::cloudamqp::ResolveError::Api(error)) => Err(Outcome::skip(
-                None,
-                Reason::InstanceUnknown,
-                format!("the UUID {uuid} could not be mapped to an instance: {error}"),
-            )),
+            Err(error) => Err(unresolved(uuid, error)),
         }
     }
 
@@ -277,8 +353,28 @@ impl Executor {
     /// Records a decision that starts nothing. The write is queued at once; the alarm is
     /// marked decided when it commits (if it never does, the next start decides it again).
     fn record(&self, alarm_id: crate::store::AlarmId, alarm_kind: &str, outcome: Outcome) {
+        let now = self.inner.clock.now();
+        self.announce(alarm_id, alarm_kind, &outcome, now);
+        let write = self
+            .inner
+            .store
+            .record_decision(skip_row(alarm_id, &outcome, now), None);
+        tokio::spawn(async move {
+            if let Err(error) = write.await {
+                tracing::error!(alarm_id, %error, "could not record a decision; the alarm is decided again at the next start");
+            }
+        });
+    }
+
+    /// Logs and counts a decision not to act, and shows it in `/status`.
+    fn announce(
+        &self,
+        alarm_id: crate::store::AlarmId,
+        alarm_kind: &str,
+        outcome: &Outcome,
+        at: jiff::Timestamp,
+    ) {
         let inner = &self.inner;
-        let now = inner.clock.now();
         let skip = &outcome.skip;
         tracing::info!(
             alarm_id,
@@ -293,33 +389,13 @@ impl Executor {
         if let Some(id) = outcome.instance_id {
             inner.book.update(id, |state| {
                 state.last_decision = Some(LastDecision {
-                    at: now,
+                    at,
                     decision: "skip",
                     reason: Some(skip.reason.code().to_owned()),
                     rule: skip.rule.clone(),
                 });
             });
         }
-        let write = inner.store.record_decision(
-            NewDecision {
-                alarm_id,
-                at: now,
-                instance_id: outcome.instance_id,
-                plan: outcome.plan,
-                kind: DecisionKind::Skip,
-                reason: Some(skip.reason.code().to_owned()),
-                rule: skip.rule.clone(),
-                from_plan: None,
-                to_plan: None,
-                detail: skip.detail.clone(),
-            },
-            None,
-        );
-        tokio::spawn(async move {
-            if let Err(error) = write.await {
-                tracing::error!(alarm_id, %error, "could not record a decision; the alarm is decided again at the next start");
-            }
-        });
     }
 
     /// Marks a journaled alarm that can no longer be read as decided, with the reason.
@@ -470,6 +546,59 @@ impl Executor {
             }
         });
     }
+}
+
+/// The row recording `outcome` for alarm `alarm_id`, decided `at`.
+fn skip_row(
+    alarm_id: crate::store::AlarmId,
+    outcome: &Outcome,
+    at: jiff::Timestamp,
+) -> NewDecision {
+    NewDecision {
+        alarm_id,
+        at,
+        instance_id: outcome.instance_id,
+        plan: outcome.plan.clone(),
+        kind: DecisionKind::Skip,
+        reason: Some(outcome.skip.reason.code().to_owned()),
+        rule: outcome.skip.rule.clone(),
+        from_plan: None,
+        to_plan: None,
+        detail: outcome.skip.detail.clone(),
+    }
+}
+
+/// Without an API key the plan cannot be read.
+fn no_api_key(id: u64) -> Outcome {
+    Outcome::skip(
+        Some(id),
+        Reason::PlanUnknown,
+        "no CloudAMQP API key, so the instance's plan cannot be read; set cloudamqp.api_key or CLOUDAMQP_API_KEY".into(),
+    )
+}
+
+/// Without an API key a UUID cannot be mapped to an instance id.
+fn uuid_without_api_key(uuid: uuid::Uuid) -> Outcome {
+    Outcome::skip(
+        None,
+        Reason::InstanceUnknown,
+        format!(
+            "the alarm names instance {uuid} by UUID, and without a CloudAMQP API key it cannot be mapped to an instance id"
+        ),
+    )
+}
+
+/// A UUID that could not be mapped to an instance.
+fn unresolved(uuid: uuid::Uuid, error: crate::cloudamqp::ResolveError) -> Outcome {
+    let detail = match error {
+        crate::cloudamqp::ResolveError::InstanceUnknown { .. } => {
+            format!("no instance of this CloudAMQP account has the UUID {uuid}")
+        }
+        crate::cloudamqp::ResolveError::Api(error) => {
+            format!("the UUID {uuid} could not be mapped to an instance: {error}")
+        }
+    };
+    Outcome::skip(None, Reason::InstanceUnknown, detail)
 }
 
 fn view<'a>(

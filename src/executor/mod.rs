@@ -24,6 +24,7 @@ use crate::instance::InstanceRef;
 use crate::live_rules::LiveRules;
 use crate::metrics::Metrics;
 use crate::store::{AlarmId, Recovered, Store};
+pub use decision::QuickDecision;
 pub use state::StateBook;
 
 /// One recorded alarm waiting for its decision.

@@ -5,11 +5,12 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
+use tokio::sync::mpsc::Permit;
 use tokio::sync::mpsc::error::TrySendError;
 
 use super::errors::{error, retry_later};
 use super::{AppState, MAX_BODY_BYTES, REQUEST_BODY_TIMEOUT};
-use crate::executor::Job;
+use crate::executor::{Job, QuickDecision};
 use crate::store::NewAlarm;
 use crate::{alarm, redact};
 
@@ -62,37 +63,38 @@ pub async fn receive(
             return response;
         }
     };
-    let (mut alarm, json) = match alarm::parse_with_json(&body) {
+    // The parser has already redacted the free text it keeps (type, message, triggered_at).
+    let (alarm, json) = match alarm::parse_with_json(&body) {
         Ok(parsed) => parsed,
         Err(e) => {
             state.metrics.alarm_received("", "invalid");
             return error(StatusCode::BAD_REQUEST, format!("invalid alarm: {e}"));
         }
     };
-    // The free-text fields are kept in their own columns and the type is logged: they get
-    // the same redaction as the journaled body (which a restart reads them back from).
-    alarm.kind = redact::redact_text(&alarm.kind);
-    alarm.message = alarm.message.as_deref().map(redact::redact_text);
-    alarm.triggered_at = alarm.triggered_at.as_deref().map(redact::redact_text);
-    // A place in the queue first: an alarm we could not hand on must not be acknowledged.
-    let slot = match state.queue.try_reserve() {
-        Ok(slot) => slot,
-        Err(TrySendError::Full(())) => {
-            state.metrics.alarm_received(&alarm.kind, "overloaded");
-            return retry_later(
-                StatusCode::SERVICE_UNAVAILABLE,
-                OVERLOADED_RETRY_AFTER,
-                "overloaded: too many alarms waiting for a decision",
-            );
-        }
-        Err(TrySendError::Closed(())) => {
-            state.metrics.alarm_received(&alarm.kind, "overloaded");
-            return retry_later(
-                StatusCode::SERVICE_UNAVAILABLE,
-                OVERLOADED_RETRY_AFTER,
-                "shutting down",
-            );
-        }
+    // Decided on arrival when our own state settles it (recorded with the alarm, in one
+    // transaction); else a place in the queue first: an alarm we could not hand on must
+    // not be acknowledged.
+    let next = match state.executor.decide_now(&alarm) {
+        Some(quick) => Next::Decided(quick),
+        None => match state.queue.try_reserve() {
+            Ok(slot) => Next::Queue(slot),
+            Err(TrySendError::Full(())) => {
+                state.metrics.alarm_received(&alarm.kind, "overloaded");
+                return retry_later(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    OVERLOADED_RETRY_AFTER,
+                    "overloaded: too many alarms waiting for a decision",
+                );
+            }
+            Err(TrySendError::Closed(())) => {
+                state.metrics.alarm_received(&alarm.kind, "overloaded");
+                return retry_later(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    OVERLOADED_RETRY_AFTER,
+                    "shutting down",
+                );
+            }
+        },
     };
     let received_at = state.clock.now();
     let record = NewAlarm {
@@ -107,7 +109,11 @@ pub async fn receive(
         message: alarm.message.clone(),
         triggered_at: alarm.triggered_at.clone(),
     };
-    let alarm_id = match state.store.record_alarm(record).await {
+    let written = match &next {
+        Next::Decided(quick) => state.store.record_decided_alarm(record, quick.row()).await,
+        Next::Queue(_) => state.store.record_alarm(record).await,
+    };
+    let alarm_id = match written {
         Ok(id) => id,
         Err(e) => {
             tracing::error!(error = %e, "webhook: cannot record the alarm; answering 503");
@@ -123,12 +129,23 @@ pub async fn receive(
     tracing::debug!(alarm_id, alarm = %alarm.kind, "alarm recorded");
     state.metrics.alarm_received(&alarm.kind, "accepted");
     state.metrics.store_healthy(true);
-    slot.send(Job {
-        alarm_id,
-        alarm,
-        received_at,
-    });
+    match next {
+        Next::Decided(quick) => state.executor.decided_now(alarm_id, &alarm.kind, quick),
+        Next::Queue(slot) => slot.send(Job {
+            alarm_id,
+            alarm,
+            received_at,
+        }),
+    }
     HttpResponse::Accepted().json(serde_json::json!({ "alarm_id": alarm_id.to_string() }))
+}
+
+/// What becomes of an alarm once it is recorded.
+enum Next<'a> {
+    /// Already decided; recorded together with the alarm.
+    Decided(QuickDecision),
+    /// Decided by the executor, from this place in its queue.
+    Queue(Permit<'a, Job>),
 }
 
 /// The body, at most [`MAX_BODY_BYTES`], within [`REQUEST_BODY_TIMEOUT`].

@@ -15,6 +15,8 @@ use super::{
 #[derive(Debug)]
 pub(crate) enum Command {
     RecordAlarm(NewAlarm),
+    /// An alarm and the decision taken on its arrival.
+    RecordDecidedAlarm(NewAlarm, NewDecision),
     RecordDecision(NewDecision, Option<NewChange>),
     MarkSubmitted(ChangeId, jiff::Timestamp),
     FinishChange(ChangeId, ChangeFinish),
@@ -76,6 +78,7 @@ impl Command {
     pub(crate) fn name(&self) -> &'static str {
         match self {
             Command::RecordAlarm(_) => "record_alarm",
+            Command::RecordDecidedAlarm(..) => "record_decided_alarm",
             Command::RecordDecision(..) => "record_decision",
             Command::MarkSubmitted(..) => "mark_submitted",
             Command::FinishChange(..) => "finish_change",
@@ -87,7 +90,13 @@ impl Command {
     /// commits or rolls back: a command that fails half-way leaves nothing behind.
     pub(crate) fn execute(&self, conn: &Connection) -> Result<Done, Failure> {
         match self {
-            Command::RecordAlarm(alarm) => record_alarm(conn, alarm).map(Some),
+            Command::RecordAlarm(alarm) => record_alarm(conn, alarm, None).map(Some),
+            Command::RecordDecidedAlarm(alarm, decision) => {
+                let at = timestamp_text(decision.at);
+                let alarm_id = record_alarm(conn, alarm, Some(&at))?;
+                insert_decision(conn, alarm_id, &at, decision)?;
+                Ok(Some(alarm_id))
+            }
             Command::RecordDecision(decision, change) => {
                 record_decision(conn, decision, change.as_ref())
             }
@@ -102,10 +111,15 @@ impl Command {
     }
 }
 
-fn record_alarm(conn: &Connection, alarm: &NewAlarm) -> Result<AlarmId, Failure> {
+/// Inserts `alarm`, already decided at `decided_at` if given.
+fn record_alarm(
+    conn: &Connection,
+    alarm: &NewAlarm,
+    decided_at: Option<&str>,
+) -> Result<AlarmId, Failure> {
     conn.prepare_cached(
         "INSERT INTO alarms (received_at, remote_addr, kind, value, instance, resolved, \
-         message, triggered_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         message, triggered_at, body, decided_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
         timestamp_text(alarm.received_at),
@@ -117,6 +131,7 @@ fn record_alarm(conn: &Connection, alarm: &NewAlarm) -> Result<AlarmId, Failure>
         alarm.message,
         alarm.triggered_at,
         alarm.body,
+        decided_at,
     ])?;
     Ok(conn.last_insert_rowid())
 }
@@ -139,23 +154,7 @@ fn record_decision(
             decision.alarm_id
         )));
     }
-    let instance_id = decision.instance_id.map(instance_id_sql).transpose()?;
-    conn.prepare_cached(
-        "INSERT INTO decisions (alarm_id, at, instance_id, plan, decision, reason, rule, \
-         from_plan, to_plan, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?
-    .execute(params![
-        decision.alarm_id,
-        at,
-        instance_id,
-        decision.plan,
-        decision.kind,
-        decision.reason,
-        decision.rule,
-        decision.from_plan,
-        decision.to_plan,
-        decision.detail,
-    ])?;
+    insert_decision(conn, decision.alarm_id, &at, decision)?;
     let Some(change) = change else {
         return Ok(None);
     };
@@ -175,6 +174,33 @@ fn record_decision(
         timestamp_text(change.intended_at),
     ])?;
     Ok(Some(conn.last_insert_rowid()))
+}
+
+/// The `decisions` row for alarm `alarm_id`, decided at `at`.
+fn insert_decision(
+    conn: &Connection,
+    alarm_id: AlarmId,
+    at: &str,
+    decision: &NewDecision,
+) -> Result<(), Failure> {
+    let instance_id = decision.instance_id.map(instance_id_sql).transpose()?;
+    conn.prepare_cached(
+        "INSERT INTO decisions (alarm_id, at, instance_id, plan, decision, reason, rule, \
+         from_plan, to_plan, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        alarm_id,
+        at,
+        instance_id,
+        decision.plan,
+        decision.kind,
+        decision.reason,
+        decision.rule,
+        decision.from_plan,
+        decision.to_plan,
+        decision.detail,
+    ])?;
+    Ok(())
 }
 
 fn mark_submitted(

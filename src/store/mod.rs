@@ -245,6 +245,18 @@ impl Store {
         async move { created(done.await?) }
     }
 
+    /// Journals an alarm that was decided on arrival together with its decision, in one
+    /// transaction (`decision.alarm_id` is ignored: the new alarm's id is used); resolves
+    /// with the alarm's id once both are on disk.
+    pub fn record_decided_alarm(
+        &self,
+        alarm: NewAlarm,
+        decision: NewDecision,
+    ) -> impl Future<Output = Result<AlarmId, StoreError>> + Send + 'static {
+        let done = self.submit(Command::RecordDecidedAlarm(alarm, decision));
+        async move { created(done.await?) }
+    }
+
     /// Records a decision and marks its alarm decided; with `change`, records the change in
     /// phase `Intended` in the same transaction and returns its id. The write is queued
     /// before this returns: dropping the future does not cancel it.

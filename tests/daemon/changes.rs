@@ -284,3 +284,49 @@ async fn an_alarm_without_instance_acts_on_the_default_instance_or_is_skipped() 
     assert_eq!(app.puts().len(), 1);
     app.stop().await;
 }
+
+/// Alarms our own state decides (here: reminders while a change is in flight) are recorded
+/// already decided, in their own transaction: decided when the 202 comes, without a place
+/// in the queue (one place here, with the one decider busy) and without an API call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alarms_our_own_state_decides_are_decided_before_their_202() {
+    let app = spawn_app(Spawn {
+        timeline: Timeline {
+            lag: Duration::ZERO,
+            reconfigure: Duration::from_secs(3),
+            stuck: false,
+        },
+        queue_capacity: 1,
+        max_concurrent: 1,
+        ..Spawn::default()
+    })
+    .await;
+    assert_eq!(app.alarm(MEMORY_85).await.status(), StatusCode::ACCEPTED);
+    app.wait_for("the change in flight", WITHIN, |i| !i["change"].is_null())
+        .await;
+
+    let reminders = (0..30).map(|_| async {
+        let response = app.alarm(MEMORY_85).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let body: serde_json::Value = response.json().await.unwrap();
+        body["alarm_id"].as_str().unwrap().parse::<i64>().unwrap()
+    });
+    let ids = futures_util::future::join_all(reminders).await;
+    for id in ids {
+        let decided = app.query(&format!(
+            "SELECT a.decided_at IS NOT NULL, d.reason FROM alarms a \
+             JOIN decisions d ON d.alarm_id = a.id WHERE a.id = {id}"
+        ));
+        assert_eq!(
+            decided,
+            [vec![
+                serde_json::json!(1),
+                serde_json::json!("change_in_flight")
+            ]],
+            "alarm {id}"
+        );
+    }
+    app.wait_for_result(WITHIN).await;
+    assert_eq!(app.puts().len(), 1);
+    app.stop().await;
+}
