@@ -78,21 +78,13 @@ pub async fn receive(
         Some(quick) => Next::Decided(quick),
         None => match state.queue.try_reserve() {
             Ok(slot) => Next::Queue(slot),
-            Err(TrySendError::Full(())) => {
+            Err(full_or_closed) => {
                 state.metrics.alarm_received(&alarm.kind, "overloaded");
-                return retry_later(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    OVERLOADED_RETRY_AFTER,
-                    "overloaded: too many alarms waiting for a decision",
-                );
-            }
-            Err(TrySendError::Closed(())) => {
-                state.metrics.alarm_received(&alarm.kind, "overloaded");
-                return retry_later(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    OVERLOADED_RETRY_AFTER,
-                    "shutting down",
-                );
+                let why = match full_or_closed {
+                    TrySendError::Full(()) => "overloaded: too many alarms waiting for a decision",
+                    TrySendError::Closed(()) => "shutting down",
+                };
+                return retry_later(StatusCode::SERVICE_UNAVAILABLE, OVERLOADED_RETRY_AFTER, why);
             }
         },
     };
