@@ -3,6 +3,7 @@
 # key on 127.0.0.1:18090, fresh state, warnings only. Every alarm is durably recorded and
 # decided (the harness's body names a UUID that cannot be resolved without a key, so each
 # alarm is skipped with instance_unknown, without any outbound call).
+# BENCH_BIND, BENCH_STATE_DIR: to run two daemons side by side.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 state="${BENCH_STATE_DIR:-/tmp/cloudamqp-autoscaler-bench}"
@@ -12,4 +13,5 @@ export AUTOSCALER__STATE__DIR="$state"
 export AUTOSCALER__RULES__PATH="$here/rules.toml"
 export AUTOSCALER__LOG__LEVEL=warn
 unset CLOUDAMQP_API_KEY AUTOSCALER__CLOUDAMQP__API_KEY
-exec "$here/target/release/cloudamqp-autoscaler" serve
+# BENCH_BIN: another build to compare (e.g. an older commit's), same settings.
+exec "${BENCH_BIN:-$here/target/release/cloudamqp-autoscaler}" serve
