@@ -143,7 +143,10 @@ fn number(value: &Value) -> Result<f64, AlarmError> {
 
 fn instance(value: &Value) -> Result<InstanceRef, AlarmError> {
     let parsed = match value {
-        Value::Number(n) => n.as_u64().map(InstanceRef::Id),
+        Value::Number(n) => n
+            .as_u64()
+            .filter(|id| *id <= crate::instance::MAX_INSTANCE_ID)
+            .map(InstanceRef::Id),
         Value::String(s) => s.parse().ok(),
         _ => None,
     };

@@ -17,9 +17,14 @@ pub enum InstanceRef {
     Uuid(Uuid),
 }
 
+/// The largest instance id taken: ids are stored as SQLite integers (signed 64-bit), and
+/// CloudAMQP's are far smaller. A larger one is refused where it is read, not where it is
+/// stored.
+pub const MAX_INSTANCE_ID: u64 = i64::MAX as u64;
+
 /// The text is neither an integer id nor a UUID.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is neither an integer instance id nor a UUID")]
+#[error("{0:?} is neither an integer instance id (at most 9223372036854775807) nor a UUID")]
 pub struct InvalidInstanceRef(pub String);
 
 impl FromStr for InstanceRef {
@@ -29,7 +34,8 @@ impl FromStr for InstanceRef {
         let trimmed = text.trim();
         if !trimmed.is_empty()
             && trimmed.bytes().all(|b| b.is_ascii_digit())
-            && let Ok(id) = trimmed.parse()
+            && let Ok(id) = trimmed.parse::<u64>()
+            && id <= MAX_INSTANCE_ID
         {
             return Ok(Self::Id(id));
         }
@@ -56,6 +62,27 @@ impl fmt::Display for InstanceRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An id the store could not hold is refused when read, with the limit in the message.
+    #[test]
+    fn ids_past_the_store_s_integers_are_refused() {
+        assert_eq!(
+            "9223372036854775807".parse(),
+            Ok(InstanceRef::Id(MAX_INSTANCE_ID))
+        );
+        let err = "9223372036854775808".parse::<InstanceRef>().unwrap_err();
+        assert!(
+            err.to_string().contains("at most 9223372036854775807"),
+            "{err}"
+        );
+        let body = br#"{"alarm_type":"cpu","instance_id":9223372036854775808}"#;
+        assert!(crate::alarm::parse(body).is_err());
+        let body = br#"{"alarm_type":"cpu","instance_id":9223372036854775807}"#;
+        assert_eq!(
+            crate::alarm::parse(body).unwrap().instance,
+            Some(InstanceRef::Id(MAX_INSTANCE_ID))
+        );
+    }
 
     #[test]
     fn parses_ids_and_uuids_only() {

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use cloudamqp_autoscaler::alarm::{self, Alarm, AlarmError};
-use cloudamqp_autoscaler::instance::InstanceRef;
+use cloudamqp_autoscaler::instance::{InstanceRef, MAX_INSTANCE_ID};
 use cloudamqp_autoscaler::redact::redact_json;
 use cloudamqp_autoscaler::rules::{self, ALARM_TYPES, Location, RulesFailure};
 use proptest::prelude::*;
@@ -113,8 +113,9 @@ fn value_field() -> impl Strategy<Value = Option<(Value, f64)>> {
 
 fn instance_field() -> impl Strategy<Value = Option<(Value, InstanceRef)>> {
     proptest::option::of(prop_oneof![
-        any::<u64>().prop_map(|id| (Value::from(id), InstanceRef::Id(id))),
-        any::<u64>().prop_map(|id| (Value::String(id.to_string()), InstanceRef::Id(id))),
+        // Ids the store can hold (`MAX_INSTANCE_ID`); larger ones are refused.
+        (0..=MAX_INSTANCE_ID).prop_map(|id| (Value::from(id), InstanceRef::Id(id))),
+        (0..=MAX_INSTANCE_ID).prop_map(|id| (Value::String(id.to_string()), InstanceRef::Id(id))),
         (any::<u128>(), any::<bool>()).prop_map(|(bits, upper)| {
             let uuid = uuid::Uuid::from_u128(bits);
             let text = uuid.hyphenated().to_string();

@@ -31,17 +31,6 @@ impl Outcome {
     }
 }
 
-/// Reasons a decision reaches without looking at the plan: they hold for any plan.
-fn plan_independent(reason: Reason) -> bool {
-    matches!(
-        reason,
-        Reason::Resolved
-            | Reason::NoMatchingRule
-            | Reason::InstanceNotSelected
-            | Reason::BelowThreshold
-    )
-}
-
 /// A decision reached as the alarm arrived, from our own state alone: see
 /// [`Executor::decide_now`]. Recorded with its alarm, then handed to
 /// [`Executor::decided_now`].
@@ -160,7 +149,21 @@ impl Executor {
             return Named::Settled(uuid_without_api_key(uuid));
         };
         match api.resolver.cached(named) {
-            Some(Ok(id)) => Named::Id(id),
+            Some(Ok(id)) => {
+                // What the list said about it, for rules selecting by name or UUID; the plan
+                // only if we know none fresher.
+                if inner.book.get(id).name.is_none()
+                    && let Some(known) = api.resolver.known(id)
+                {
+                    self.remember_instance(
+                        id,
+                        &known.name,
+                        known.providerid.as_deref(),
+                        &known.plan,
+                    );
+                }
+                Named::Id(id)
+            }
             Some(Err(error)) => Named::Settled(unresolved(uuid, error)),
             None => Named::Lookup(named),
         }
@@ -287,17 +290,26 @@ impl Executor {
             self.inner.clock.now(),
             None,
         );
+        // Until the instance has been read once its name is unknown, and a rule that picks
+        // instances by name might yet pick it: "not selected" or "below threshold" then
+        // only holds once the name is known.
+        let names_pending = state.name.is_none()
+            && rules
+                .rules_for(&alarm.kind)
+                .any(|rule| rule.selectors.iter().any(|s| !s.is_any()));
+        // The others hold whatever the plan is now, except a cooldown, which needs a plan.
+        let settled = |reason: Reason| match reason {
+            Reason::Resolved | Reason::NoMatchingRule => true,
+            Reason::InstanceNotSelected | Reason::BelowThreshold => !names_pending,
+            Reason::Cooldown => state.plan.is_some(),
+            _ => false,
+        };
         match early {
-            Decision::Skip(skip)
-                if plan_independent(skip.reason)
-                    || (skip.reason == Reason::Cooldown && state.plan.is_some()) =>
-            {
-                Some(Outcome {
-                    instance_id: Some(id),
-                    plan: state.plan.clone(),
-                    skip,
-                })
-            }
+            Decision::Skip(skip) if settled(skip.reason) => Some(Outcome {
+                instance_id: Some(id),
+                plan: state.plan.clone(),
+                skip,
+            }),
             _ => None,
         }
     }
@@ -388,6 +400,15 @@ impl Executor {
         inner.metrics.decision("skip", skip.reason.code());
         if let Some(id) = outcome.instance_id {
             inner.book.update(id, |state| {
+                // A decision on arrival is announced after its write, and may come after a
+                // newer one from the queue: the newest stays.
+                if state
+                    .last_decision
+                    .as_ref()
+                    .is_some_and(|last| last.at > at)
+                {
+                    return;
+                }
                 state.last_decision = Some(LastDecision {
                     at,
                     decision: "skip",

@@ -57,6 +57,11 @@ impl Selector {
         }
     }
 
+    /// Whether this is `*`, which picks every instance whatever its names.
+    pub fn is_any(&self) -> bool {
+        matches!(self.matcher, Matcher::Any)
+    }
+
     /// The selector as written.
     pub fn as_str(&self) -> &str {
         &self.text

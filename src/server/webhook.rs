@@ -74,6 +74,8 @@ pub async fn receive(
     // Decided on arrival when our own state settles it (recorded with the alarm, in one
     // transaction); else a place in the queue first: an alarm we could not hand on must
     // not be acknowledged.
+    // Taken first, so that a decision on arrival is never older than its alarm.
+    let received_at = state.clock.now();
     let next = match state.executor.decide_now(&alarm) {
         Some(quick) => Next::Decided(quick),
         None => match state.queue.try_reserve() {
@@ -88,7 +90,6 @@ pub async fn receive(
             }
         },
     };
-    let received_at = state.clock.now();
     let record = NewAlarm {
         received_at,
         remote_addr: address.map(|a| a.to_string()),

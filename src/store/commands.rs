@@ -86,7 +86,7 @@ impl Command {
         }
     }
 
-    /// Runs the command on `conn`, which is inside a transaction or savepoint the caller
+    /// Runs the command on `conn`, which is inside a transaction the caller
     /// commits or rolls back: a command that fails half-way leaves nothing behind.
     pub(crate) fn execute(&self, conn: &Connection) -> Result<Done, Failure> {
         match self {

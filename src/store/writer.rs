@@ -5,10 +5,11 @@
 //! previous fsync ran, typically), runs them all in one transaction and commits once. Under
 //! load the batch grows by itself; alone, a command commits at once.
 //!
-//! When a command fails — the database itself (disk full, read-only, I/O error) or a write
-//! the store refuses (an invalid transition) — the batch is rolled back and each command
-//! retried in its own transaction: only the ones that cannot be written get an error, and
-//! once space returns the next command simply succeeds. While
+//! A write the store refuses (an invalid transition) rolls the batch back; that command is
+//! answered with the refusal and the rest written again as one transaction. When the
+//! database itself fails (disk full, read-only, I/O error), the batch is rolled back and
+//! each command retried in its own transaction: only the ones that cannot be written get an
+//! error, and once space returns the next command simply succeeds. While
 //! unhealthy and idle, the writer probes with a write of an alarm's largest size, so
 //! `/readyz` turns green again even when no traffic comes (a load balancer sends none to
 //! an unready daemon).
@@ -126,36 +127,60 @@ fn write_batch(conn: &mut Connection, batch: &mut Vec<(Command, Reply)>, shared:
     shared.commands.fetch_add(size, Ordering::Relaxed);
     shared.batches.fetch_add(1, Ordering::Relaxed);
     shared.largest_batch.fetch_max(size, Ordering::Relaxed);
-    match try_batch(conn, batch) {
-        Ok(results) => {
-            shared.commits.fetch_add(1, Ordering::Relaxed);
-            shared.healthy.store(true, Ordering::Relaxed);
-            // Replies go out only now, after the commit's fsync: an id means "on disk".
-            for ((_, reply), done) in batch.drain(..).zip(results) {
-                let _ = reply.send(Ok(done));
-            }
-        }
-        Err(err) => {
-            if size > 1 {
-                tracing::warn!(
-                    error = %err,
-                    commands = size,
-                    "state store batch failed; retrying each command in its own transaction"
-                );
-            }
-            for (command, reply) in batch.drain(..) {
-                let result = write_alone(conn, &command);
-                match &result {
-                    Ok(_) => {
-                        shared.commits.fetch_add(1, Ordering::Relaxed);
-                        shared.healthy.store(true, Ordering::Relaxed);
-                    }
-                    Err(Failure::Storage(_)) => shared.healthy.store(false, Ordering::Relaxed),
-                    Err(Failure::Refused(_)) => {}
+    loop {
+        match try_batch(conn, batch) {
+            Ok(results) => {
+                shared.commits.fetch_add(1, Ordering::Relaxed);
+                shared.healthy.store(true, Ordering::Relaxed);
+                // Replies go out only now, after the commit's fsync: an id means "on disk".
+                for ((_, reply), done) in batch.drain(..).zip(results) {
+                    let _ = reply.send(Ok(done));
                 }
-                let _ = reply.send(settle(&command, result, shared));
+                return;
+            }
+            // A write the store refuses is that command's own fault: answer it, and write
+            // the rest of the batch again, still as one transaction.
+            Err((Some(index), Failure::Refused(reason))) => {
+                let (command, reply) = batch.remove(index);
+                let _ = reply.send(settle(&command, Err(Failure::Refused(reason)), shared));
+                if batch.is_empty() {
+                    return;
+                }
+            }
+            Err((_, err)) => {
+                write_one_by_one(conn, batch, shared, &err);
+                return;
             }
         }
+    }
+}
+
+/// The database failed (or the commit was refused): each command in its own transaction, so
+/// only the ones that cannot be written fail.
+fn write_one_by_one(
+    conn: &mut Connection,
+    batch: &mut Vec<(Command, Reply)>,
+    shared: &Shared,
+    err: &Failure,
+) {
+    if batch.len() > 1 {
+        tracing::warn!(
+            error = %err,
+            commands = batch.len(),
+            "state store batch failed; retrying each command in its own transaction"
+        );
+    }
+    for (command, reply) in batch.drain(..) {
+        let result = write_alone(conn, &command);
+        match &result {
+            Ok(_) => {
+                shared.commits.fetch_add(1, Ordering::Relaxed);
+                shared.healthy.store(true, Ordering::Relaxed);
+            }
+            Err(Failure::Storage(_)) => shared.healthy.store(false, Ordering::Relaxed),
+            Err(Failure::Refused(_)) => {}
+        }
+        let _ = reply.send(settle(&command, result, shared));
     }
 }
 
@@ -180,21 +205,27 @@ fn settle(
     })
 }
 
-/// All commands in one transaction. `Err` means the transaction as a whole could not be
-/// committed and is rolled back, nothing of the batch is on disk: because the disk failed,
-/// or because one command was refused (an invalid transition: rare, a caller's mistake).
-/// Either way the caller retries each command alone, so only the failing one fails. No
-/// savepoint per command: two statements more for every alarm, only to spare the rare
-/// refusal a retry.
-fn try_batch(conn: &mut Connection, batch: &[(Command, Reply)]) -> Result<Vec<Done>, Failure> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+/// All commands in one transaction, committed once. On failure nothing of the batch is on
+/// disk (dropping the transaction rolls it back), and the error says which command failed
+/// (`None`: beginning or committing the transaction). No savepoint per command: two
+/// statements more for every alarm, only to spare a rare refusal one re-run of the batch.
+fn try_batch(
+    conn: &mut Connection,
+    batch: &[(Command, Reply)],
+) -> Result<Vec<Done>, (Option<usize>, Failure)> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|err| (None, err.into()))?;
     let mut results = Vec::with_capacity(batch.len());
-    for (command, _) in batch {
-        // Dropping `tx` on an error rolls the whole batch back.
-        results.push(command.execute(&tx)?);
+    for (index, (command, _)) in batch.iter().enumerate() {
+        results.push(
+            command
+                .execute(&tx)
+                .map_err(|failure| (Some(index), failure))?,
+        );
     }
     // `commit` is the fsync (synchronous=FULL).
-    tx.commit()?;
+    tx.commit().map_err(|err| (None, err.into()))?;
     Ok(results)
 }
 
@@ -286,6 +317,66 @@ mod tests {
                 intended_at: jiff::Timestamp::UNIX_EPOCH,
             }),
         )
+    }
+
+    /// A refused command in the middle of a batch is answered alone; the others still
+    /// commit together, in one commit. An alarm recorded with a decision that is refused
+    /// leaves no alarm behind either.
+    #[test]
+    fn a_refused_command_is_answered_alone_and_the_rest_commits_together() {
+        let tmp = tempfile::tempdir().unwrap();
+        let opened = open::open(tmp.path()).unwrap();
+        let mut unstorable = match dangling_change(1) {
+            Command::RecordDecision(decision, _) => decision,
+            _ => unreachable!(),
+        };
+        unstorable.instance_id = Some(u64::MAX);
+        let commands = [
+            alarm(),
+            Command::RecordDecidedAlarm(
+                match alarm() {
+                    Command::RecordAlarm(alarm) => alarm,
+                    _ => unreachable!(),
+                },
+                unstorable,
+            ),
+            dangling_change(999),
+            alarm(),
+        ];
+        let (jobs, queue) = mpsc::channel();
+        let mut answers = Vec::new();
+        for command in commands {
+            let (reply, answer) = oneshot::channel();
+            jobs.send(Job::Write(command, reply)).unwrap();
+            answers.push(answer);
+        }
+        drop(jobs);
+        let shared = Arc::new(Shared::default());
+        run(opened.conn, queue, Arc::clone(&shared));
+
+        let results: Vec<_> = answers
+            .into_iter()
+            .map(|answer| answer.blocking_recv().unwrap())
+            .collect();
+        assert_eq!(results[0].as_ref().unwrap(), &Some(1));
+        let err = results[1].as_ref().unwrap_err().to_string();
+        assert!(err.contains("too large"), "{err}");
+        let err = results[2].as_ref().unwrap_err().to_string();
+        assert!(err.contains("no alarm 999"), "{err}");
+        assert_eq!(results[3].as_ref().unwrap(), &Some(2));
+        let stats = shared.stats();
+        assert_eq!((stats.batches, stats.commits, stats.failed), (1, 1, 2));
+        assert!(shared.healthy.load(Ordering::Relaxed));
+
+        let check = rusqlite::Connection::open(opened.path).unwrap();
+        let counts: (i64, i64) = check
+            .query_row(
+                "SELECT (SELECT count(*) FROM alarms), (SELECT count(*) FROM decisions)",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(counts, (2, 0));
     }
 
     /// A batch whose COMMIT fails (here a deferred foreign key, checked only at COMMIT) is

@@ -330,3 +330,71 @@ async fn alarms_our_own_state_decides_are_decided_before_their_202() {
     assert_eq!(app.puts().len(), 1);
     app.stop().await;
 }
+
+/// A rule that picks instances by name acts on an alarm that names the instance only by id
+/// or by a UUID already in the cache: the name is learnt (a read, or the instance list),
+/// never assumed to be missing. An instance the rule does not pick is skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_selecting_by_name_act_on_alarms_naming_an_id_or_a_cached_uuid() {
+    use cloudamqp_autoscaler::fake::SeedInstance;
+    const OTHER: u64 = 359_560;
+    const THIRD: u64 = 359_561;
+    let rules = r#"
+[ladders]
+single = ["bunny-1", "hare-1", "rabbit-1"]
+
+[[rules]]
+name = "prod-memory"
+alarm = "memory"
+above = 80
+ladder = "single"
+instances = ["prod*"]
+"#;
+    let app = spawn_app(Spawn {
+        rules: Some(rules.into()),
+        instances: vec![
+            SeedInstance::new(ID, "prod", "bunny-1"),
+            SeedInstance::new(OTHER, "staging", "bunny-1"),
+            SeedInstance::new(THIRD, "prod-eu", "bunny-1"),
+        ],
+        ..Spawn::default()
+    })
+    .await;
+    // By id, never seen before: read, then picked by its name.
+    assert_eq!(app.alarm(MEMORY_85).await.status(), StatusCode::ACCEPTED);
+    app.wait_for_result(WITHIN).await;
+    // By UUID: the first lists the instances (and fills the cache) ...
+    let uuid_of = |id| app.fake.instance(id).unwrap().providerid;
+    let staging = format!(
+        r#"{{"alarm_type":"memory","value":85,"instance_id":"{}"}}"#,
+        uuid_of(OTHER)
+    );
+    app.alarm(&staging).await;
+    // ... so this one is a cache hit, and must still be known as "prod-eu".
+    let prod_eu = format!(
+        r#"{{"alarm_type":"memory","value":85,"instance_id":"{}"}}"#,
+        uuid_of(THIRD)
+    );
+    app.alarm(&prod_eu).await;
+    let within = std::time::Instant::now() + WITHIN;
+    while app.puts().len() < 2 || app.query("SELECT count(*) FROM decisions")[0][0] != 3 {
+        assert!(std::time::Instant::now() < within, "{:?}", app.puts());
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let paths: Vec<String> = app.puts().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths,
+        [
+            format!("/api/instances/{ID}"),
+            format!("/api/instances/{THIRD}")
+        ]
+    );
+    let staging_reason = app.query(&format!(
+        "SELECT reason FROM decisions WHERE instance_id = {OTHER}"
+    ));
+    assert_eq!(
+        staging_reason,
+        [vec![serde_json::json!("instance_not_selected")]]
+    );
+    app.stop().await;
+}

@@ -50,8 +50,12 @@ async fn webhook_refuses_what_it_cannot_record(fault: StoreFault) {
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
 
     // A burst meanwhile: whatever gets a 202 is on disk (a small alarm may still fit in the
-    // free space of a full disk's last page); the rest are 503, never a 202.
-    let burst = join_all((0..20).map(|_| app.alarm(MEMORY_85))).await;
+    // free space of a full disk's last page); the rest are 503, never a 202. Half are
+    // reminders, decided on arrival (cooldown) and recorded with their decision; half name
+    // an instance never seen, which needs the API and a place in the queue.
+    let unseen = r#"{"alarm_type":"memory","value":85,"instance_id":424242}"#;
+    let burst =
+        join_all((0..20).map(|n| app.alarm(if n % 2 == 0 { MEMORY_85 } else { unseen }))).await;
     let mut refused = 0;
     for response in burst {
         match response.status() {
