@@ -319,6 +319,29 @@ mod tests {
         )
     }
 
+    /// Queues `commands` before the writer starts (so they make one batch), runs the writer
+    /// until the queue is done, and returns each command's answer.
+    fn run_one_batch(
+        conn: Connection,
+        commands: impl IntoIterator<Item = Command>,
+    ) -> (Vec<Result<Done, StoreError>>, Arc<Shared>) {
+        let (jobs, queue) = mpsc::channel();
+        let mut answers = Vec::new();
+        for command in commands {
+            let (reply, answer) = oneshot::channel();
+            jobs.send(Job::Write(command, reply)).unwrap();
+            answers.push(answer);
+        }
+        drop(jobs);
+        let shared = Arc::new(Shared::default());
+        run(conn, queue, Arc::clone(&shared));
+        let results = answers
+            .into_iter()
+            .map(|answer| answer.blocking_recv().unwrap())
+            .collect();
+        (results, shared)
+    }
+
     /// A refused command in the middle of a batch is answered alone; the others still
     /// commit together, in one commit. An alarm recorded with a decision that is refused
     /// leaves no alarm behind either.
@@ -343,21 +366,7 @@ mod tests {
             dangling_change(999),
             alarm(),
         ];
-        let (jobs, queue) = mpsc::channel();
-        let mut answers = Vec::new();
-        for command in commands {
-            let (reply, answer) = oneshot::channel();
-            jobs.send(Job::Write(command, reply)).unwrap();
-            answers.push(answer);
-        }
-        drop(jobs);
-        let shared = Arc::new(Shared::default());
-        run(opened.conn, queue, Arc::clone(&shared));
-
-        let results: Vec<_> = answers
-            .into_iter()
-            .map(|answer| answer.blocking_recv().unwrap())
-            .collect();
+        let (results, shared) = run_one_batch(opened.conn, commands);
         assert_eq!(results[0].as_ref().unwrap(), &Some(1));
         let err = results[1].as_ref().unwrap_err().to_string();
         assert!(err.contains("too large"), "{err}");
@@ -391,21 +400,7 @@ mod tests {
              PRAGMA defer_foreign_keys = ON;",
         )
         .unwrap();
-        let (jobs, queue) = mpsc::channel();
-        let mut answers = Vec::new();
-        for command in [alarm(), dangling_change(1), alarm()] {
-            let (reply, answer) = oneshot::channel();
-            jobs.send(Job::Write(command, reply)).unwrap();
-            answers.push(answer);
-        }
-        drop(jobs);
-        let shared = Arc::new(Shared::default());
-        run(conn, queue, Arc::clone(&shared));
-
-        let results: Vec<_> = answers
-            .into_iter()
-            .map(|answer| answer.blocking_recv().unwrap())
-            .collect();
+        let (results, shared) = run_one_batch(conn, [alarm(), dangling_change(1), alarm()]);
         assert_eq!(results[0].as_ref().unwrap(), &Some(2));
         let err = results[1].as_ref().unwrap_err().to_string();
         assert!(err.contains("FOREIGN KEY"), "{err}");
