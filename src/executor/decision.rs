@@ -150,18 +150,7 @@ impl Executor {
         };
         match api.resolver.cached(named) {
             Some(Ok(id)) => {
-                // What the list said about it, for rules selecting by name or UUID; the plan
-                // only if we know none fresher.
-                if inner.book.get(id).name.is_none()
-                    && let Some(known) = api.resolver.known(id)
-                {
-                    self.remember_instance(
-                        id,
-                        &known.name,
-                        known.providerid.as_deref(),
-                        &known.plan,
-                    );
-                }
+                self.remember_listed(api, id);
                 Named::Id(id)
             }
             Some(Err(error)) => Named::Settled(unresolved(uuid, error)),
@@ -325,17 +314,21 @@ impl Executor {
         };
         match api.resolver.resolve(named).await {
             Ok(id) => {
-                if let Some(known) = api.resolver.known(id) {
-                    self.remember_instance(
-                        id,
-                        &known.name,
-                        known.providerid.as_deref(),
-                        &known.plan,
-                    );
-                }
+                self.remember_listed(api, id);
                 Ok(id)
             }
             Err(error) => Err(unresolved(uuid, error)),
+        }
+    }
+
+    /// Keeps what the instance list said about `id` (name, UUID, plan) when we know nothing
+    /// of it yet: rules may pick it by name or UUID. A plan read or reached since is fresher
+    /// than the list's and stays.
+    fn remember_listed(&self, api: &super::Api, id: u64) {
+        if self.inner.book.get(id).name.is_none()
+            && let Some(known) = api.resolver.known(id)
+        {
+            self.remember_instance(id, &known.name, known.providerid.as_deref(), &known.plan);
         }
     }
 
