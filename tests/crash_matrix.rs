@@ -13,6 +13,8 @@
 //! cooldown held (a reminder is `cooldown`, no new PUT), and, read from the SQLite file once
 //! the daemon has stopped, every alarm that got a 202 has exactly one decision.
 
+#[path = "state_query/mod.rs"]
+mod state_query;
 #[path = "process_support/mod.rs"]
 mod support;
 
@@ -67,6 +69,20 @@ fn change_phases(dir: &std::path::Path) -> Vec<Value> {
         .into_iter()
         .map(|mut row| row.remove(0))
         .collect()
+}
+
+/// Waits for the restarted daemon to finish the spike's change and checks it was the only
+/// PUT: the instance is on hare-1, CloudAMQP saw one PUT and one plan change. The status.
+async fn completed_with_one_put(daemon: &Daemon, fake: &FakeCloudAmqp) -> Value {
+    let status = daemon
+        .wait_for("the change to complete", |s| {
+            instance(s)["last_change"]["result"] == "completed"
+        })
+        .await;
+    assert_eq!(instance(&status)["plan"], "hare-1");
+    assert_eq!(fake.put_attempts(), 1, "never sent again: {}", daemon.log());
+    assert_eq!(fake.plan_changes(), vec![(ID, "hare-1".to_owned())]);
+    status
 }
 
 /// The end every scenario shares, on the restarted daemon: a reminder meets the cooldown
@@ -161,14 +177,7 @@ async fn a_kill_after_the_alarm_is_recorded_and_before_the_decision_loses_no_ala
     assert!(change_phases(dir.path()).is_empty());
 
     let daemon = Daemon::start(dir.path(), &url, true);
-    let status = daemon
-        .wait_for("the change to complete", |s| {
-            instance(s)["last_change"]["result"] == "completed"
-        })
-        .await;
-    assert_eq!(instance(&status)["plan"], "hare-1");
-    assert_eq!(fake.put_attempts(), 1, "{}", daemon.log());
-    assert_eq!(fake.plan_changes(), vec![(ID, "hare-1".to_owned())]);
+    completed_with_one_put(&daemon, &fake).await;
     reminder_cools_down_then_every_alarm_has_one_decision(daemon, &mut accepted, &fake, dir.path())
         .await;
     assert_eq!(change_phases(dir.path()), ["completed"]);
@@ -276,14 +285,8 @@ async fn a_kill_after_the_put_and_before_its_answer_is_recorded_follows_the_chan
     assert_eq!(fake.plan_changes(), vec![(ID, "hare-1".to_owned())]);
 
     let daemon = Daemon::start(dir.path(), &url, true);
-    let status = daemon
-        .wait_for("the change to complete", |s| {
-            instance(s)["last_change"]["result"] == "completed"
-        })
-        .await;
-    assert_eq!(instance(&status)["plan"], "hare-1");
+    let status = completed_with_one_put(&daemon, &fake).await;
     assert_eq!(instance(&status)["last_change"]["needs_attention"], false);
-    assert_eq!(fake.put_attempts(), 1, "never sent again: {}", daemon.log());
     reminder_cools_down_then_every_alarm_has_one_decision(daemon, &mut accepted, &fake, dir.path())
         .await;
     assert_eq!(change_phases(dir.path()), ["completed"]);
@@ -315,14 +318,7 @@ async fn a_kill_while_tracking_resumes_tracking_without_a_second_put() {
     );
     // A reminder while it is followed again is no reason to send it again.
     accepted.post(&daemon, MEMORY_85).await;
-    let status = daemon
-        .wait_for("the change to finish", |s| {
-            instance(s)["last_change"]["result"] == "completed"
-        })
-        .await;
-    assert_eq!(instance(&status)["plan"], "hare-1");
-    assert_eq!(fake.put_attempts(), 1, "{}", daemon.log());
-    assert_eq!(fake.plan_changes(), vec![(ID, "hare-1".to_owned())]);
+    completed_with_one_put(&daemon, &fake).await;
     // A wrong token is logged as such, never echoed.
     let wrong = reqwest::Client::new()
         .post(format!("{}/cloudamqp/alarm?token=not-{TOKEN}", daemon.base))

@@ -1,6 +1,8 @@
 //! The daemon, black-box: the real application on port 0 against the in-process fake
 //! CloudAMQP, over HTTP. Process-level tests (signals, kill -9) are in `daemon_process.rs`.
 
+#[path = "state_query/mod.rs"]
+mod state_query;
 #[path = "daemon_support/mod.rs"]
 mod support;
 

@@ -2,6 +2,8 @@
 //! (tokio's signal handlers are process-wide, so these cannot run inside the test process.)
 //! `kill -9` at each step of a plan change, then a restart: `crash_matrix.rs`.
 
+#[path = "state_query/mod.rs"]
+mod state_query;
 #[path = "process_support/mod.rs"]
 mod support;
 

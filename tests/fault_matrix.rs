@@ -19,6 +19,8 @@
 //! alarms for another instance keeps getting a prompt 202 while the fault plays out.
 //! `cargo test --test fault_matrix -- put::` runs one call's row.
 
+#[path = "state_query/mod.rs"]
+mod state_query;
 #[path = "daemon_support/mod.rs"]
 mod support;
 

@@ -5,6 +5,8 @@
 //! Run: `cargo test --test hostile`. The request classes and their answers are listed in
 //! RELIABILITY.md, "Hostile and malformed requests".
 
+#[path = "state_query/mod.rs"]
+mod state_query;
 #[path = "daemon_support/mod.rs"]
 mod support;
 

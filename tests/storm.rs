@@ -7,6 +7,8 @@
 //! allowing `rate + burst` requests in any second would never have answered 429, and that
 //! when 429s do come, each costs one retry and no more (no cascade).
 
+#[path = "state_query/mod.rs"]
+mod state_query;
 #[path = "daemon_support/mod.rs"]
 mod support;
 

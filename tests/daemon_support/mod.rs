@@ -13,6 +13,8 @@ use cloudamqp_autoscaler::settings::Settings;
 use cloudamqp_autoscaler::startup::{AppHandle, Application, StartError, StartOptions};
 use serde_json::Value;
 
+use crate::state_query;
+
 pub const KEY: &str = "daemon-test-key-0c9e";
 pub const TOKEN: &str = "webhook-token-5f2a9d1c";
 pub const ID: u64 = 359_559;
@@ -324,30 +326,5 @@ impl Stopped {
 
 /// Rows of `sql` on the state store at `state_dir`, as JSON values.
 pub fn query(state_dir: &Path, sql: &str) -> Vec<Vec<Value>> {
-    let db = rusqlite::Connection::open_with_flags(
-        state_dir.join("autoscaler.sqlite3"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let mut statement = db.prepare(sql).unwrap();
-    let columns = statement.column_count();
-    statement
-        .query_map([], |row| {
-            (0..columns)
-                .map(|i| {
-                    Ok(match row.get_ref(i)? {
-                        rusqlite::types::ValueRef::Null => Value::Null,
-                        rusqlite::types::ValueRef::Integer(n) => Value::from(n),
-                        rusqlite::types::ValueRef::Real(f) => Value::from(f),
-                        rusqlite::types::ValueRef::Text(t) => {
-                            Value::from(String::from_utf8_lossy(t).into_owned())
-                        }
-                        rusqlite::types::ValueRef::Blob(_) => Value::from("<blob>"),
-                    })
-                })
-                .collect()
-        })
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    state_query::query(&state_dir.join("autoscaler.sqlite3"), sql)
 }

@@ -108,10 +108,25 @@ impl Kind {
     }
 }
 
-/// One cell per fault: `cells!(runner { name: Kind::X, ... })` makes a test `name` running
-/// `runner(Kind::X)`.
+/// One cell per fault: `cells!(runner)` makes a test per fault every call must survive
+/// (named after it, running `runner(Kind::X)`); `cells!(runner; name: Kind::Y, ...)` adds
+/// the faults only that call meets.
 macro_rules! cells {
-    ($runner:path { $($name:ident: $kind:expr,)* }) => {
+    ($runner:path $(; $($name:ident: $kind:expr),+ $(,)?)?) => {
+        cells!(@each $runner {
+            rate_limited_with_retry_after: Kind::RateLimitedRetryAfter,
+            rate_limited_without_retry_after: Kind::RateLimited,
+            unavailable_503: Kind::Unavailable,
+            locked_423: Kind::Locked,
+            backend_timeout_400_40099: Kind::BackendTimeout,
+            unauthorized_401: Kind::Unauthorized,
+            slower_than_the_client_timeout: Kind::SlowerThanTheTimeout,
+            malformed_body: Kind::MalformedBody,
+            dropped_connection: Kind::DroppedConnection,
+            $($($name: $kind,)+)?
+        });
+    };
+    (@each $runner:path { $($name:ident: $kind:expr,)* }) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
@@ -187,6 +202,15 @@ pub async fn decision_of(app: &TestApp, response: reqwest::Response) -> Value {
     let sql = format!("SELECT reason FROM decisions WHERE alarm_id = {id}");
     until("the alarm's decision", || !app.query(&sql).is_empty()).await;
     app.query(&sql)[0][0].clone()
+}
+
+/// The end of every cell whose fault the daemon gets over: exactly one PUT, the one plan
+/// change of the spike, every streamed alarm accepted; then the app stops.
+pub async fn one_change_and_the_stream_held(app: TestApp, stream: Stream) {
+    assert_eq!(app.fake.put_attempts(), 1);
+    assert_eq!(app.fake.plan_changes(), vec![(ID, "hare-1".to_owned())]);
+    stream.finish(&app).await;
+    app.stop().await;
 }
 
 /// A reminder for the same spike: asserts it meets the cooldown and sends nothing.

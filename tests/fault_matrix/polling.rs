@@ -8,7 +8,8 @@ use std::time::Duration;
 use cloudamqp_autoscaler::fake::{Fault, FaultRule, PathMatch, Timeline};
 
 use super::common::{
-    Kind, Stream, WITHIN, app, cells, instance_path, on_get, reminder_is_cooled_down, until,
+    Kind, Stream, WITHIN, app, cells, instance_path, on_get, one_change_and_the_stream_held,
+    reminder_is_cooled_down, until,
 };
 use crate::support::{ID, MEMORY_85, TestApp};
 
@@ -45,24 +46,11 @@ async fn run(kind: Kind) {
         "{instance:#}"
     );
     assert_eq!(app.fake.pending_faults(), 0, "both faults were met");
-    assert_eq!(app.fake.put_attempts(), 1);
-    assert_eq!(app.fake.plan_changes(), vec![(ID, "hare-1".to_owned())]);
     reminder_is_cooled_down(&app).await;
-    stream.finish(&app).await;
-    app.stop().await;
+    one_change_and_the_stream_held(app, stream).await;
 }
 
-cells!(run {
-    rate_limited_with_retry_after: Kind::RateLimitedRetryAfter,
-    rate_limited_without_retry_after: Kind::RateLimited,
-    unavailable_503: Kind::Unavailable,
-    locked_423: Kind::Locked,
-    backend_timeout_400_40099: Kind::BackendTimeout,
-    unauthorized_401: Kind::Unauthorized,
-    slower_than_the_client_timeout: Kind::SlowerThanTheTimeout,
-    malformed_body: Kind::MalformedBody,
-    dropped_connection: Kind::DroppedConnection,
-});
+cells!(run);
 
 async fn failed_polls_in_a_row(times: usize) -> (TestApp, serde_json::Value) {
     let app = app(timeline(), "30s").await;

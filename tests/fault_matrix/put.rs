@@ -77,16 +77,7 @@ async fn run(kind: Kind) {
     app.stop().await;
 }
 
-cells!(run {
-    rate_limited_with_retry_after: Kind::RateLimitedRetryAfter,
-    rate_limited_without_retry_after: Kind::RateLimited,
-    unavailable_503: Kind::Unavailable,
-    locked_423: Kind::Locked,
-    backend_timeout_400_40099: Kind::BackendTimeout,
-    unauthorized_401: Kind::Unauthorized,
-    slower_than_the_client_timeout: Kind::SlowerThanTheTimeout,
-    malformed_body: Kind::MalformedBody,
-    dropped_connection: Kind::DroppedConnection,
+cells!(run;
     bad_request_400: Kind::BadRequest,
     refused_422: Kind::Refused,
-});
+);

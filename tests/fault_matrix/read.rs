@@ -4,8 +4,11 @@
 
 use cloudamqp_autoscaler::fake::Timeline;
 
-use super::common::{Kind, Stream, WITHIN, app, cells, instance_path, on_get, requests, statuses};
-use crate::support::{ID, MEMORY_85};
+use super::common::{
+    Kind, Stream, WITHIN, app, cells, instance_path, on_get, one_change_and_the_stream_held,
+    requests, statuses,
+};
+use crate::support::MEMORY_85;
 
 async fn run(kind: Kind) {
     let app = app(Timeline::instant(), "30s").await;
@@ -50,21 +53,9 @@ async fn run(kind: Kind) {
             "{instance:#}"
         );
     }
-    assert_eq!(app.fake.put_attempts(), 1);
-    assert_eq!(app.fake.plan_changes(), vec![(ID, "hare-1".to_owned())]);
-    stream.finish(&app).await;
-    app.stop().await;
+    one_change_and_the_stream_held(app, stream).await;
 }
 
-cells!(run {
-    rate_limited_with_retry_after: Kind::RateLimitedRetryAfter,
-    rate_limited_without_retry_after: Kind::RateLimited,
-    unavailable_503: Kind::Unavailable,
-    locked_423: Kind::Locked,
-    backend_timeout_400_40099: Kind::BackendTimeout,
-    unauthorized_401: Kind::Unauthorized,
-    slower_than_the_client_timeout: Kind::SlowerThanTheTimeout,
-    malformed_body: Kind::MalformedBody,
-    dropped_connection: Kind::DroppedConnection,
+cells!(run;
     bad_request_400: Kind::BadRequest,
-});
+);

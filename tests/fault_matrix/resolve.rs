@@ -5,7 +5,10 @@
 
 use cloudamqp_autoscaler::fake::{SeedInstance, Timeline};
 
-use super::common::{Kind, Stream, WITHIN, app, cells, decision_of, on_get, requests, statuses};
+use super::common::{
+    Kind, Stream, WITHIN, app, cells, decision_of, on_get, one_change_and_the_stream_held,
+    requests, statuses,
+};
 use crate::support::{ID, TestApp};
 
 fn by_uuid() -> String {
@@ -52,20 +55,7 @@ async fn run(kind: Kind) {
             "{instance:#}"
         );
     }
-    assert_eq!(app.fake.put_attempts(), 1);
-    assert_eq!(app.fake.plan_changes(), vec![(ID, "hare-1".to_owned())]);
-    stream.finish(&app).await;
-    app.stop().await;
+    one_change_and_the_stream_held(app, stream).await;
 }
 
-cells!(run {
-    rate_limited_with_retry_after: Kind::RateLimitedRetryAfter,
-    rate_limited_without_retry_after: Kind::RateLimited,
-    unavailable_503: Kind::Unavailable,
-    locked_423: Kind::Locked,
-    backend_timeout_400_40099: Kind::BackendTimeout,
-    unauthorized_401: Kind::Unauthorized,
-    slower_than_the_client_timeout: Kind::SlowerThanTheTimeout,
-    malformed_body: Kind::MalformedBody,
-    dropped_connection: Kind::DroppedConnection,
-});
+cells!(run);

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use cloudamqp_autoscaler::fake::{FakeCloudAmqp, FakeConfig, RunningFake, SeedInstance, Timeline};
 use serde_json::Value;
 
+use crate::state_query;
+
 pub const KEY: &str = "process-test-key-77e1";
 pub const TOKEN: &str = "process-test-token-3b8c";
 pub const ID: u64 = 359_559;
@@ -206,30 +208,5 @@ pub fn workdir() -> tempfile::TempDir {
 /// Rows of `sql` on the state store under `dir` (`dir/state/autoscaler.sqlite3`), opened
 /// read-only as an operator would, as JSON values.
 pub fn query(dir: &Path, sql: &str) -> Vec<Vec<Value>> {
-    let db = rusqlite::Connection::open_with_flags(
-        dir.join("state").join("autoscaler.sqlite3"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let mut statement = db.prepare(sql).unwrap();
-    let columns = statement.column_count();
-    statement
-        .query_map([], |row| {
-            (0..columns)
-                .map(|i| {
-                    Ok(match row.get_ref(i)? {
-                        rusqlite::types::ValueRef::Null => Value::Null,
-                        rusqlite::types::ValueRef::Integer(n) => Value::from(n),
-                        rusqlite::types::ValueRef::Real(f) => Value::from(f),
-                        rusqlite::types::ValueRef::Text(t) => {
-                            Value::from(String::from_utf8_lossy(t).into_owned())
-                        }
-                        rusqlite::types::ValueRef::Blob(_) => Value::from("<blob>"),
-                    })
-                })
-                .collect()
-        })
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    state_query::query(&dir.join("state").join("autoscaler.sqlite3"), sql)
 }
