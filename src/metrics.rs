@@ -3,7 +3,9 @@
 //! The recorder is owned by the application rather than installed globally, so several
 //! applications (tests start many in one process) never mix their numbers.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use metrics::{Key, Label, Metadata, Recorder};
@@ -27,6 +29,34 @@ pub struct Metrics {
 struct Inner {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    /// Handles of the series every webhook request touches, by their (static) labels: a
+    /// lookup here builds no key and allocates nothing.
+    alarms_received: Handles<(&'static str, &'static str), metrics::Counter>,
+    http_requests: Handles<(&'static str, &'static str, u16), metrics::Histogram>,
+}
+
+/// Registered handles by label values.
+struct Handles<K, H>(RwLock<HashMap<K, H>>);
+
+impl<K: Eq + Hash + Copy, H: Clone> Handles<K, H> {
+    fn new() -> Self {
+        Self(RwLock::new(HashMap::new()))
+    }
+
+    /// The handle for `labels`, registered with `register` the first time.
+    fn get(&self, labels: K, register: impl FnOnce() -> H) -> H {
+        let read = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(handle) = read.get(&labels) {
+            return handle.clone();
+        }
+        drop(read);
+        self.0
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(labels)
+            .or_insert_with(register)
+            .clone()
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -54,7 +84,12 @@ impl Metrics {
             .build_recorder();
         let handle = recorder.handle();
         let metrics = Self {
-            inner: Arc::new(Inner { recorder, handle }),
+            inner: Arc::new(Inner {
+                recorder,
+                handle,
+                alarms_received: Handles::new(),
+                http_requests: Handles::new(),
+            }),
         };
         metrics.describe();
         metrics
@@ -135,19 +170,19 @@ impl Metrics {
 
     /// A webhook request ended with `outcome` (`accepted`, `invalid`, `unauthorized`, …).
     pub fn alarm_received(&self, kind: &str, outcome: &'static str) {
-        let kind = if crate::rules::ALARM_TYPES.contains(&kind) {
-            kind
-        } else {
-            "other"
-        };
-        self.counter(
-            "autoscaler_alarms_received_total",
-            vec![
-                Label::new("type", kind.to_owned()),
-                Label::new("outcome", outcome),
-            ],
-        )
-        .increment(1);
+        let kind = crate::rules::ALARM_TYPES
+            .iter()
+            .find(|known| **known == kind)
+            .map_or("other", |known| *known);
+        self.inner
+            .alarms_received
+            .get((kind, outcome), || {
+                self.counter(
+                    "autoscaler_alarms_received_total",
+                    vec![Label::new("type", kind), Label::new("outcome", outcome)],
+                )
+            })
+            .increment(1);
     }
 
     /// A decision was taken: `decision` is `change`, `would_change` or `skip`.
@@ -214,20 +249,30 @@ impl Metrics {
             .set(at.as_millisecond() as f64 / 1000.0);
     }
 
-    pub fn http_request(&self, method: &str, route: &'static str, status: u16, seconds: f64) {
+    /// One HTTP request answered; `method` and `route` are bounded labels
+    /// (`server::method_label`, `server::route_label`).
+    pub fn http_request(
+        &self,
+        method: &'static str,
+        route: &'static str,
+        status: u16,
+        seconds: f64,
+    ) {
         self.inner
-            .recorder
-            .register_histogram(
-                &Key::from_parts(
-                    "autoscaler_http_request_duration_seconds",
-                    vec![
-                        Label::new("method", method.to_owned()),
-                        Label::new("route", route),
-                        Label::new("status", status.to_string()),
-                    ],
-                ),
-                &METADATA,
-            )
+            .http_requests
+            .get((method, route, status), || {
+                self.inner.recorder.register_histogram(
+                    &Key::from_parts(
+                        "autoscaler_http_request_duration_seconds",
+                        vec![
+                            Label::new("method", method),
+                            Label::new("route", route),
+                            Label::new("status", status.to_string()),
+                        ],
+                    ),
+                    &METADATA,
+                )
+            })
             .record(seconds);
     }
 

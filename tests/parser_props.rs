@@ -87,7 +87,7 @@ fn check_accepted(body: &[u8]) -> Result<(), TestCaseError> {
     prop_assert!(!alarm.kind.is_empty());
     prop_assert_eq!(&alarm.kind, &alarm.kind.to_lowercase());
     prop_assert!(alarm.value.is_none_or(f64::is_finite));
-    let redacted = redact_json(&json);
+    let redacted = redact_json(json);
     prop_assert_eq!(alarm::parse(redacted.as_bytes()), Ok(alarm));
     Ok(())
 }

@@ -28,7 +28,7 @@ pub fn check_alarm(body: &[u8]) {
         return;
     };
     check_alarm_shape(&alarm);
-    let redacted = redact_json(&json);
+    let redacted = redact_json(json);
     let again = alarm::parse(redacted.as_bytes()).unwrap_or_else(|e| {
         panic!("the redacted body {redacted:?} no longer parses: {e}");
     });

@@ -56,19 +56,22 @@ pub fn serve(
     };
     let data = web::Data::from(state);
     let server = HttpServer::new(move || {
+        // Called on each worker thread: the store answers this thread's requests through
+        // one mailbox, one wake-up per commit.
+        crate::store::replies::serve_this_thread();
         let metrics = data.metrics.clone();
         App::new()
             .app_data(data.clone())
             .wrap_fn(move |request, service| {
                 let started = Instant::now();
-                let method = request.method().as_str().to_owned();
+                let method = method_label(request.method());
                 let route = route_label(request.path());
                 let metrics = metrics.clone();
                 let response = service.call(request);
                 async move {
                     let response = response.await?;
                     let status = response.status().as_u16();
-                    metrics.http_request(&method, route, status, started.elapsed().as_secs_f64());
+                    metrics.http_request(method, route, status, started.elapsed().as_secs_f64());
                     Ok(response)
                 }
             })
@@ -97,6 +100,23 @@ fn endpoint(path: &'static str, route: actix_web::Route) -> actix_web::Resource 
     web::resource(path)
         .route(route)
         .default_service(web::to(errors::method_not_allowed))
+}
+
+/// A bounded label for request metrics: a client inventing methods makes one series, not
+/// one each.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        "PATCH" => "PATCH",
+        "TRACE" => "TRACE",
+        "CONNECT" => "CONNECT",
+        _ => "other",
+    }
 }
 
 /// A bounded label for request metrics: unknown paths are one label, not one each.

@@ -94,7 +94,7 @@ pub async fn receive(
         received_at,
         remote_addr: address.map(|a| a.to_string()),
         // Journaled for audit, with anything that looks like a credential redacted.
-        body: redact::redact_json(&json),
+        body: redact::redact_json(json),
         kind: alarm.kind.clone(),
         value: alarm.value,
         instance: alarm.instance.map(|i| i.to_string()),
@@ -130,7 +130,10 @@ pub async fn receive(
             received_at,
         }),
     }
-    HttpResponse::Accepted().json(serde_json::json!({ "alarm_id": alarm_id.to_string() }))
+    // `{"alarm_id": "<id>"}`: an integer's digits need no JSON escaping.
+    HttpResponse::Accepted()
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(format!(r#"{{"alarm_id":"{alarm_id}"}}"#))
 }
 
 /// What becomes of an alarm once it is recorded.

@@ -111,17 +111,27 @@ impl Command {
     }
 }
 
+// The statements that run for every alarm and change (see `schema`'s migration 2: none of
+// them may build a temporary table).
+pub(crate) const INSERT_ALARM: &str = "INSERT INTO alarms (received_at, remote_addr, kind, \
+    value, instance, resolved, message, triggered_at, body, decided_at) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+pub(crate) const INSERT_DECISION: &str = "INSERT INTO decisions (alarm_id, at, instance_id, \
+    plan, decision, reason, rule, from_plan, to_plan, detail) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+pub(crate) const INSERT_CHANGE: &str = "INSERT INTO changes (instance_id, alarm_id, from_plan, \
+    to_plan, rule, cooldown_seconds, dry_run, phase, intended_at) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'intended', ?8)";
+pub(crate) const FINISH_CHANGE: &str = "UPDATE changes SET phase = ?1, finished_at = ?2, \
+    detail = ?3, needs_attention = ?4 WHERE id = ?5 AND phase IN ('intended', 'submitted')";
+
 /// Inserts `alarm`, already decided at `decided_at` if given.
 fn record_alarm(
     conn: &Connection,
     alarm: &NewAlarm,
     decided_at: Option<&str>,
 ) -> Result<AlarmId, Failure> {
-    conn.prepare_cached(
-        "INSERT INTO alarms (received_at, remote_addr, kind, value, instance, resolved, \
-         message, triggered_at, body, decided_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?
-    .execute(params![
+    conn.prepare_cached(INSERT_ALARM)?.execute(params![
         timestamp_text(alarm.received_at),
         alarm.remote_addr,
         alarm.kind,
@@ -158,12 +168,7 @@ fn record_decision(
     let Some(change) = change else {
         return Ok(None);
     };
-    conn.prepare_cached(
-        "INSERT INTO changes (instance_id, alarm_id, from_plan, to_plan, rule, \
-         cooldown_seconds, dry_run, phase, intended_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'intended', ?8)",
-    )?
-    .execute(params![
+    conn.prepare_cached(INSERT_CHANGE)?.execute(params![
         instance_id_sql(change.instance_id)?,
         change.alarm_id,
         change.from_plan,
@@ -184,11 +189,7 @@ fn insert_decision(
     decision: &NewDecision,
 ) -> Result<(), Failure> {
     let instance_id = decision.instance_id.map(instance_id_sql).transpose()?;
-    conn.prepare_cached(
-        "INSERT INTO decisions (alarm_id, at, instance_id, plan, decision, reason, rule, \
-         from_plan, to_plan, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?
-    .execute(params![
+    conn.prepare_cached(INSERT_DECISION)?.execute(params![
         alarm_id,
         at,
         instance_id,
@@ -232,18 +233,13 @@ fn finish_change(
             finish.phase.as_str()
         )));
     }
-    let updated = conn
-        .prepare_cached(
-            "UPDATE changes SET phase = ?1, finished_at = ?2, detail = ?3, needs_attention = ?4 \
-             WHERE id = ?5 AND phase IN ('intended', 'submitted')",
-        )?
-        .execute(params![
-            finish.phase,
-            timestamp_text(finish.finished_at),
-            finish.detail,
-            finish.needs_attention,
-            change,
-        ])?;
+    let updated = conn.prepare_cached(FINISH_CHANGE)?.execute(params![
+        finish.phase,
+        timestamp_text(finish.finished_at),
+        finish.detail,
+        finish.needs_attention,
+        change,
+    ])?;
     if updated == 0 {
         return Err(refuse_transition(conn, change, finish.phase)?);
     }

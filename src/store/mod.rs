@@ -11,6 +11,7 @@ mod commands;
 mod lifecycle;
 mod open;
 mod recover;
+pub mod replies;
 mod rows;
 pub mod schema;
 mod writer;
@@ -351,7 +352,7 @@ impl Store {
         &self,
         command: Command,
     ) -> impl Future<Output = Result<Done, StoreError>> + Send + 'static {
-        let (reply, answer) = oneshot::channel();
+        let (reply, answer) = replies::Reply::new();
         let queued = self.inner.send(Job::Write(command, reply));
         async move {
             queued?;

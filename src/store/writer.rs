@@ -24,6 +24,7 @@ use tokio::sync::oneshot;
 
 use super::StoreError;
 use super::commands::{Command, Done, Failure};
+use super::replies::{Deliveries, Reply};
 
 /// The most commands one transaction holds: bounds the latency a command waits behind
 /// others and the work lost to a rollback, while still turning ~100 fsyncs into one.
@@ -34,9 +35,6 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// The probe's size: the largest body the webhook accepts, so a successful probe means an
 /// alarm fits.
 const PROBE_BYTES: i64 = 64 * 1024;
-
-/// What the writer answers a command with.
-pub(crate) type Reply = oneshot::Sender<Result<Done, StoreError>>;
 
 /// A message to the writer thread.
 #[derive(Debug)]
@@ -123,6 +121,8 @@ pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>, shared: Arc<Shared>
 }
 
 fn write_batch(conn: &mut Connection, batch: &mut Vec<(Command, Reply)>, shared: &Shared) {
+    // Answers go out when this is dropped, each waiting thread woken once.
+    let mut answers = Deliveries::default();
     let size = batch.len() as u64;
     shared.commands.fetch_add(size, Ordering::Relaxed);
     shared.batches.fetch_add(1, Ordering::Relaxed);
@@ -134,7 +134,7 @@ fn write_batch(conn: &mut Connection, batch: &mut Vec<(Command, Reply)>, shared:
                 shared.healthy.store(true, Ordering::Relaxed);
                 // Replies go out only now, after the commit's fsync: an id means "on disk".
                 for ((_, reply), done) in batch.drain(..).zip(results) {
-                    let _ = reply.send(Ok(done));
+                    answers.push(reply, Ok(done));
                 }
                 return;
             }
@@ -142,13 +142,16 @@ fn write_batch(conn: &mut Connection, batch: &mut Vec<(Command, Reply)>, shared:
             // the rest of the batch again, still as one transaction.
             Err((Some(index), Failure::Refused(reason))) => {
                 let (command, reply) = batch.remove(index);
-                let _ = reply.send(settle(&command, Err(Failure::Refused(reason)), shared));
+                answers.push(
+                    reply,
+                    settle(&command, Err(Failure::Refused(reason)), shared),
+                );
                 if batch.is_empty() {
                     return;
                 }
             }
             Err((_, err)) => {
-                write_one_by_one(conn, batch, shared, &err);
+                write_one_by_one(conn, batch, shared, &err, &mut answers);
                 return;
             }
         }
@@ -162,6 +165,7 @@ fn write_one_by_one(
     batch: &mut Vec<(Command, Reply)>,
     shared: &Shared,
     err: &Failure,
+    answers: &mut Deliveries,
 ) {
     if batch.len() > 1 {
         tracing::warn!(
@@ -180,7 +184,7 @@ fn write_one_by_one(
             Err(Failure::Storage(_)) => shared.healthy.store(false, Ordering::Relaxed),
             Err(Failure::Refused(_)) => {}
         }
-        let _ = reply.send(settle(&command, result, shared));
+        answers.push(reply, settle(&command, result, shared));
     }
 }
 
@@ -328,7 +332,7 @@ mod tests {
         let (jobs, queue) = mpsc::channel();
         let mut answers = Vec::new();
         for command in commands {
-            let (reply, answer) = oneshot::channel();
+            let (reply, answer) = Reply::direct();
             jobs.send(Job::Write(command, reply)).unwrap();
             answers.push(answer);
         }

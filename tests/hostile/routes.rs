@@ -62,6 +62,34 @@ async fn a_known_path_with_another_method_is_405_with_allow() {
     answer.refused(405, "BREW");
     assert_eq!(answer.header("allow").as_deref(), Some("POST"));
     assert_nothing_recorded(&app, 0, "BREW");
+    // Invented methods share one metrics series: a client cannot grow /metrics without end.
+    for method in ["BREW", "WHEN"] {
+        raw(
+            &app,
+            format!("{method} /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap()
+        .refused(405, method);
+    }
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !metrics.contains("BREW") && !metrics.contains("WHEN"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"method="other",route="/healthz",status="405""#),
+        "{metrics}"
+    );
     assert_unharmed(&app).await;
     app.stop().await;
 }
