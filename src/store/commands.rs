@@ -92,10 +92,7 @@ impl Command {
         match self {
             Command::RecordAlarm(alarm) => record_alarm(conn, alarm, None).map(Some),
             Command::RecordDecidedAlarm(alarm, decision) => {
-                let at = timestamp_text(decision.at);
-                let alarm_id = record_alarm(conn, alarm, Some(&at))?;
-                insert_decision(conn, alarm_id, &at, decision)?;
-                Ok(Some(alarm_id))
+                record_alarm(conn, alarm, Some(decision)).map(Some)
             }
             Command::RecordDecision(decision, change) => {
                 record_decision(conn, decision, change.as_ref())
@@ -114,23 +111,29 @@ impl Command {
 // The statements that run for every alarm and change (see `schema`'s migration 2: none of
 // them may build a temporary table).
 pub(crate) const INSERT_ALARM: &str = "INSERT INTO alarms (received_at, remote_addr, kind, \
-    value, instance, resolved, message, triggered_at, body, decided_at) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
-pub(crate) const INSERT_DECISION: &str = "INSERT INTO decisions (alarm_id, at, instance_id, \
-    plan, decision, reason, rule, from_plan, to_plan, detail) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+    value, instance, resolved, message, triggered_at, body, decided_at, instance_id, plan, \
+    decision, reason, rule, from_plan, to_plan, detail) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+pub(crate) const DECIDE_ALARM: &str = "UPDATE alarms SET decided_at = ?1, instance_id = ?2, \
+    plan = ?3, decision = ?4, reason = ?5, rule = ?6, from_plan = ?7, to_plan = ?8, \
+    detail = ?9 WHERE id = ?10 AND decision IS NULL";
 pub(crate) const INSERT_CHANGE: &str = "INSERT INTO changes (instance_id, alarm_id, from_plan, \
     to_plan, rule, cooldown_seconds, dry_run, phase, intended_at) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'intended', ?8)";
 pub(crate) const FINISH_CHANGE: &str = "UPDATE changes SET phase = ?1, finished_at = ?2, \
     detail = ?3, needs_attention = ?4 WHERE id = ?5 AND phase IN ('intended', 'submitted')";
 
-/// Inserts `alarm`, already decided at `decided_at` if given.
+/// Inserts `alarm`, with its decision if it is already decided (`decision.alarm_id` is
+/// not read: the alarm's id is the new row's).
 fn record_alarm(
     conn: &Connection,
     alarm: &NewAlarm,
-    decided_at: Option<&str>,
+    decision: Option<&NewDecision>,
 ) -> Result<AlarmId, Failure> {
+    let instance_id = decision
+        .and_then(|decision| decision.instance_id)
+        .map(instance_id_sql)
+        .transpose()?;
     conn.prepare_cached(INSERT_ALARM)?.execute(params![
         timestamp_text(alarm.received_at),
         alarm.remote_addr,
@@ -141,30 +144,51 @@ fn record_alarm(
         alarm.message,
         alarm.triggered_at,
         alarm.body,
-        decided_at,
+        decision.map(|decision| timestamp_text(decision.at)),
+        instance_id,
+        decision.and_then(|decision| decision.plan.as_deref()),
+        decision.map(|decision| decision.kind),
+        decision.and_then(|decision| decision.reason.as_deref()),
+        decision.and_then(|decision| decision.rule.as_deref()),
+        decision.and_then(|decision| decision.from_plan.as_deref()),
+        decision.and_then(|decision| decision.to_plan.as_deref()),
+        decision.map(|decision| decision.detail.as_str()),
     ])?;
     Ok(conn.last_insert_rowid())
 }
 
+/// Records the decision on its alarm's row (and the change it starts, if any). An alarm is
+/// decided once: a second decision is refused, as is one for an alarm that does not exist.
 fn record_decision(
     conn: &Connection,
     decision: &NewDecision,
     change: Option<&NewChange>,
 ) -> Result<Done, Failure> {
-    let at = timestamp_text(decision.at);
-    // The alarm first: a decision about an unknown alarm is refused with a clear message
-    // rather than SQLite's bare "FOREIGN KEY constraint failed". An alarm decided twice
-    // keeps its first decision time.
-    let marked = conn
-        .prepare_cached("UPDATE alarms SET decided_at = coalesce(decided_at, ?1) WHERE id = ?2")?
-        .execute(params![at, decision.alarm_id])?;
-    if marked == 0 {
-        return Err(Failure::Refused(format!(
-            "no alarm {} to record a decision for",
-            decision.alarm_id
-        )));
+    let instance_id = decision.instance_id.map(instance_id_sql).transpose()?;
+    let decided = conn.prepare_cached(DECIDE_ALARM)?.execute(params![
+        timestamp_text(decision.at),
+        instance_id,
+        decision.plan,
+        decision.kind,
+        decision.reason,
+        decision.rule,
+        decision.from_plan,
+        decision.to_plan,
+        decision.detail,
+        decision.alarm_id,
+    ])?;
+    if decided == 0 {
+        let exists = conn
+            .prepare_cached("SELECT 1 FROM alarms WHERE id = ?1")?
+            .query_row([decision.alarm_id], |_| Ok(()))
+            .optional()?
+            .is_some();
+        return Err(Failure::Refused(if exists {
+            format!("alarm {} is already decided", decision.alarm_id)
+        } else {
+            format!("no alarm {} to record a decision for", decision.alarm_id)
+        }));
     }
-    insert_decision(conn, decision.alarm_id, &at, decision)?;
     let Some(change) = change else {
         return Ok(None);
     };
@@ -179,29 +203,6 @@ fn record_decision(
         timestamp_text(change.intended_at),
     ])?;
     Ok(Some(conn.last_insert_rowid()))
-}
-
-/// The `decisions` row for alarm `alarm_id`, decided at `at`.
-fn insert_decision(
-    conn: &Connection,
-    alarm_id: AlarmId,
-    at: &str,
-    decision: &NewDecision,
-) -> Result<(), Failure> {
-    let instance_id = decision.instance_id.map(instance_id_sql).transpose()?;
-    conn.prepare_cached(INSERT_DECISION)?.execute(params![
-        alarm_id,
-        at,
-        instance_id,
-        decision.plan,
-        decision.kind,
-        decision.reason,
-        decision.rule,
-        decision.from_plan,
-        decision.to_plan,
-        decision.detail,
-    ])?;
-    Ok(())
 }
 
 fn mark_submitted(

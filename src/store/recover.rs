@@ -1,7 +1,7 @@
 //! What the previous run left behind, read once at open before the writer starts.
 //!
 //! Each query is served by an index (`alarms_undecided`, `changes_open`,
-//! `changes_finished`, `decisions_by_instance`), so start-up stays quick however long the
+//! `changes_finished`, `alarms_by_instance`), so start-up stays quick however long the
 //! history grows.
 
 use rusqlite::Connection;

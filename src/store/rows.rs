@@ -174,7 +174,7 @@ pub(crate) fn change_row(row: &Row<'_>) -> rusqlite::Result<ChangeRow> {
     })
 }
 
-/// A `decisions` row whose `instance_id` is not NULL.
+/// A decision (a row of the `decisions` view) whose `instance_id` is not NULL.
 pub(crate) fn decision_row(row: &Row<'_>) -> rusqlite::Result<DecisionRow> {
     Ok(DecisionRow {
         alarm_id: row.get("alarm_id")?,

@@ -1,16 +1,17 @@
 //! The schema of `state/autoscaler.sqlite3`, written for the humans who open it.
 //!
 //! Tables: `alarms` (the journal, one row per accepted webhook, raw body kept for audit
-//! with credentials redacted), `decisions` (one per decided alarm, with its reason),
+//! with credentials redacted; once decided, the row also holds its decision and reason),
 //! `changes` (plan changes and their phase: `intended` → `submitted` → `completed` |
 //! `failed` | `timed_out`), `instances` (name, UUID and last known plan). Timestamps are
 //! RFC 3339 UTC text with nine fractional digits (text order is time order; SQLite's
 //! `datetime()`/`julianday()` read them), booleans are 0/1, kinds and phases lowercase words.
 //!
-//! Views: `recent_decisions` (each decision with its alarm, newest first),
-//! `change_history` (each change with how long it took, newest first), `pending_alarms`
-//! (accepted, not yet decided), `latest_decisions` and `latest_finished_changes` (one row
-//! per instance; start-up reads them too).
+//! Views: `decisions` (one row per decided alarm: the decision columns of `alarms`),
+//! `recent_decisions` (each decision with its alarm, newest first), `change_history` (each
+//! change with how long it took, newest first), `pending_alarms` (accepted, not yet
+//! decided), `latest_decisions` and `latest_finished_changes` (one row per instance;
+//! start-up reads them too).
 //!
 //! Open it read-only: a write transaction held open in a shell would make the daemon's
 //! writes wait (5 s, then the webhook answers 503). Readers never block it (WAL).
@@ -152,36 +153,39 @@ SELECT c.*
          WHERE instance_id = i.instance_id AND finished_at IS NOT NULL
          ORDER BY finished_at DESC, id DESC LIMIT 1);
 "#,
-    // 2: CHECKs over three or more words written as comparisons. SQLite evaluates
-    // `x IN ('a', 'b', 'c')` by building a temporary table of the list for every row written
-    // (a B-tree opened, filled and closed per insert): a third of the cost of recording a
-    // decision. The tables are rebuilt with the same columns and rows; their views and
-    // indexes with them.
+    // 2: each alarm's decision is kept in the alarm's own row, and CHECKs over three or
+    // more words are written as comparisons.
+    //
+    // An alarm has exactly one decision; as a row of its own it cost a second insert, a
+    // second B-tree and an index on every alarm, where one row says the same and cannot
+    // hold two. `decisions` stays, as a view with the same columns (its `id` is now the
+    // alarm's). And SQLite evaluates `x IN ('a', 'b', 'c')` in a CHECK by building a
+    // temporary table of the list for every row written: `changes` is rebuilt without one.
     r#"
 DROP VIEW recent_decisions;
 DROP VIEW latest_decisions;
 DROP VIEW change_history;
 DROP VIEW latest_finished_changes;
 
-CREATE TABLE decisions_v2 (
-    id            INTEGER PRIMARY KEY,
-    alarm_id      INTEGER NOT NULL REFERENCES alarms (id),
-    at            TEXT    NOT NULL,
-    instance_id   INTEGER,                      -- NULL when the alarm named no usable instance
-    plan          TEXT,                         -- the plan the instance was on
-    decision      TEXT    NOT NULL              -- change, would_change or skip
-        CHECK (decision = 'skip' OR decision = 'change' OR decision = 'would_change'),
-    reason        TEXT,                         -- the reason code of a skip
-    rule          TEXT,
-    from_plan     TEXT,
-    to_plan       TEXT,
-    detail        TEXT    NOT NULL              -- one human sentence
-);
-INSERT INTO decisions_v2 SELECT * FROM decisions;
+-- An alarm's decision, NULL until it is decided; `decided_at` is the decision's time.
+ALTER TABLE alarms ADD COLUMN instance_id INTEGER;  -- the instance; NULL when none was usable
+ALTER TABLE alarms ADD COLUMN plan        TEXT;     -- the plan the instance was on
+ALTER TABLE alarms ADD COLUMN decision    TEXT      -- change, would_change or skip
+    CHECK (decision IS NULL OR decision = 'skip' OR decision = 'change'
+           OR decision = 'would_change');
+ALTER TABLE alarms ADD COLUMN reason      TEXT;     -- the reason code of a skip
+ALTER TABLE alarms ADD COLUMN rule        TEXT;
+ALTER TABLE alarms ADD COLUMN from_plan   TEXT;
+ALTER TABLE alarms ADD COLUMN to_plan     TEXT;
+ALTER TABLE alarms ADD COLUMN detail      TEXT;     -- one human sentence
+UPDATE alarms
+   SET (instance_id, plan, decision, reason, rule, from_plan, to_plan, detail) = (
+       SELECT instance_id, plan, decision, reason, rule, from_plan, to_plan, detail
+         FROM decisions AS d WHERE d.alarm_id = alarms.id ORDER BY d.id LIMIT 1)
+ WHERE decided_at IS NOT NULL;
 DROP TABLE decisions;
-ALTER TABLE decisions_v2 RENAME TO decisions;
-CREATE INDEX decisions_by_alarm ON decisions (alarm_id);
-CREATE INDEX decisions_by_instance ON decisions (instance_id, at, id) WHERE instance_id IS NOT NULL;
+-- Start-up reads each instance's latest decision: found without a scan.
+CREATE INDEX alarms_by_instance ON alarms (instance_id, decided_at, id) WHERE instance_id IS NOT NULL;
 
 CREATE TABLE changes_v2 (
     id               INTEGER PRIMARY KEY,
@@ -210,13 +214,29 @@ ALTER TABLE changes_v2 RENAME TO changes;
 CREATE INDEX changes_open ON changes (id) WHERE phase IN ('intended', 'submitted');
 CREATE INDEX changes_finished ON changes (instance_id, finished_at, id) WHERE finished_at IS NOT NULL;
 
-CREATE VIEW recent_decisions AS
-SELECT d.at, d.instance_id, a.kind AS alarm, a.value, a.resolved, d.plan, d.decision,
-       d.reason, d.rule, d.from_plan, d.to_plan, d.detail, a.id AS alarm_id,
-       a.received_at, a.remote_addr
-  FROM decisions AS d JOIN alarms AS a ON a.id = d.alarm_id
- ORDER BY d.at DESC, d.id DESC;
+-- Each decision (one per decided alarm), as the table of that name used to hold them.
+CREATE VIEW decisions AS
+SELECT id, id AS alarm_id, decided_at AS at, instance_id, plan, decision, reason, rule,
+       from_plan, to_plan, detail
+  FROM alarms WHERE decision IS NOT NULL;
 
+-- Each decision with the alarm that caused it, newest first.
+CREATE VIEW recent_decisions AS
+SELECT decided_at AS at, instance_id, kind AS alarm, value, resolved, plan, decision,
+       reason, rule, from_plan, to_plan, detail, id AS alarm_id, received_at, remote_addr
+  FROM alarms WHERE decision IS NOT NULL
+ ORDER BY decided_at DESC, id DESC;
+
+-- The latest decision of each instance (by time, ties by id).
+CREATE VIEW latest_decisions AS
+SELECT d.*
+  FROM (SELECT DISTINCT instance_id FROM alarms WHERE instance_id IS NOT NULL) AS i
+  JOIN decisions AS d ON d.id = (
+        SELECT id FROM alarms
+         WHERE instance_id = i.instance_id
+         ORDER BY decided_at DESC, id DESC LIMIT 1);
+
+-- Each plan change with how long it took (seconds from intent to finish), newest first.
 CREATE VIEW change_history AS
 SELECT c.*,
        CAST(round((julianday(finished_at) - julianday(intended_at)) * 86400) AS INTEGER)
@@ -224,14 +244,7 @@ SELECT c.*,
   FROM changes AS c
  ORDER BY c.id DESC;
 
-CREATE VIEW latest_decisions AS
-SELECT d.*
-  FROM (SELECT DISTINCT instance_id FROM decisions WHERE instance_id IS NOT NULL) AS i
-  JOIN decisions AS d ON d.id = (
-        SELECT id FROM decisions
-         WHERE instance_id = i.instance_id
-         ORDER BY at DESC, id DESC LIMIT 1);
-
+-- The latest finished change of each instance (by finish time, ties by id): cooldowns.
 CREATE VIEW latest_finished_changes AS
 SELECT c.*
   FROM (SELECT DISTINCT instance_id FROM changes WHERE finished_at IS NOT NULL) AS i
@@ -312,6 +325,14 @@ mod tests {
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
         assert_eq!(count(&conn, "SELECT count(*) FROM recent_decisions"), 1);
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT count(*) FROM decisions WHERE alarm_id = 1 AND id = 1 AND at = '2026-11-26T17:00:01Z' AND rule = 'memory-up' AND to_plan = 'hare-1' AND detail LIKE 'memory%'"
+            ),
+            1
+        );
+        assert_eq!(count(&conn, "SELECT count(*) FROM pending_alarms"), 0);
         assert_eq!(count(&conn, "SELECT instance_id FROM latest_decisions"), 7);
         assert_eq!(count(&conn, "SELECT took_seconds FROM change_history"), 300);
         assert_eq!(
@@ -323,10 +344,7 @@ mod tests {
             .unwrap_or_else(|_| "ok".into());
         assert_eq!(check, "ok");
         // The CHECKs still hold.
-        let refused = conn.execute(
-            "INSERT INTO decisions (alarm_id, at, decision, detail) VALUES (1, 'x', 'maybe', 'd')",
-            [],
-        );
+        let refused = conn.execute("UPDATE alarms SET decision = 'maybe' WHERE id = 1", []);
         assert!(refused.unwrap_err().to_string().contains("CHECK"));
         let refused = conn.execute("UPDATE changes SET phase = 'lost' WHERE id = 1", []);
         assert!(refused.unwrap_err().to_string().contains("CHECK"));
@@ -341,7 +359,7 @@ mod tests {
         migrate(&mut conn).unwrap();
         for sql in [
             commands::INSERT_ALARM,
-            commands::INSERT_DECISION,
+            commands::DECIDE_ALARM,
             commands::INSERT_CHANGE,
             commands::FINISH_CHANGE,
         ] {

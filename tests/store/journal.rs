@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use cloudamqp_autoscaler::store::{DB_FILE_NAME, Store, StoreError};
 use rusqlite::Connection;
 
-use super::support::{INSTANCE, alarm, at, count, inspect, restart, skip};
+use super::support::{INSTANCE, alarm, at, change, change_decision, count, inspect, restart, skip};
 
 #[tokio::test]
 async fn an_accepted_alarm_is_pending_after_a_restart_until_decided() {
@@ -170,6 +170,49 @@ async fn a_decision_about_an_unknown_alarm_is_refused() {
     assert!(err.to_string().contains("no alarm 42"), "{err}");
     assert!(store.healthy(), "a refused write is not a broken disk");
     assert_eq!(count(tmp.path(), "decisions"), 0);
+    store.close().await;
+}
+
+/// One decision per alarm: a second is refused and the first is kept, as is the change it
+/// started (a second would be a second plan change for one spike).
+#[tokio::test]
+async fn an_alarm_is_decided_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(tmp.path()).unwrap();
+    let id = store
+        .record_alarm(alarm(r#"{"alarm_type":"memory","value":85}"#))
+        .await
+        .unwrap();
+    store
+        .record_decision(skip(id, Some(INSTANCE), "2026-11-26T17:00:01Z"), None)
+        .await
+        .unwrap();
+
+    let err = store
+        .record_decision(
+            change_decision(id, INSTANCE, "2026-11-26T17:00:02Z"),
+            Some(change(id, INSTANCE, "2026-11-26T17:00:02Z")),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("alarm {id} is already decided")),
+        "{err}"
+    );
+    assert!(store.healthy(), "a refused write is not a broken disk");
+    let db = inspect(tmp.path());
+    let kept: (String, String) = db
+        .query_row(
+            "SELECT decision, at FROM decisions WHERE alarm_id = ?1",
+            [id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(kept.0, "skip");
+    assert!(kept.1.starts_with("2026-11-26T17:00:01"), "{}", kept.1);
+    assert_eq!(count(tmp.path(), "decisions"), 1);
+    assert_eq!(count(tmp.path(), "changes"), 0);
     store.close().await;
 }
 
