@@ -58,7 +58,9 @@ pub const REDACTED: &str = "[redacted]";
 /// `scheme://user:password@host` in strings reduced to `scheme://[redacted]@host`.
 pub fn redact_json(mut value: Value) -> String {
     redact(&mut value);
-    value.to_string()
+    // `to_string` writes straight into a buffer (`Display` goes through a formatter); it
+    // cannot fail for a `Value`, whose keys are strings.
+    serde_json::to_string(&value).unwrap_or_else(|_| value.to_string())
 }
 
 fn redact(value: &mut Value) {
