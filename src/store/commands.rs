@@ -108,8 +108,8 @@ impl Command {
     }
 }
 
-// The statements that run for every alarm and change (see `schema`'s migration 2: none of
-// them may build a temporary table).
+// The statements that run for every alarm (see `schema`'s migration 2: they build no
+// temporary table), and those of a plan change.
 pub(crate) const INSERT_ALARM: &str = "INSERT INTO alarms (received_at, remote_addr, kind, \
     value, instance, resolved, message, triggered_at, body, decided_at, instance_id, plan, \
     decision, reason, rule, from_plan, to_plan, detail) \

@@ -153,19 +153,17 @@ SELECT c.*
          WHERE instance_id = i.instance_id AND finished_at IS NOT NULL
          ORDER BY finished_at DESC, id DESC LIMIT 1);
 "#,
-    // 2: each alarm's decision is kept in the alarm's own row, and CHECKs over three or
-    // more words are written as comparisons.
+    // 2: each alarm's decision is kept in the alarm's own row.
     //
     // An alarm has exactly one decision; as a row of its own it cost a second insert, a
     // second B-tree and an index on every alarm, where one row says the same and cannot
     // hold two. `decisions` stays, as a view with the same columns (its `id` is now the
-    // alarm's). And SQLite evaluates `x IN ('a', 'b', 'c')` in a CHECK by building a
-    // temporary table of the list for every row written: `changes` is rebuilt without one.
+    // alarm's). The new CHECK compares rather than using `IN ('a', 'b', 'c')`: SQLite
+    // evaluates an IN list of three or more by building a temporary table for every row
+    // written (the old `decisions` table paid that on every alarm).
     r#"
 DROP VIEW recent_decisions;
 DROP VIEW latest_decisions;
-DROP VIEW change_history;
-DROP VIEW latest_finished_changes;
 
 -- An alarm's decision, NULL until it is decided; `decided_at` is the decision's time.
 ALTER TABLE alarms ADD COLUMN instance_id INTEGER;  -- the instance; NULL when none was usable
@@ -186,33 +184,6 @@ UPDATE alarms
 DROP TABLE decisions;
 -- Start-up reads each instance's latest decision: found without a scan.
 CREATE INDEX alarms_by_instance ON alarms (instance_id, decided_at, id) WHERE instance_id IS NOT NULL;
-
-CREATE TABLE changes_v2 (
-    id               INTEGER PRIMARY KEY,
-    instance_id      INTEGER NOT NULL,
-    alarm_id         INTEGER REFERENCES alarms (id),
-    from_plan        TEXT    NOT NULL,
-    to_plan          TEXT    NOT NULL,
-    rule             TEXT    NOT NULL,
-    cooldown_seconds NUMERIC NOT NULL,          -- the cooldown the rule asked for
-    dry_run          INTEGER NOT NULL CHECK (dry_run IN (0, 1)),
-    phase            TEXT    NOT NULL           -- intended, submitted, completed, failed, timed_out
-        CHECK (phase = 'intended' OR phase = 'submitted' OR phase = 'completed'
-               OR phase = 'failed' OR phase = 'timed_out'),
-    intended_at      TEXT    NOT NULL,          -- recorded before the PUT
-    accepted_at      TEXT,                      -- CloudAMQP accepted the PUT
-    finished_at      TEXT,                      -- completed, failed or timed out
-    detail           TEXT,
-    needs_attention  INTEGER NOT NULL DEFAULT 0 CHECK (needs_attention IN (0, 1)),
-    -- A change is finished exactly when it has a finish time, and a submitted one was accepted.
-    CHECK ((phase IN ('intended', 'submitted')) = (finished_at IS NULL)),
-    CHECK (phase <> 'submitted' OR accepted_at IS NOT NULL)
-);
-INSERT INTO changes_v2 SELECT * FROM changes;
-DROP TABLE changes;
-ALTER TABLE changes_v2 RENAME TO changes;
-CREATE INDEX changes_open ON changes (id) WHERE phase IN ('intended', 'submitted');
-CREATE INDEX changes_finished ON changes (instance_id, finished_at, id) WHERE finished_at IS NOT NULL;
 
 -- Each decision (one per decided alarm), as the table of that name used to hold them.
 CREATE VIEW decisions AS
@@ -235,23 +206,6 @@ SELECT d.*
         SELECT id FROM alarms
          WHERE instance_id = i.instance_id
          ORDER BY decided_at DESC, id DESC LIMIT 1);
-
--- Each plan change with how long it took (seconds from intent to finish), newest first.
-CREATE VIEW change_history AS
-SELECT c.*,
-       CAST(round((julianday(finished_at) - julianday(intended_at)) * 86400) AS INTEGER)
-           AS took_seconds
-  FROM changes AS c
- ORDER BY c.id DESC;
-
--- The latest finished change of each instance (by finish time, ties by id): cooldowns.
-CREATE VIEW latest_finished_changes AS
-SELECT c.*
-  FROM (SELECT DISTINCT instance_id FROM changes WHERE finished_at IS NOT NULL) AS i
-  JOIN changes AS c ON c.id = (
-        SELECT id FROM changes
-         WHERE instance_id = i.instance_id AND finished_at IS NOT NULL
-         ORDER BY finished_at DESC, id DESC LIMIT 1);
 "#,
 ];
 
@@ -346,23 +300,16 @@ mod tests {
         // The CHECKs still hold.
         let refused = conn.execute("UPDATE alarms SET decision = 'maybe' WHERE id = 1", []);
         assert!(refused.unwrap_err().to_string().contains("CHECK"));
-        let refused = conn.execute("UPDATE changes SET phase = 'lost' WHERE id = 1", []);
-        assert!(refused.unwrap_err().to_string().contains("CHECK"));
     }
 
-    /// The statements every alarm and change runs build no temporary table (an `IN` list
-    /// of three or more in a CHECK did, for every row).
+    /// The statements every alarm runs build no temporary table (an `IN` list of three or
+    /// more in a CHECK did, for every row).
     #[test]
     fn writes_build_no_temporary_tables() {
         let mut conn = Connection::open_in_memory().unwrap();
         conn.pragma_update(None, "foreign_keys", true).unwrap();
         migrate(&mut conn).unwrap();
-        for sql in [
-            commands::INSERT_ALARM,
-            commands::DECIDE_ALARM,
-            commands::INSERT_CHANGE,
-            commands::FINISH_CHANGE,
-        ] {
+        for sql in [commands::INSERT_ALARM, commands::DECIDE_ALARM] {
             let mut explain = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
             let opcodes: Vec<String> = explain
                 .query_map(
