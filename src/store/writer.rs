@@ -185,6 +185,8 @@ fn write_one_by_one(
             Err(Failure::Refused(_)) => {}
         }
         answers.push(reply, settle(&command, result, shared));
+        // Each answered when its own transaction ends, not after the whole batch's retries.
+        answers.flush();
     }
 }
 
