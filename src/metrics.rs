@@ -29,11 +29,15 @@ pub struct Metrics {
 struct Inner {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
-    /// Handles of the series every webhook request touches, by their (static) labels: a
-    /// lookup here builds no key and allocates nothing.
-    alarms_received: Handles<(&'static str, &'static str), metrics::Counter>,
+    /// Handles of the series whose labels are static (every webhook request touches some):
+    /// a lookup here builds no key and allocates nothing.
+    counters: Handles<(&'static str, StaticLabels), metrics::Counter>,
+    gauges: Handles<&'static str, metrics::Gauge>,
     http_requests: Handles<(&'static str, &'static str, u16), metrics::Histogram>,
 }
+
+/// The label names and values of a series with at most two static labels, `""` for none.
+type StaticLabels = [&'static str; 4];
 
 /// Registered handles by label values.
 struct Handles<K, H>(RwLock<HashMap<K, H>>);
@@ -87,7 +91,8 @@ impl Metrics {
             inner: Arc::new(Inner {
                 recorder,
                 handle,
-                alarms_received: Handles::new(),
+                counters: Handles::new(),
+                gauges: Handles::new(),
                 http_requests: Handles::new(),
             }),
         };
@@ -162,10 +167,31 @@ impl Metrics {
             .register_counter(&Key::from_parts(name, labels), &METADATA)
     }
 
+    /// A counter whose labels are all static (at most two): its handle is kept.
+    fn static_counter(
+        &self,
+        name: &'static str,
+        labels: &[(&'static str, &'static str)],
+    ) -> metrics::Counter {
+        let mut key = [""; 4];
+        for (slot, (label, value)) in key.chunks_exact_mut(2).zip(labels) {
+            slot.copy_from_slice(&[*label, *value]);
+        }
+        self.inner.counters.get((name, key), || {
+            let labels = labels
+                .iter()
+                .map(|(label, value)| Label::new(*label, *value))
+                .collect();
+            self.counter(name, labels)
+        })
+    }
+
     fn gauge(&self, name: &'static str) -> metrics::Gauge {
-        self.inner
-            .recorder
-            .register_gauge(&Key::from_name(name), &METADATA)
+        self.inner.gauges.get(name, || {
+            self.inner
+                .recorder
+                .register_gauge(&Key::from_name(name), &METADATA)
+        })
     }
 
     /// A webhook request ended with `outcome` (`accepted`, `invalid`, `unauthorized`, …).
@@ -174,36 +200,26 @@ impl Metrics {
             .iter()
             .find(|known| **known == kind)
             .map_or("other", |known| *known);
-        self.inner
-            .alarms_received
-            .get((kind, outcome), || {
-                self.counter(
-                    "autoscaler_alarms_received_total",
-                    vec![Label::new("type", kind), Label::new("outcome", outcome)],
-                )
-            })
-            .increment(1);
+        self.static_counter(
+            "autoscaler_alarms_received_total",
+            &[("type", kind), ("outcome", outcome)],
+        )
+        .increment(1);
     }
 
     /// A decision was taken: `decision` is `change`, `would_change` or `skip`.
     pub fn decision(&self, decision: &'static str, reason: &'static str) {
-        self.counter(
+        self.static_counter(
             "autoscaler_decisions_total",
-            vec![
-                Label::new("decision", decision),
-                Label::new("reason", reason),
-            ],
+            &[("decision", decision), ("reason", reason)],
         )
         .increment(1);
     }
 
     /// A plan change finished with `result` (`completed`, `failed`, `timed_out`, `dry_run`).
     pub fn plan_change(&self, result: &'static str) {
-        self.counter(
-            "autoscaler_plan_changes_total",
-            vec![Label::new("result", result)],
-        )
-        .increment(1);
+        self.static_counter("autoscaler_plan_changes_total", &[("result", result)])
+            .increment(1);
     }
 
     /// One request to CloudAMQP; `status` is the HTTP status, or `error` without one.
@@ -232,11 +248,8 @@ impl Metrics {
     /// A rules reload was attempted at `at`.
     pub fn rules_reload(&self, ok: bool, at: jiff::Timestamp) {
         let result = if ok { "success" } else { "failure" };
-        self.counter(
-            "autoscaler_rules_reloads_total",
-            vec![Label::new("result", result)],
-        )
-        .increment(1);
+        self.static_counter("autoscaler_rules_reloads_total", &[("result", result)])
+            .increment(1);
         self.gauge("autoscaler_rules_reload_success")
             .set(if ok { 1.0 } else { 0.0 });
         self.gauge("autoscaler_rules_reload_timestamp_seconds")

@@ -58,9 +58,8 @@ pub const REDACTED: &str = "[redacted]";
 /// `scheme://user:password@host` in strings reduced to `scheme://[redacted]@host`.
 pub fn redact_json(mut value: Value) -> String {
     redact(&mut value);
-    // `to_string` writes straight into a buffer (`Display` goes through a formatter); it
-    // cannot fail for a `Value`, whose keys are strings.
-    serde_json::to_string(&value).unwrap_or_else(|_| value.to_string())
+    // `to_string` writes straight into a buffer (`Display` goes through a formatter).
+    serde_json::to_string(&value).expect("a Value, whose keys are strings, always serialises")
 }
 
 fn redact(value: &mut Value) {

@@ -92,7 +92,7 @@ impl Executor {
     }
 
     /// Decides one alarm and acts on the decision.
-    pub async fn decide_alarm(&self, job: Job) {
+    pub(super) async fn decide_alarm(&self, job: Job) {
         // One snapshot of the rules for the whole decision, never re-read half-way.
         let loaded = self.inner.rules.snapshot();
         let id = match self.named(&job.alarm, &loaded.rules) {
@@ -393,16 +393,7 @@ impl Executor {
         inner.metrics.decision("skip", skip.reason.code());
         if let Some(id) = outcome.instance_id {
             inner.book.update(id, |state| {
-                // A decision on arrival is announced after its write, and may come after a
-                // newer one from the queue: the newest stays.
-                if state
-                    .last_decision
-                    .as_ref()
-                    .is_some_and(|last| last.at > at)
-                {
-                    return;
-                }
-                state.last_decision = Some(LastDecision {
+                state.show_decision(LastDecision {
                     at,
                     decision: "skip",
                     reason: Some(skip.reason.code().to_owned()),
@@ -492,7 +483,7 @@ impl Executor {
             .metrics
             .decision(if live { "change" } else { "would_change" }, "change");
         inner.book.update(id, |state| {
-            state.last_decision = Some(LastDecision {
+            state.show_decision(LastDecision {
                 at: now,
                 decision: decision_name,
                 reason: None,

@@ -79,6 +79,21 @@ pub struct InstanceState {
     pub last_decision: Option<LastDecision>,
 }
 
+impl InstanceState {
+    /// Shows `decision` in `/status` unless a newer one is already there: decisions are
+    /// announced after their writes, and one on arrival may come after a newer one from the
+    /// queue, or the other way round.
+    pub fn show_decision(&mut self, decision: LastDecision) {
+        if self
+            .last_decision
+            .as_ref()
+            .is_none_or(|last| last.at <= decision.at)
+        {
+            self.last_decision = Some(decision);
+        }
+    }
+}
+
 /// Per-instance state and the gates that make decisions single-flight per instance.
 #[derive(Debug, Default)]
 pub struct StateBook {
@@ -182,5 +197,33 @@ pub fn decision_name(kind: DecisionKind) -> &'static str {
         DecisionKind::Change => "change_plan",
         DecisionKind::WouldChange => "would_change_plan",
         DecisionKind::Skip => "skip",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shown(at: &str, decision: &'static str) -> LastDecision {
+        LastDecision {
+            at: at.parse().unwrap(),
+            decision,
+            reason: None,
+            rule: None,
+        }
+    }
+
+    /// `/status` shows the newest decision, whichever path announces last.
+    #[test]
+    fn an_older_decision_never_replaces_a_newer_one() {
+        let mut state = InstanceState::default();
+        state.show_decision(shown("2026-11-26T17:00:02Z", "skip"));
+        state.show_decision(shown("2026-11-26T17:00:01Z", "change_plan"));
+        assert_eq!(state.last_decision.as_ref().unwrap().decision, "skip");
+        state.show_decision(shown("2026-11-26T17:00:03Z", "change_plan"));
+        assert_eq!(
+            state.last_decision.as_ref().unwrap().decision,
+            "change_plan"
+        );
     }
 }

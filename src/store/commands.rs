@@ -109,18 +109,19 @@ impl Command {
 }
 
 // The statements that run for every alarm (see `schema`'s migration 2: they build no
-// temporary table), and those of a plan change.
+// temporary table). `decided_at` says whether an alarm is decided (the pending alarms are
+// those without it); the decision columns are written with it, never apart.
 pub(crate) const INSERT_ALARM: &str = "INSERT INTO alarms (received_at, remote_addr, kind, \
     value, instance, resolved, message, triggered_at, body, decided_at, instance_id, plan, \
     decision, reason, rule, from_plan, to_plan, detail) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
 pub(crate) const DECIDE_ALARM: &str = "UPDATE alarms SET decided_at = ?1, instance_id = ?2, \
     plan = ?3, decision = ?4, reason = ?5, rule = ?6, from_plan = ?7, to_plan = ?8, \
-    detail = ?9 WHERE id = ?10 AND decision IS NULL";
-pub(crate) const INSERT_CHANGE: &str = "INSERT INTO changes (instance_id, alarm_id, from_plan, \
+    detail = ?9 WHERE id = ?10 AND decided_at IS NULL";
+const INSERT_CHANGE: &str = "INSERT INTO changes (instance_id, alarm_id, from_plan, \
     to_plan, rule, cooldown_seconds, dry_run, phase, intended_at) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'intended', ?8)";
-pub(crate) const FINISH_CHANGE: &str = "UPDATE changes SET phase = ?1, finished_at = ?2, \
+const FINISH_CHANGE: &str = "UPDATE changes SET phase = ?1, finished_at = ?2, \
     detail = ?3, needs_attention = ?4 WHERE id = ?5 AND phase IN ('intended', 'submitted')";
 
 /// Inserts `alarm`, with its decision if it is already decided (`decision.alarm_id` is

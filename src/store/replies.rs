@@ -34,7 +34,11 @@ impl Reply {
     /// A reply to the calling thread: through its mailbox when it has one.
     pub(crate) fn new() -> (Self, oneshot::Receiver<Answer>) {
         let (to, answer) = oneshot::channel();
-        let via = MAILBOX.with_borrow(Clone::clone);
+        // `try_with`: a thread tearing down its locals is answered directly.
+        let via = MAILBOX
+            .try_with(|mailbox| mailbox.borrow().clone())
+            .ok()
+            .flatten();
         (Self { to, via }, answer)
     }
 
@@ -142,14 +146,17 @@ pub fn serve_this_thread() {
         return;
     }
     let mailbox = Arc::new(Mailbox::default());
-    MAILBOX.set(Some(Arc::clone(&mailbox)));
+    // Built before the task is spawned: if the task is dropped unpolled (its runtime
+    // shutting down), the guard still closes the mailbox and answers what is in it.
+    let serving = Serving(Arc::clone(&mailbox));
     tokio::task::spawn_local(async move {
-        let serving = Serving(mailbox);
         loop {
             serving.0.ready.notified().await;
             send_all(serving.0.take());
         }
     });
+    // Only once the task exists does this thread's traffic go through it.
+    MAILBOX.set(Some(mailbox));
 }
 
 /// Closes the mailbox when its task ends (its thread's runtime shutting down): whatever
@@ -219,5 +226,30 @@ mod tests {
         let (to, answer) = oneshot::channel();
         mailbox.deliver(vec![(to, Ok(Some(7)))]);
         assert_eq!(answer.blocking_recv().unwrap().unwrap(), Some(7));
+    }
+
+    /// A mailbox whose task is dropped before it ever ran (its runtime shut down at once)
+    /// is closed all the same: nothing is left waiting in it.
+    #[test]
+    fn a_mailbox_whose_task_never_ran_is_closed() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        let (reply, answer) = {
+            let _runtime = runtime.enter();
+            let _local = local.enter();
+            serve_this_thread();
+            Reply::new()
+        };
+        let mailbox = reply.via.clone().expect("served through the mailbox");
+        drop(local);
+        assert!(MAILBOX.with_borrow(Option::is_none));
+        assert!(Reply::new().0.via.is_none());
+        let mut deliveries = Deliveries::default();
+        deliveries.push(reply, Ok(Some(3)));
+        drop(deliveries);
+        assert_eq!(answer.blocking_recv().unwrap().unwrap(), Some(3));
+        assert!(mailbox.take().is_empty());
     }
 }
