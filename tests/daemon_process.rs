@@ -83,6 +83,70 @@ async fn sigterm_and_sigint_stop_gracefully_with_exit_0() {
     }
 }
 
+/// SIGTERM while alarms are arriving: every request gets an answer or a refused
+/// connection (none hangs), and every alarm answered 202 is in the journal after the exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_answers_every_request_and_keeps_every_202() {
+    let (_fake, running) = fake(Timeline::instant()).await;
+    let dir = workdir();
+    let mut daemon = Daemon::start(dir.path(), &running.base_url(), false);
+    assert_eq!(daemon.alarm(MEMORY_85).await, 202);
+    let url = format!("{}/cloudamqp/alarm?token={}", daemon.base, support::TOKEN);
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(15))
+        .build()
+        .unwrap();
+    let senders: Vec<_> = (0..32)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                let mut accepted = Vec::new();
+                let mut answered = 0;
+                for _ in 0..200 {
+                    let response = match client.post(&url).body(MEMORY_85).send().await {
+                        Ok(response) => response,
+                        Err(e) if e.is_timeout() => panic!("a request hung: {e}"),
+                        // The listener is closed: the daemon is stopping.
+                        Err(_) => break,
+                    };
+                    answered += 1;
+                    if response.status() == 202 {
+                        let body: serde_json::Value = response.json().await.unwrap();
+                        accepted.push(body["alarm_id"].as_str().unwrap().parse::<i64>().unwrap());
+                    }
+                }
+                (answered, accepted)
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    daemon.signal("TERM");
+    let mut answered = 0;
+    let mut accepted = Vec::new();
+    for sender in senders {
+        let (count, ids) = sender.await.expect("a request hung or failed");
+        answered += count;
+        accepted.extend(ids);
+    }
+    assert_eq!(daemon.wait(), Some(0), "{}", daemon.log());
+    assert!(
+        accepted.len() > 32,
+        "only {} alarms were accepted before the stop",
+        accepted.len()
+    );
+    assert!(answered < 32 * 200, "the stop came after all the load");
+    let journaled: std::collections::HashSet<i64> =
+        support::query(dir.path(), "SELECT id FROM alarms")
+            .into_iter()
+            .map(|row| row[0].as_i64().unwrap())
+            .collect();
+    let lost: Vec<_> = accepted
+        .iter()
+        .filter(|id| !journaled.contains(id))
+        .collect();
+    assert!(lost.is_empty(), "answered 202 but not journaled: {lost:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_demo_changes_the_simulated_plan_within_seconds() {
     let dir = workdir();

@@ -305,6 +305,7 @@ async fn alarms_our_own_state_decides_are_decided_before_their_202() {
     app.wait_for("the change in flight", WITHIN, |i| !i["change"].is_null())
         .await;
 
+    let reads_before = app.instance_reads().len();
     let reminders = (0..30).map(|_| async {
         let response = app.alarm(MEMORY_85).await;
         assert_eq!(response.status(), StatusCode::ACCEPTED);
@@ -312,6 +313,13 @@ async fn alarms_our_own_state_decides_are_decided_before_their_202() {
         body["alarm_id"].as_str().unwrap().parse::<i64>().unwrap()
     });
     let ids = futures_util::future::join_all(reminders).await;
+    // No read per reminder: the only reads meanwhile are the tracker's polls (a few a
+    // second), far fewer than the 30 reminders.
+    let reads_during = app.instance_reads().len() - reads_before;
+    assert!(
+        reads_during < 10,
+        "{reads_during} instance reads during 30 reminders"
+    );
     for id in ids {
         let decided = app.query(&format!(
             "SELECT a.decided_at IS NOT NULL, d.reason FROM alarms a \
