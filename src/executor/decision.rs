@@ -43,7 +43,7 @@ pub struct QuickDecision {
 impl QuickDecision {
     /// The decision's row, for the store to record together with its alarm.
     pub fn row(&self) -> NewDecision {
-        skip_row(0, &self.outcome, self.at)
+        skip_row(&self.outcome, self.at)
     }
 }
 
@@ -52,8 +52,8 @@ enum Named {
     Id(u64),
     /// The alarm is decided by that alone (a resolve, no instance, an unknown UUID).
     Settled(Outcome),
-    /// Only listing the instances can map this UUID.
-    Lookup(InstanceRef),
+    /// Only listing the instances can map this UUID (and there is an API key to list them).
+    Lookup(uuid::Uuid),
 }
 
 impl Executor {
@@ -69,11 +69,14 @@ impl Executor {
         let outcome = match self.named(alarm, &loaded.rules) {
             Named::Settled(outcome) => outcome,
             Named::Lookup(_) => return None,
-            Named::Id(id) => {
-                let state = inner.book.get(id);
-                self.early_outcome(alarm, &loaded.rules, id, &state)
-                    .or_else(|| inner.api.is_none().then(|| no_api_key(id)))?
-            }
+            // Every reminder during a change or a cooldown comes this way: no copy of the
+            // instance's state.
+            Named::Id(id) => inner
+                .book
+                .read(id, |state| {
+                    self.early_outcome(alarm, &loaded.rules, id, state)
+                })
+                .or_else(|| inner.api.is_none().then(|| no_api_key(id)))?,
         };
         Some(QuickDecision {
             outcome,
@@ -98,7 +101,7 @@ impl Executor {
         let id = match self.named(&job.alarm, &loaded.rules) {
             Named::Id(id) => id,
             Named::Settled(outcome) => return self.record(job.alarm_id, &job.alarm.kind, outcome),
-            Named::Lookup(named) => match self.resolve(named).await {
+            Named::Lookup(uuid) => match self.resolve(uuid).await {
                 Ok(id) => id,
                 Err(outcome) => return self.record(job.alarm_id, &job.alarm.kind, outcome),
             },
@@ -154,7 +157,7 @@ impl Executor {
                 Named::Id(id)
             }
             Some(Err(error)) => Named::Settled(unresolved(uuid, error)),
-            None => Named::Lookup(named),
+            None => Named::Lookup(uuid),
         }
     }
 
@@ -303,16 +306,13 @@ impl Executor {
         }
     }
 
-    /// The integer id of the instance an alarm names.
-    async fn resolve(&self, named: InstanceRef) -> Result<u64, Outcome> {
-        let uuid = match named {
-            InstanceRef::Id(id) => return Ok(id),
-            InstanceRef::Uuid(uuid) => uuid,
-        };
+    /// The integer id of the instance with this UUID, from CloudAMQP's list.
+    async fn resolve(&self, uuid: uuid::Uuid) -> Result<u64, Outcome> {
+        // `named` settles a UUID without an API key itself; this only keeps the types honest.
         let Some(api) = &self.inner.api else {
             return Err(uuid_without_api_key(uuid));
         };
-        match api.resolver.resolve(named).await {
+        match api.resolver.resolve(InstanceRef::Uuid(uuid)).await {
             Ok(id) => {
                 self.remember_listed(api, id);
                 Ok(id)
@@ -363,7 +363,7 @@ impl Executor {
         let write = self
             .inner
             .store
-            .record_decision(skip_row(alarm_id, &outcome, now), None);
+            .record_decision(alarm_id, skip_row(&outcome, now), None);
         tokio::spawn(async move {
             if let Err(error) = write.await {
                 tracing::error!(alarm_id, %error, "could not record a decision; the alarm is decided again at the next start");
@@ -436,7 +436,6 @@ impl Executor {
             )
         };
         let decision = NewDecision {
-            alarm_id: job.alarm_id,
             at: now,
             instance_id: Some(id),
             plan: Some(change.from.clone()),
@@ -459,7 +458,7 @@ impl Executor {
         };
         let change_id = match inner
             .store
-            .record_decision(decision, Some(new_change))
+            .record_decision(job.alarm_id, decision, Some(new_change))
             .await
         {
             Ok(Some(change_id)) => change_id,
@@ -553,14 +552,9 @@ impl Executor {
     }
 }
 
-/// The row recording `outcome` for alarm `alarm_id`, decided `at`.
-fn skip_row(
-    alarm_id: crate::store::AlarmId,
-    outcome: &Outcome,
-    at: jiff::Timestamp,
-) -> NewDecision {
+/// The row recording `outcome`, decided `at`.
+fn skip_row(outcome: &Outcome, at: jiff::Timestamp) -> NewDecision {
     NewDecision {
-        alarm_id,
         at,
         instance_id: outcome.instance_id,
         plan: outcome.plan.clone(),

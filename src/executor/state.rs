@@ -119,6 +119,15 @@ impl StateBook {
         self.lock().get(&id).cloned().unwrap_or_default()
     }
 
+    /// Looks at one instance's state (default when unknown) without copying it; `look` runs
+    /// with the book locked, so it must not wait for anything.
+    pub fn read<R>(&self, id: u64, look: impl FnOnce(&InstanceState) -> R) -> R {
+        match self.lock().get(&id) {
+            Some(state) => look(state),
+            None => look(&InstanceState::default()),
+        }
+    }
+
     /// Changes one instance's state.
     pub fn update<R>(&self, id: u64, change: impl FnOnce(&mut InstanceState) -> R) -> R {
         change(self.lock().entry(id).or_default())

@@ -3,7 +3,8 @@
 //! Every statement goes through `prepare_cached`: the writer runs the same handful of
 //! statements thousands of times, and parsing SQL each time would cost more than the insert.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::types::Null;
+use rusqlite::{Connection, OptionalExtension, ToSql, params, params_from_iter};
 
 use super::rows::{instance_id_sql, seconds, timestamp_text};
 use super::{
@@ -17,7 +18,7 @@ pub(crate) enum Command {
     RecordAlarm(NewAlarm),
     /// An alarm and the decision taken on its arrival.
     RecordDecidedAlarm(NewAlarm, NewDecision),
-    RecordDecision(NewDecision, Option<NewChange>),
+    RecordDecision(AlarmId, NewDecision, Option<NewChange>),
     MarkSubmitted(ChangeId, jiff::Timestamp),
     FinishChange(ChangeId, ChangeFinish),
     UpsertInstance(InstanceRow),
@@ -94,8 +95,8 @@ impl Command {
             Command::RecordDecidedAlarm(alarm, decision) => {
                 record_alarm(conn, alarm, Some(decision)).map(Some)
             }
-            Command::RecordDecision(decision, change) => {
-                record_decision(conn, decision, change.as_ref())
+            Command::RecordDecision(alarm_id, decision, change) => {
+                record_decision(conn, *alarm_id, decision, change.as_ref())
             }
             Command::MarkSubmitted(change, accepted_at) => {
                 mark_submitted(conn, *change, *accepted_at).map(|()| None)
@@ -110,7 +111,8 @@ impl Command {
 
 // The statements that run for every alarm (see `schema`'s migration 2: they build no
 // temporary table). `decided_at` says whether an alarm is decided (the pending alarms are
-// those without it); the decision columns are written with it, never apart.
+// those without it); the decision columns are written with it, never apart, and both
+// statements take them in `DecisionColumns`' order.
 pub(crate) const INSERT_ALARM: &str = "INSERT INTO alarms (received_at, remote_addr, kind, \
     value, instance, resolved, message, triggered_at, body, decided_at, instance_id, plan, \
     decision, reason, rule, from_plan, to_plan, detail) \
@@ -118,43 +120,74 @@ pub(crate) const INSERT_ALARM: &str = "INSERT INTO alarms (received_at, remote_a
 pub(crate) const DECIDE_ALARM: &str = "UPDATE alarms SET decided_at = ?1, instance_id = ?2, \
     plan = ?3, decision = ?4, reason = ?5, rule = ?6, from_plan = ?7, to_plan = ?8, \
     detail = ?9 WHERE id = ?10 AND decided_at IS NULL";
+
 const INSERT_CHANGE: &str = "INSERT INTO changes (instance_id, alarm_id, from_plan, \
     to_plan, rule, cooldown_seconds, dry_run, phase, intended_at) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'intended', ?8)";
 const FINISH_CHANGE: &str = "UPDATE changes SET phase = ?1, finished_at = ?2, \
     detail = ?3, needs_attention = ?4 WHERE id = ?5 AND phase IN ('intended', 'submitted')";
 
-/// Inserts `alarm`, with its decision if it is already decided (`decision.alarm_id` is
-/// not read: the alarm's id is the new row's).
+/// A decision as the nine columns of `alarms` that hold it, from `decided_at` to `detail`.
+struct DecisionColumns<'a> {
+    decided_at: String,
+    instance_id: Option<i64>,
+    decision: &'a NewDecision,
+}
+
+/// How many parameters [`DecisionColumns::params`] gives.
+const DECISION_COLUMNS: usize = 9;
+
+impl<'a> DecisionColumns<'a> {
+    fn new(decision: &'a NewDecision) -> Result<Self, Failure> {
+        Ok(Self {
+            decided_at: timestamp_text(decision.at),
+            instance_id: decision.instance_id.map(instance_id_sql).transpose()?,
+            decision,
+        })
+    }
+
+    fn params(&self) -> [&dyn ToSql; DECISION_COLUMNS] {
+        let decision = self.decision;
+        [
+            &self.decided_at,
+            &self.instance_id,
+            &decision.plan,
+            &decision.kind,
+            &decision.reason,
+            &decision.rule,
+            &decision.from_plan,
+            &decision.to_plan,
+            &decision.detail,
+        ]
+    }
+}
+
+/// Inserts `alarm`, with its decision if it is already decided.
 fn record_alarm(
     conn: &Connection,
     alarm: &NewAlarm,
     decision: Option<&NewDecision>,
 ) -> Result<AlarmId, Failure> {
-    let instance_id = decision
-        .and_then(|decision| decision.instance_id)
-        .map(instance_id_sql)
-        .transpose()?;
-    conn.prepare_cached(INSERT_ALARM)?.execute(params![
-        timestamp_text(alarm.received_at),
-        alarm.remote_addr,
-        alarm.kind,
-        alarm.value.filter(|value| value.is_finite()),
-        alarm.instance,
-        alarm.resolved,
-        alarm.message,
-        alarm.triggered_at,
-        alarm.body,
-        decision.map(|decision| timestamp_text(decision.at)),
-        instance_id,
-        decision.and_then(|decision| decision.plan.as_deref()),
-        decision.map(|decision| decision.kind),
-        decision.and_then(|decision| decision.reason.as_deref()),
-        decision.and_then(|decision| decision.rule.as_deref()),
-        decision.and_then(|decision| decision.from_plan.as_deref()),
-        decision.and_then(|decision| decision.to_plan.as_deref()),
-        decision.map(|decision| decision.detail.as_str()),
-    ])?;
+    let decision = decision.map(DecisionColumns::new).transpose()?;
+    let undecided = [&Null as &dyn ToSql; DECISION_COLUMNS];
+    let received_at = timestamp_text(alarm.received_at);
+    let value = alarm.value.filter(|value| value.is_finite());
+    let alarm_columns: [&dyn ToSql; 9] = [
+        &received_at,
+        &alarm.remote_addr,
+        &alarm.kind,
+        &value,
+        &alarm.instance,
+        &alarm.resolved,
+        &alarm.message,
+        &alarm.triggered_at,
+        &alarm.body,
+    ];
+    let decision_columns = decision.as_ref().map_or(undecided, DecisionColumns::params);
+    conn.prepare_cached(INSERT_ALARM)?
+        .execute(params_from_iter(
+            alarm_columns.into_iter().chain(decision_columns),
+        ))?;
     Ok(conn.last_insert_rowid())
 }
 
@@ -162,32 +195,29 @@ fn record_alarm(
 /// decided once: a second decision is refused, as is one for an alarm that does not exist.
 fn record_decision(
     conn: &Connection,
+    alarm_id: AlarmId,
     decision: &NewDecision,
     change: Option<&NewChange>,
 ) -> Result<Done, Failure> {
-    let instance_id = decision.instance_id.map(instance_id_sql).transpose()?;
-    let decided = conn.prepare_cached(DECIDE_ALARM)?.execute(params![
-        timestamp_text(decision.at),
-        instance_id,
-        decision.plan,
-        decision.kind,
-        decision.reason,
-        decision.rule,
-        decision.from_plan,
-        decision.to_plan,
-        decision.detail,
-        decision.alarm_id,
-    ])?;
+    let columns = DecisionColumns::new(decision)?;
+    let decided = conn
+        .prepare_cached(DECIDE_ALARM)?
+        .execute(params_from_iter(
+            columns
+                .params()
+                .into_iter()
+                .chain([&alarm_id as &dyn ToSql]),
+        ))?;
     if decided == 0 {
         let exists = conn
             .prepare_cached("SELECT 1 FROM alarms WHERE id = ?1")?
-            .query_row([decision.alarm_id], |_| Ok(()))
+            .query_row([alarm_id], |_| Ok(()))
             .optional()?
             .is_some();
         return Err(Failure::Refused(if exists {
-            format!("alarm {} is already decided", decision.alarm_id)
+            format!("alarm {alarm_id} is already decided")
         } else {
-            format!("no alarm {} to record a decision for", decision.alarm_id)
+            format!("no alarm {alarm_id} to record a decision for")
         }));
     }
     let Some(change) = change else {

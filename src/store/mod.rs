@@ -113,10 +113,9 @@ pub struct NewAlarm {
     pub triggered_at: Option<String>,
 }
 
-/// What was decided about one alarm.
+/// What was decided about one alarm (which alarm is the store call's to say).
 #[derive(Debug, Clone)]
 pub struct NewDecision {
-    pub alarm_id: AlarmId,
     pub at: Timestamp,
     pub instance_id: Option<u64>,
     /// The plan the instance was on when decided, if known.
@@ -247,8 +246,7 @@ impl Store {
     }
 
     /// Journals an alarm that was decided on arrival together with its decision, in one
-    /// transaction (`decision.alarm_id` is ignored: the new alarm's id is used); resolves
-    /// with the alarm's id once both are on disk.
+    /// transaction; resolves with the alarm's id once both are on disk.
     pub fn record_decided_alarm(
         &self,
         alarm: NewAlarm,
@@ -258,15 +256,16 @@ impl Store {
         async move { created(done.await?) }
     }
 
-    /// Records a decision and marks its alarm decided; with `change`, records the change in
-    /// phase `Intended` in the same transaction and returns its id. The write is queued
-    /// before this returns: dropping the future does not cancel it.
+    /// Records the decision on alarm `alarm_id`; with `change`, records the change in phase
+    /// `Intended` in the same transaction and returns its id. The write is queued before
+    /// this returns: dropping the future does not cancel it.
     pub fn record_decision(
         &self,
+        alarm_id: AlarmId,
         decision: NewDecision,
         change: Option<NewChange>,
     ) -> impl Future<Output = Result<Option<ChangeId>, StoreError>> + Send + 'static {
-        self.submit(Command::RecordDecision(decision, change))
+        self.submit(Command::RecordDecision(alarm_id, decision, change))
     }
 
     /// CloudAMQP accepted the PUT.

@@ -300,8 +300,8 @@ mod tests {
     /// A change pointing at an alarm that does not exist.
     fn dangling_change(alarm_id: i64) -> Command {
         Command::RecordDecision(
+            alarm_id,
             NewDecision {
-                alarm_id,
                 at: jiff::Timestamp::UNIX_EPOCH,
                 instance_id: Some(1),
                 plan: None,
@@ -356,7 +356,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let opened = open::open(tmp.path()).unwrap();
         let mut unstorable = match dangling_change(1) {
-            Command::RecordDecision(decision, _) => decision,
+            Command::RecordDecision(_, decision, _) => decision,
             _ => unreachable!(),
         };
         unstorable.instance_id = Some(u64::MAX);

@@ -225,15 +225,15 @@ async fn the_latest_finished_change_and_decision_of_each_instance() {
     let b = store.record_alarm(alarm("{}")).await.unwrap();
     let c = store.record_alarm(alarm("{}")).await.unwrap();
     store
-        .record_decision(skip(a, Some(1), "2026-11-26T20:00:00Z"), None)
+        .record_decision(a, skip(Some(1), "2026-11-26T20:00:00Z"), None)
         .await
         .unwrap();
     store
-        .record_decision(skip(b, Some(1), "2026-11-26T19:59:00Z"), None)
+        .record_decision(b, skip(Some(1), "2026-11-26T19:59:00Z"), None)
         .await
         .unwrap();
     store
-        .record_decision(skip(c, None, "2026-11-26T21:00:00Z"), None)
+        .record_decision(c, skip(None, "2026-11-26T21:00:00Z"), None)
         .await
         .unwrap();
 
@@ -268,9 +268,12 @@ async fn a_dry_run_change_and_a_sub_second_cooldown_round_trip() {
     let mut dry = change(alarm_id, INSTANCE, "2026-11-26T17:00:00Z");
     dry.dry_run = true;
     dry.cooldown = Duration::from_millis(200);
-    let mut decision = change_decision(alarm_id, INSTANCE, "2026-11-26T17:00:00Z");
+    let mut decision = change_decision(INSTANCE, "2026-11-26T17:00:00Z");
     decision.kind = cloudamqp_autoscaler::store::DecisionKind::WouldChange;
-    store.record_decision(decision, Some(dry)).await.unwrap();
+    store
+        .record_decision(alarm_id, decision, Some(dry))
+        .await
+        .unwrap();
 
     let (store, recovered) = restart(store, tmp.path()).await;
     let row = &recovered.open_changes[0];

@@ -92,7 +92,8 @@ async fn a_read_only_database_refuses_everything_and_leaves_no_partial_decision(
 
     let err = store
         .record_decision(
-            change_decision(alarm_id, INSTANCE, "2026-11-26T17:00:00Z"),
+            alarm_id,
+            change_decision(INSTANCE, "2026-11-26T17:00:00Z"),
             Some(change(alarm_id, INSTANCE, "2026-11-26T17:00:00Z")),
         )
         .await
@@ -108,7 +109,8 @@ async fn a_read_only_database_refuses_everything_and_leaves_no_partial_decision(
     store.inject_fault(None).await.unwrap();
     let change_id = store
         .record_decision(
-            change_decision(alarm_id, INSTANCE, "2026-11-26T17:00:00Z"),
+            alarm_id,
+            change_decision(INSTANCE, "2026-11-26T17:00:00Z"),
             Some(change(alarm_id, INSTANCE, "2026-11-26T17:00:00Z")),
         )
         .await

@@ -23,7 +23,7 @@ async fn an_accepted_alarm_is_pending_after_a_restart_until_decided() {
     assert_eq!(pending.received_at, at("2026-11-26T17:00:00.25Z"));
 
     let change = store
-        .record_decision(skip(id, Some(INSTANCE), "2026-11-26T17:00:01Z"), None)
+        .record_decision(id, skip(Some(INSTANCE), "2026-11-26T17:00:01Z"), None)
         .await
         .unwrap();
     assert_eq!(change, None);
@@ -118,7 +118,7 @@ async fn a_dropped_decision_future_still_writes() {
     let id = store.record_alarm(alarm("{}")).await.unwrap();
 
     // The client hung up: the handler's future is dropped before it was ever polled.
-    drop(store.record_decision(skip(id, Some(INSTANCE), "2026-11-26T17:00:01Z"), None));
+    drop(store.record_decision(id, skip(Some(INSTANCE), "2026-11-26T17:00:01Z"), None));
 
     let (store, recovered) = restart(store, tmp.path()).await;
     assert!(recovered.pending_alarms.is_empty());
@@ -164,7 +164,7 @@ async fn a_decision_about_an_unknown_alarm_is_refused() {
     let (store, _) = Store::open(tmp.path()).unwrap();
 
     let err = store
-        .record_decision(skip(42, Some(INSTANCE), "2026-11-26T17:00:01Z"), None)
+        .record_decision(42, skip(Some(INSTANCE), "2026-11-26T17:00:01Z"), None)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("no alarm 42"), "{err}");
@@ -184,13 +184,14 @@ async fn an_alarm_is_decided_once() {
         .await
         .unwrap();
     store
-        .record_decision(skip(id, Some(INSTANCE), "2026-11-26T17:00:01Z"), None)
+        .record_decision(id, skip(Some(INSTANCE), "2026-11-26T17:00:01Z"), None)
         .await
         .unwrap();
 
     let err = store
         .record_decision(
-            change_decision(id, INSTANCE, "2026-11-26T17:00:02Z"),
+            id,
+            change_decision(INSTANCE, "2026-11-26T17:00:02Z"),
             Some(change(id, INSTANCE, "2026-11-26T17:00:02Z")),
         )
         .await

@@ -30,9 +30,8 @@ pub fn alarm(body: &str) -> NewAlarm {
     }
 }
 
-pub fn skip(alarm_id: AlarmId, instance_id: Option<u64>, when: &str) -> NewDecision {
+pub fn skip(instance_id: Option<u64>, when: &str) -> NewDecision {
     NewDecision {
-        alarm_id,
         at: at(when),
         instance_id,
         plan: Some("bunny-1".into()),
@@ -45,14 +44,14 @@ pub fn skip(alarm_id: AlarmId, instance_id: Option<u64>, when: &str) -> NewDecis
     }
 }
 
-pub fn change_decision(alarm_id: AlarmId, instance_id: u64, when: &str) -> NewDecision {
+pub fn change_decision(instance_id: u64, when: &str) -> NewDecision {
     NewDecision {
         kind: DecisionKind::Change,
         reason: None,
         from_plan: Some("bunny-1".into()),
         to_plan: Some("hare-1".into()),
         detail: "memory 85 > 80: bunny-1 -> hare-1".into(),
-        ..skip(alarm_id, Some(instance_id), when)
+        ..skip(Some(instance_id), when)
     }
 }
 
@@ -83,7 +82,8 @@ pub async fn intend_change(store: &Store, instance_id: u64, when: &str) -> i64 {
     let alarm_id = store.record_alarm(alarm("{}")).await.unwrap();
     store
         .record_decision(
-            change_decision(alarm_id, instance_id, when),
+            alarm_id,
+            change_decision(instance_id, when),
             Some(change(alarm_id, instance_id, when)),
         )
         .await
