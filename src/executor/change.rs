@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 
 use crate::cloudamqp::{ApiError, PlanChange, TrackEvent, TrackOutcome, track_change};
-use crate::store::{ChangeFinish, ChangeId, ChangeRow, Phase, StoreError};
+use crate::store::{ChangeFinish, ChangeId, ChangeRow, InstanceRow, Phase, StoreError};
 
 use super::Executor;
 use super::state::{Finished, InFlight, phase_name};
@@ -238,6 +238,21 @@ impl Executor {
                 dry_run: false,
             });
         });
+        if phase == Phase::Completed {
+            // The plan the instance is on now, kept for the next start: its rules and
+            // cooldowns are judged on it (a failed write is only a stale cache, and the
+            // start also reads the completed change itself).
+            let row = InstanceRow {
+                id,
+                name: None,
+                providerid: None,
+                plan: Some(change.to.clone()),
+                updated_at: at,
+            };
+            if let Err(error) = inner.store.upsert_instance(row).await {
+                tracing::warn!(instance = id, %error, "could not record the instance's new plan");
+            }
+        }
         inner.metrics.plan_change(result);
         inner
             .metrics

@@ -164,6 +164,20 @@ impl StateBook {
             state.plan = row.plan.clone();
         }
         for row in finished {
+            // A change that completed after the instance was last read says its plan (a
+            // store from before the plan was written at completion, or a lost write).
+            let read_at = instances
+                .iter()
+                .find(|instance| instance.id == row.instance_id)
+                .map(|instance| instance.updated_at);
+            if row.phase == Phase::Completed
+                && !row.dry_run
+                && row
+                    .finished_at
+                    .is_some_and(|finished| read_at.is_none_or(|read| read < finished))
+            {
+                book.entry(row.instance_id).or_default().plan = Some(row.to_plan.clone());
+            }
             book.entry(row.instance_id).or_default().last_change = Some(Finished {
                 from: row.from_plan.clone(),
                 to: row.to_plan.clone(),
@@ -234,5 +248,64 @@ mod tests {
             state.last_decision.as_ref().unwrap().decision,
             "change_plan"
         );
+    }
+
+    fn read(plan: &str, at: &str) -> InstanceRow {
+        InstanceRow {
+            id: 7,
+            name: Some("prod".into()),
+            providerid: None,
+            plan: Some(plan.into()),
+            updated_at: at.parse().unwrap(),
+        }
+    }
+
+    fn completed(finished_at: &str, dry_run: bool) -> ChangeRow {
+        ChangeRow {
+            id: 1,
+            instance_id: 7,
+            alarm_id: Some(1),
+            from_plan: "bunny-1".into(),
+            to_plan: "hare-1".into(),
+            rule: "memory-high".into(),
+            cooldown: Duration::from_secs(1800),
+            dry_run,
+            phase: Phase::Completed,
+            intended_at: "2026-11-26T16:59:00Z".parse().unwrap(),
+            accepted_at: Some("2026-11-26T16:59:01Z".parse().unwrap()),
+            finished_at: Some(finished_at.parse().unwrap()),
+            detail: None,
+            needs_attention: false,
+        }
+    }
+
+    fn restored_plan(instances: &[InstanceRow], finished: &[ChangeRow]) -> Option<String> {
+        let book = StateBook::default();
+        book.restore(instances, finished, &[], &[]);
+        book.get(7).plan
+    }
+
+    /// A store whose instance row predates the change's completion (written by a build
+    /// that kept the plan only in memory) still restores the plan the change reached; a
+    /// later read of the instance, or a dry run, does not give way to it.
+    #[test]
+    fn a_completed_change_newer_than_the_last_read_gives_the_plan() {
+        let before = read("bunny-1", "2026-11-26T16:58:00Z");
+        let after = read("rabbit-1", "2026-11-26T17:30:00Z");
+        let done = completed("2026-11-26T17:05:00Z", false);
+        let dry = completed("2026-11-26T17:05:00Z", true);
+        assert_eq!(
+            restored_plan(&[before.clone()], &[done.clone()]).as_deref(),
+            Some("hare-1")
+        );
+        assert_eq!(
+            restored_plan(&[], &[done.clone()]).as_deref(),
+            Some("hare-1")
+        );
+        assert_eq!(
+            restored_plan(&[after], &[done]).as_deref(),
+            Some("rabbit-1")
+        );
+        assert_eq!(restored_plan(&[before], &[dry]).as_deref(), Some("bunny-1"));
     }
 }

@@ -53,6 +53,27 @@ async fn a_restart_during_tracking_resumes_it_without_a_second_put() {
     app.stop().await;
 }
 
+/// The plan a completed change reached is the instance's plan after a restart: `/status`
+/// shows it, and rules and cooldowns are judged on it until the instance is read again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completed_change_is_the_instances_plan_after_a_restart() {
+    let app = spawn_app(Spawn::default()).await;
+    app.alarm(MEMORY_85).await;
+    let instance = app.wait_for_result(WITHIN).await;
+    assert_eq!(instance["last_change"]["result"], "completed");
+    assert_eq!(instance["plan"], "hare-1", "{instance}");
+    let stopped = app.stop().await;
+
+    let app = stopped.restart(Spawn::default()).await;
+    let instance = app.instance().await;
+    assert_eq!(instance["plan"], "hare-1", "{instance}");
+    assert_eq!(
+        app.query("SELECT plan FROM instances"),
+        vec![vec![serde_json::Value::from("hare-1")]]
+    );
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_before_the_answer_was_recorded_follows_the_change_it_finds() {
     let app = spawn_app(Spawn {
