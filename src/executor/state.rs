@@ -279,9 +279,10 @@ mod tests {
         }
     }
 
-    fn restored_plan(instances: &[InstanceRow], finished: &[ChangeRow]) -> Option<String> {
+    fn restored_plan(instance: Option<&InstanceRow>, finished: &ChangeRow) -> Option<String> {
         let book = StateBook::default();
-        book.restore(instances, finished, &[], &[]);
+        let instances: Vec<InstanceRow> = instance.into_iter().cloned().collect();
+        book.restore(&instances, std::slice::from_ref(finished), &[], &[]);
         book.get(7).plan
     }
 
@@ -295,17 +296,17 @@ mod tests {
         let done = completed("2026-11-26T17:05:00Z", false);
         let dry = completed("2026-11-26T17:05:00Z", true);
         assert_eq!(
-            restored_plan(&[before.clone()], &[done.clone()]).as_deref(),
+            restored_plan(Some(&before), &done).as_deref(),
             Some("hare-1")
         );
+        assert_eq!(restored_plan(None, &done).as_deref(), Some("hare-1"));
         assert_eq!(
-            restored_plan(&[], &[done.clone()]).as_deref(),
-            Some("hare-1")
-        );
-        assert_eq!(
-            restored_plan(&[after], &[done]).as_deref(),
+            restored_plan(Some(&after), &done).as_deref(),
             Some("rabbit-1")
         );
-        assert_eq!(restored_plan(&[before], &[dry]).as_deref(), Some("bunny-1"));
+        assert_eq!(
+            restored_plan(Some(&before), &dry).as_deref(),
+            Some("bunny-1")
+        );
     }
 }
