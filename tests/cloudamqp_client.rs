@@ -325,6 +325,25 @@ async fn a_busy_answer_after_a_gateway_timeout_counts_as_accepted_not_as_busy() 
 }
 
 #[tokio::test]
+async fn a_busy_answer_after_a_refusal_is_busy_not_accepted() {
+    // A 423 (locked) or a 503 refused the PUT before anything began: the "Please wait…" of
+    // the retry is about another change (here one already running), not ours.
+    for refusal in [Fault::Locked, Fault::ServiceUnavailable] {
+        let h = Harness::new(Timeline::realistic()).await;
+        h.client.change_plan(ID, "hare-1").await.unwrap();
+        h.fake
+            .inject(FaultRule::once(refusal.clone()).method("PUT"));
+        let err = h.client.change_plan(ID, "rabbit-1").await.unwrap_err();
+        assert!(
+            matches!(err, ApiError::InstanceBusy { .. }),
+            "after {refusal:?}: {err:?}"
+        );
+        assert_eq!(h.fake.put_attempts(), 3);
+        assert_eq!(h.fake.plan_changes(), vec![(ID, "hare-1".to_owned())]);
+    }
+}
+
+#[tokio::test]
 async fn the_client_side_rate_limit_spaces_requests_on_the_clock() {
     let h = Harness::with(Timeline::instant(), |s| s.requests_per_second = 2).await;
     for _ in 0..4 {

@@ -134,9 +134,11 @@ impl CloudAmqpClient {
     /// watches the instance to learn whether the change started. Only a clear answer (429,
     /// 503, 423, backend timeout) or a connection that was never made is retried.
     ///
-    /// A retry after a 5xx (a gateway may have passed the request on) that answers 422
-    /// "Please wait…" means that attempt did get through and the change is running: that
-    /// counts as accepted, not as busy. Tracking then confirms where it lands. Conversely, a
+    /// A retry after a 502, a 504 or a backend timeout (answers after which the request may
+    /// have been passed on and applied) that answers 422 "Please wait…" means that attempt
+    /// did get through and the change is running: that counts as accepted, not as busy. After
+    /// a 423 (locked) or a 503 nothing was applied, so a 422 "Please wait…" then is another
+    /// change's, and the instance is busy. Tracking then confirms where it lands. Conversely, a
     /// `DeadlineExceeded` whose attempts included such a failure does not prove the change
     /// was not started: read the instance before deciding it was refused.
     pub async fn change_plan(&self, id: u64, plan: &str) -> Result<(), ApiError> {
@@ -165,6 +167,7 @@ impl CloudAmqpClient {
                 Err(Failed {
                     error,
                     unanswered: true,
+                    ..
                 }) => {
                     tracing::warn!(
                         instance = id,
@@ -186,8 +189,12 @@ impl CloudAmqpClient {
                     );
                     Ok(Ok(()))
                 }
-                Err(Failed { error, .. }) => {
-                    if matches!(error, ApiError::Transient { .. }) {
+                Err(Failed {
+                    error,
+                    maybe_applied,
+                    ..
+                }) => {
+                    if maybe_applied {
                         fate_unknown.store(true, Ordering::Relaxed);
                     }
                     Err(error)
@@ -282,6 +289,7 @@ impl CloudAmqpClient {
                 return Err(Failed {
                     error: self.transport_error(e),
                     unanswered,
+                    maybe_applied: unanswered,
                 });
             }
         };
@@ -291,20 +299,28 @@ impl CloudAmqpClient {
         let bytes = response.bytes().await.map_err(|e| Failed {
             error: self.transport_error(e),
             unanswered: true,
+            maybe_applied: true,
         })?;
         tracing::debug!(%method, path, status = status.as_u16(), "CloudAMQP answered");
         if status.is_success() {
             return Ok(bytes.to_vec());
         }
+        let error = classify(
+            status,
+            &headers,
+            &bytes,
+            inner.clock.now(),
+            inner.key.expose_secret(),
+        );
+        // A gateway's 502/504, or CloudAMQP's own backend timeout (a 400 classed transient),
+        // may come after the request was passed on; a 423 (locked) or a 503 refused it before
+        // anything began, as does every other answer.
+        let maybe_applied = matches!(status.as_u16(), 502 | 504)
+            || (status.as_u16() == 400 && matches!(error, ApiError::Transient { .. }));
         Err(Failed {
-            error: classify(
-                status,
-                &headers,
-                &bytes,
-                inner.clock.now(),
-                inner.key.expose_secret(),
-            ),
+            error,
             unanswered: false,
+            maybe_applied,
         })
     }
 
@@ -342,6 +358,8 @@ struct Failed {
     /// The request may have reached CloudAMQP, and no answer came back: whether it took
     /// effect is unknown.
     unanswered: bool,
+    /// The answer (or its absence) leaves open whether the request took effect.
+    maybe_applied: bool,
 }
 
 /// The metric name of a request.
