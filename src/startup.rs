@@ -268,8 +268,22 @@ fn check_start(settings: &Settings) -> Result<(), StartError> {
             settings.server.bind
         )));
     }
+    // The right token is never throttled (a reverse proxy's address is every sender's), so
+    // the token's own strength is what stops a guesser.
+    if let Some(token) = &settings.server.webhook_token {
+        let length = secrecy::ExposeSecret::expose_secret(token).chars().count();
+        if length < MIN_TOKEN_CHARS {
+            tracing::warn!(
+                "server.webhook_token is only {length} characters: a guesser is slowed but \
+                 never stopped, so use at least {MIN_TOKEN_CHARS} random ones (openssl rand -hex 32)"
+            );
+        }
+    }
     Ok(())
 }
+
+/// Below this, `serve` warns that the webhook token is weak.
+const MIN_TOKEN_CHARS: usize = 16;
 
 async fn on_signals(
     mut signals: mpsc::Receiver<Signal>,

@@ -25,23 +25,24 @@ pub async fn receive(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let address = request.peer_addr().map(|a| a.ip());
-    if let Some(address) = address
-        && let Some(wait) = state.throttle.blocked_for(address)
-    {
-        state.metrics.alarm_received("", "throttled");
-        return retry_later(
-            StatusCode::TOO_MANY_REQUESTS,
-            wait,
-            "too many requests with a wrong token; try again later",
-        );
-    }
+    // The right token always gets in, even from a throttled address: behind a reverse proxy
+    // every sender shares the proxy's address, and a guesser must not shut CloudAMQP out.
+    // What the throttle holds back is the wrong tokens.
     if let Some(check) = &state.token
         && !check.admits(&request)
     {
-        if let Some(address) = address
-            && let Some(wait) = state.throttle.failed(address)
-        {
-            tracing::warn!(%address, "webhook: too many wrong tokens, address throttled");
+        // Throttled already: refused without counting. Else counted, and throttled once the
+        // address has used up its budget.
+        let throttled = address.and_then(|address| {
+            state.throttle.blocked_for(address).or_else(|| {
+                let wait = state.throttle.failed(address);
+                if wait.is_some() {
+                    tracing::warn!(%address, "webhook: too many wrong tokens, address throttled");
+                }
+                wait
+            })
+        });
+        if let Some(wait) = throttled {
             state.metrics.alarm_received("", "throttled");
             return retry_later(
                 StatusCode::TOO_MANY_REQUESTS,
