@@ -23,6 +23,21 @@ impl Executor {
     /// Resumes a change the previous run left in flight.
     pub(super) fn spawn_resume(&self, row: ChangeRow) {
         let id = row.instance_id;
+        if row.dry_run {
+            // A dry run sends nothing, so there is nothing to follow: one left open by a stop
+            // between its two writes ends as it would have, when it was decided.
+            let change = crate::decide::PlanChange {
+                from: row.from_plan,
+                to: row.to_plan,
+                rule: row.rule,
+                cooldown: row.cooldown,
+            };
+            self.finish_dry_run(id, row.id, &change, row.intended_at);
+            self.inner
+                .metrics
+                .changes_in_flight(self.inner.book.in_flight_count());
+            return;
+        }
         let change = InFlight::from(&row);
         let executor = self.clone();
         let submitted = row.phase == Phase::Submitted;

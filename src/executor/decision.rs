@@ -491,7 +491,7 @@ impl Executor {
         });
         if !live {
             tracing::info!(alarm_id = job.alarm_id, instance = id, rule = %change.rule, "would change plan {} -> {}", change.from, change.to);
-            self.finish_dry_run(id, change_id, &change);
+            self.finish_dry_run(id, change_id, &change, now);
             return;
         }
         tracing::info!(alarm_id = job.alarm_id, instance = id, rule = %change.rule, "change plan {} -> {}", change.from, change.to);
@@ -513,16 +513,23 @@ impl Executor {
         self.spawn_submit(id, in_flight);
     }
 
-    /// A dry run holds the cooldown as if the plan had changed.
-    fn finish_dry_run(
+    /// A dry run holds the cooldown as if the plan had changed `now`.
+    pub(super) fn finish_dry_run(
         &self,
         id: u64,
         change_id: crate::store::ChangeId,
         change: &decide::PlanChange,
+        now: jiff::Timestamp,
     ) {
         let inner = &self.inner;
-        let now = inner.clock.now();
         inner.book.update(id, |state| {
+            if state
+                .in_flight
+                .as_ref()
+                .is_some_and(|open| open.id == change_id)
+            {
+                state.in_flight = None;
+            }
             state.last_change = Some(Finished {
                 from: change.from.clone(),
                 to: change.to.clone(),

@@ -74,6 +74,53 @@ async fn a_completed_change_is_the_instances_plan_after_a_restart() {
     app.stop().await;
 }
 
+/// A dry-run change that a stop left open (between recording it and marking it done) is
+/// closed as the dry run it was at the next start: nothing to follow, nothing sent, no human
+/// needed, and its cooldown counted from when it was decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_change_left_open_is_closed_as_a_dry_run_at_the_next_start() {
+    let dry_run = || Spawn {
+        live: false,
+        ..Spawn::default()
+    };
+    let stopped = spawn_app(dry_run()).await.stop().await;
+    let db = rusqlite::Connection::open(stopped.state_dir.join("autoscaler.sqlite3")).unwrap();
+    db.execute_batch(&format!(
+        "INSERT INTO alarms (received_at, kind, value, resolved, body, decided_at, instance_id, \
+             plan, decision, rule, from_plan, to_plan, detail) \
+         VALUES ('2026-11-26T17:00:00Z', 'memory', 85, 0, '{{}}', '2026-11-26T17:00:00Z', {ID}, \
+             'bunny-1', 'would_change', 'memory-high', 'bunny-1', 'hare-1', 'would change'); \
+         INSERT INTO changes (instance_id, alarm_id, from_plan, to_plan, rule, cooldown_seconds, \
+             dry_run, phase, intended_at) \
+         VALUES ({ID}, last_insert_rowid(), 'bunny-1', 'hare-1', 'memory-high', 1800, 1, \
+             'intended', '2026-11-26T17:00:00Z');"
+    ))
+    .unwrap();
+    drop(db);
+
+    let app = stopped.restart(dry_run()).await;
+    let instance = app.instance().await;
+    assert!(instance["change"].is_null(), "not in flight: {instance}");
+    assert_eq!(instance["last_change"]["dry_run"], true, "{instance}");
+    assert_eq!(
+        instance["last_change"]["needs_attention"], false,
+        "{instance}"
+    );
+    assert_eq!(
+        instance["last_change"]["finished_at"], "2026-11-26T17:00:00Z",
+        "{instance}"
+    );
+    app.wait_for("the change closed", WITHIN, |_| {
+        super::support::query(
+            &app.state_dir,
+            "SELECT count(*) FROM changes WHERE phase = 'completed' AND NOT needs_attention",
+        ) == vec![vec![serde_json::Value::from(1)]]
+    })
+    .await;
+    assert_eq!(app.fake.put_attempts(), 0);
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_before_the_answer_was_recorded_follows_the_change_it_finds() {
     let app = spawn_app(Spawn {
