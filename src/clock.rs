@@ -81,6 +81,11 @@ impl ManualClock {
         state.now = add(state.now, by);
     }
 
+    /// Sets the clock to `at`, backwards too (as a wall clock stepped by NTP may be).
+    pub fn set(&self, at: Timestamp) {
+        self.lock().now = at;
+    }
+
     /// Every duration passed to [`Clock::sleep`] so far, in order.
     pub fn sleeps(&self) -> Vec<Duration> {
         self.lock().sleeps.clone()

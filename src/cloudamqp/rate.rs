@@ -5,6 +5,7 @@
 //! limiter reads time from our [`Clock`] and waits with its `sleep`.
 
 use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use governor::clock::Clock as GovernorClock;
@@ -16,20 +17,37 @@ use jiff::Timestamp;
 
 use crate::clock::SharedClock;
 
-/// Our clock as governor sees it: nanoseconds since the limiter was made.
+/// Our clock as governor sees it: nanoseconds of the clock's forward movement since the
+/// limiter was made. Our clock is a wall clock; a step back (NTP) counts as no time, not as
+/// negative time, which would make the limiter wait for the clock to catch up.
 #[derive(Debug, Clone)]
 struct ClockAdapter {
     clock: SharedClock,
-    origin: Timestamp,
+    /// The wall time last read, and the forward time counted up to it.
+    read: Arc<Mutex<(Timestamp, u64)>>,
+}
+
+impl ClockAdapter {
+    fn new(clock: SharedClock) -> Self {
+        Self {
+            read: Arc::new(Mutex::new((clock.now(), 0))),
+            clock,
+        }
+    }
 }
 
 impl GovernorClock for ClockAdapter {
     type Instant = Nanos;
 
     fn now(&self) -> Nanos {
-        let elapsed = self.clock.now().as_nanosecond() - self.origin.as_nanosecond();
-        // A wall clock stepping back before the origin reads as the origin.
-        Nanos::from(u64::try_from(elapsed.max(0)).unwrap_or(u64::MAX))
+        let now = self.clock.now();
+        let mut read = self.read.lock().unwrap_or_else(PoisonError::into_inner);
+        let forward = (now.as_nanosecond() - read.0.as_nanosecond()).max(0);
+        read.1 = read
+            .1
+            .saturating_add(u64::try_from(forward).unwrap_or(u64::MAX));
+        read.0 = now;
+        Nanos::from(read.1)
     }
 }
 
@@ -50,10 +68,7 @@ impl RateLimit {
     /// A limiter on `clock`; a rate of 0 is taken as 1 (settings refuse 0 anyway).
     pub fn new(requests_per_second: u32, clock: SharedClock) -> Self {
         let rate = NonZeroU32::new(requests_per_second).unwrap_or(NonZeroU32::MIN);
-        let adapter = ClockAdapter {
-            origin: clock.now(),
-            clock,
-        };
+        let adapter = ClockAdapter::new(clock);
         Self {
             gcra: Gcra::direct_with_clock(Quota::per_second(rate), adapter.clone()),
             clock: adapter,
@@ -87,6 +102,23 @@ mod tests {
         for _ in 0..4 {
             limit.until_ready().await;
         }
+        assert_eq!(
+            clock.sleeps(),
+            vec![Duration::from_millis(500), Duration::from_millis(500)]
+        );
+    }
+
+    /// The wall clock stepped back an hour (NTP): requests still go out at the rate, not
+    /// after an hour's wait for the clock to catch up.
+    #[tokio::test]
+    async fn a_clock_stepped_back_does_not_stall_requests() {
+        let clock = ManualClock::new("2026-11-26T17:00:00Z".parse().unwrap());
+        let limit = RateLimit::new(2, clock.clone());
+        limit.until_ready().await;
+        limit.until_ready().await;
+        clock.set("2026-11-26T16:00:00Z".parse().unwrap());
+        limit.until_ready().await;
+        limit.until_ready().await;
         assert_eq!(
             clock.sleeps(),
             vec![Duration::from_millis(500), Duration::from_millis(500)]
