@@ -88,7 +88,7 @@ async fn missing_or_wrong_tokens_are_401_and_record_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_address_that_keeps_guessing_is_throttled_with_429_even_with_the_right_token() {
+async fn an_address_that_keeps_guessing_is_throttled_with_429_but_the_right_token_gets_in() {
     let app = spawn_app(Spawn {
         live: false,
         ..Spawn::default()
@@ -96,6 +96,7 @@ async fn an_address_that_keeps_guessing_is_throttled_with_429_even_with_the_righ
     .await;
     let url = format!("{}/cloudamqp/alarm", app.base);
     let mut statuses = Vec::new();
+    let mut last = None;
     for _ in 0..25 {
         let response = app
             .http
@@ -105,6 +106,7 @@ async fn an_address_that_keeps_guessing_is_throttled_with_429_even_with_the_righ
             .await
             .unwrap();
         statuses.push(response.status());
+        last = Some(response);
     }
     assert!(
         statuses[..20]
@@ -118,15 +120,17 @@ async fn an_address_that_keeps_guessing_is_throttled_with_429_even_with_the_righ
             .all(|s| *s == StatusCode::TOO_MANY_REQUESTS),
         "{statuses:?}"
     );
-    let response = app.alarm(MEMORY_85).await;
-    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-    let wait: u64 = response.headers()["retry-after"]
+    let wait: u64 = last.unwrap().headers()["retry-after"]
         .to_str()
         .unwrap()
         .parse()
         .unwrap();
     assert!((1..=60).contains(&wait), "{wait}");
     assert_eq!(alarms_recorded(&app), 0);
+    // CloudAMQP behind the same reverse proxy, with the right token, still gets in.
+    let response = app.alarm(MEMORY_85).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(alarms_recorded(&app), 1);
     app.stop().await;
 }
 
