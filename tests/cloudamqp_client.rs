@@ -344,6 +344,45 @@ async fn a_busy_answer_after_a_refusal_is_busy_not_accepted() {
 }
 
 #[tokio::test]
+async fn a_change_refused_until_the_deadline_is_refused_unless_an_attempt_may_have_got_through() {
+    // Every attempt refused outright (423 locked): nothing can have started.
+    let h = Harness::with(Timeline::instant(), |s| {
+        s.retry_deadline = Duration::from_secs(30);
+    })
+    .await;
+    h.fake
+        .inject(FaultRule::once(Fault::Locked).method("PUT").times(100));
+    let err = h.client.change_plan(ID, "hare-1").await.unwrap_err();
+    assert!(
+        matches!(&err, ApiError::ChangeRefused(deadline)
+            if matches!(**deadline, ApiError::DeadlineExceeded { attempts: 5, .. })),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("423"), "{err}");
+    assert!(h.fake.plan_changes().is_empty());
+
+    // A 504 first (it may have been passed on), then refusals: the deadline proves nothing.
+    let h = Harness::with(Timeline::instant(), |s| {
+        s.retry_deadline = Duration::from_secs(30);
+    })
+    .await;
+    h.fake.inject(
+        FaultRule::once(Fault::Respond {
+            status: 504,
+            body: serde_json::json!({"error": "Gateway Timeout"}),
+        })
+        .method("PUT"),
+    );
+    h.fake
+        .inject(FaultRule::once(Fault::Locked).method("PUT").times(100));
+    let err = h.client.change_plan(ID, "hare-1").await.unwrap_err();
+    assert!(
+        matches!(&err, ApiError::DeadlineExceeded { attempts: 5, .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
 async fn the_client_side_rate_limit_spaces_requests_on_the_clock() {
     let h = Harness::with(Timeline::instant(), |s| s.requests_per_second = 2).await;
     for _ in 0..4 {

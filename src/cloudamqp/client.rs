@@ -140,7 +140,8 @@ impl CloudAmqpClient {
     /// a 423 (locked) or a 503 nothing was applied, so a 422 "Please wait…" then is another
     /// change's, and the instance is busy. Tracking then confirms where it lands. Conversely, a
     /// `DeadlineExceeded` whose attempts included such a failure does not prove the change
-    /// was not started: read the instance before deciding it was refused.
+    /// was not started: read the instance before deciding it was refused. When every attempt
+    /// was refused outright, the deadline comes as `ChangeRefused`: nothing was started.
     pub async fn change_plan(&self, id: u64, plan: &str) -> Result<(), ApiError> {
         let path = format!("/instances/{id}");
         let body = serde_json::json!({ "plan": plan });
@@ -202,7 +203,14 @@ impl CloudAmqpClient {
             }
         })
         .await;
-        outcome.and_then(|attempt| attempt)
+        outcome
+            .map_err(|error| match error {
+                ApiError::DeadlineExceeded { .. } if !fate_unknown.load(Ordering::Relaxed) => {
+                    ApiError::ChangeRefused(Box::new(error))
+                }
+                other => other,
+            })
+            .and_then(|attempt| attempt)
     }
 
     async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {

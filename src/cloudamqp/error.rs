@@ -58,6 +58,10 @@ pub enum ApiError {
     /// Transient failures went on until `cloudamqp.retry_deadline`; `last` is the final one.
     #[error("gave up after {attempts} attempts within cloudamqp.retry_deadline: {last}")]
     DeadlineExceeded { attempts: u32, last: Box<ApiError> },
+    /// A plan change refused by every attempt (423, 503, 429, no connection) until the
+    /// deadline (the `DeadlineExceeded` inside): none of them can have started it.
+    #[error("CloudAMQP refused every attempt of the plan change: {0}")]
+    ChangeRefused(Box<ApiError>),
 }
 
 fn retry_after_text(retry_after: Option<Duration>) -> String {
@@ -75,6 +79,7 @@ impl ApiError {
         match self {
             Self::RateLimited { .. } | Self::Transient { .. } => true,
             Self::DeadlineExceeded { last, .. } => last.is_transient(),
+            Self::ChangeRefused(deadline) => deadline.is_transient(),
             _ => false,
         }
     }

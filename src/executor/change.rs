@@ -102,6 +102,9 @@ impl Executor {
             return;
         }
         let detail = match &error {
+            ApiError::ChangeRefused(deadline) => format!(
+                "CloudAMQP refused the plan change every time it was tried ({deadline}); nothing was started"
+            ),
             ApiError::InstanceBusy { message } => format!(
                 "CloudAMQP says the instance is busy ({message}): another change is running; not retried"
             ),

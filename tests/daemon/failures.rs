@@ -77,6 +77,37 @@ async fn a_busy_instance_is_not_hammered() {
     app.stop().await;
 }
 
+/// An instance locked (still configuring) for longer than the retry deadline: every PUT was
+/// refused, so nothing was started. The change fails at once for a human, rather than being
+/// watched as if it might have started (where a configuring instance would look like ours).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_refused_until_the_deadline_fails_at_once_without_watching() {
+    let app = spawn_app(Spawn::default().env("AUTOSCALER__CLOUDAMQP__RETRY_DEADLINE", "2s")).await;
+    app.fake.inject(FaultRule {
+        times: 100,
+        ..put_fault(Fault::Locked)
+    });
+    app.alarm(MEMORY_85).await;
+    let instance = app.wait_for_result(WITHIN).await;
+    assert_eq!(instance["last_change"]["result"], "failed", "{instance}");
+    assert_eq!(instance["last_change"]["needs_attention"], true);
+    let detail = app.query("SELECT detail FROM changes")[0][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        detail.contains("refused the plan change every time"),
+        "{detail}"
+    );
+    assert!(app.fake.plan_changes().is_empty());
+    let reads_after_the_puts = app.instance_reads().len();
+    assert!(
+        reads_after_the_puts <= 1,
+        "no watching for a change that cannot have started: {reads_after_the_puts} reads"
+    );
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_change_times_out_needs_a_human_and_is_not_sent_again() {
     let app = spawn_app(Spawn {
