@@ -82,6 +82,9 @@ pub enum Reason {
     MoveNotAllowed,
     /// Runtime only (an extension): the instance's current plan could not be read.
     PlanUnknown,
+    /// Runtime only (an extension): an alarm found undecided at a start, accepted too long
+    /// ago to say anything about the load now.
+    Stale,
 }
 
 impl Reason {
@@ -99,6 +102,7 @@ impl Reason {
             Self::InstanceUnknown => "instance_unknown",
             Self::MoveNotAllowed => "move_not_allowed",
             Self::PlanUnknown => "plan_unknown",
+            Self::Stale => "stale",
         }
     }
 }

@@ -403,6 +403,25 @@ impl Executor {
         }
     }
 
+    /// Decides an alarm found undecided at a start, accepted at `received_at`, as `stale`.
+    pub(super) fn record_stale(
+        &self,
+        alarm_id: crate::store::AlarmId,
+        alarm_kind: &str,
+        received_at: jiff::Timestamp,
+    ) {
+        let outcome = Outcome::skip(
+            None,
+            Reason::Stale,
+            format!(
+                "the alarm was accepted at {received_at} and found undecided at this start, more \
+                 than {} later: it says nothing about the load now (a lasting condition alarms again)",
+                crate::duration::display(super::STALE_AFTER)
+            ),
+        );
+        self.record(alarm_id, alarm_kind, outcome);
+    }
+
     /// Marks a journaled alarm that can no longer be read as decided, with the reason.
     pub(super) fn record_unreadable(&self, alarm_id: crate::store::AlarmId, error: &str) {
         let outcome = Outcome::skip(

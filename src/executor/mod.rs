@@ -27,6 +27,15 @@ use crate::store::{AlarmId, Recovered, Store};
 pub use decision::QuickDecision;
 pub use state::StateBook;
 
+/// An alarm found undecided at a start (a crash and a long outage, or a decision whose write
+/// failed) is decided only if it was accepted at most this long ago; older, it is skipped as
+/// `stale`: it says nothing about the load now, and a lasting condition alarms again.
+pub const STALE_AFTER: Duration = Duration::from_secs(60 * 60);
+
+fn is_stale(age: jiff::SignedDuration) -> bool {
+    age.is_positive() && age.unsigned_abs() > STALE_AFTER
+}
+
 /// One recorded alarm waiting for its decision.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -143,8 +152,17 @@ impl Executor {
         for change in recovered.open_changes {
             self.spawn_resume(change);
         }
+        let now = inner.clock.now();
         for pending in recovered.pending_alarms {
             match crate::alarm::parse(pending.body.as_bytes()) {
+                Ok(alarm) if is_stale(now.duration_since(pending.received_at)) => {
+                    tracing::warn!(
+                        alarm_id = pending.id,
+                        received_at = %pending.received_at,
+                        "an alarm accepted long before this start is skipped as stale"
+                    );
+                    self.record_stale(pending.id, &alarm.kind, pending.received_at);
+                }
                 Ok(alarm) => {
                     tracing::info!(
                         alarm_id = pending.id,

@@ -160,6 +160,38 @@ async fn a_restart_before_the_answer_was_recorded_follows_the_change_it_finds() 
     app.stop().await;
 }
 
+/// An alarm found undecided at a start but accepted long before it (a crash and a long
+/// outage) is not acted on: it is skipped as `stale`, and nothing is sent. (Recent ones are
+/// decided as usual: the test below.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_accepted_long_before_the_restart_is_skipped_as_stale() {
+    let stopped = spawn_app(Spawn::default()).await.stop().await;
+    let db = rusqlite::Connection::open(stopped.state_dir.join("autoscaler.sqlite3")).unwrap();
+    db.execute(
+        "INSERT INTO alarms (received_at, kind, value, instance, resolved, body) \
+         VALUES ('2026-11-20T08:30:00Z', 'memory', 85, ?1, 0, ?2)",
+        rusqlite::params![ID.to_string(), MEMORY_85],
+    )
+    .unwrap();
+    drop(db);
+
+    let app = stopped.restart(Spawn::default()).await;
+    app.wait_for("the old alarm decided", WITHIN, |_| {
+        app.query("SELECT count(*) FROM alarms WHERE decided_at IS NULL")[0][0] == 0
+    })
+    .await;
+    assert_eq!(
+        app.query("SELECT decision, reason FROM decisions"),
+        vec![vec![
+            serde_json::Value::from("skip"),
+            serde_json::Value::from("stale")
+        ]]
+    );
+    assert_eq!(app.fake.put_attempts(), 0);
+    assert_eq!(app.query("SELECT count(*) FROM changes")[0][0], 0);
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alarms_accepted_but_not_decided_are_decided_after_a_restart() {
     let app = spawn_app(Spawn {
