@@ -167,8 +167,7 @@ impl CloudAmqpClient {
                 }
                 Err(Failed {
                     error,
-                    unanswered: true,
-                    ..
+                    fate: Fate::Unanswered,
                 }) => {
                     tracing::warn!(
                         instance = id,
@@ -190,12 +189,8 @@ impl CloudAmqpClient {
                     );
                     Ok(Ok(()))
                 }
-                Err(Failed {
-                    error,
-                    maybe_applied,
-                    ..
-                }) => {
-                    if maybe_applied {
+                Err(Failed { error, fate }) => {
+                    if fate == Fate::MaybeApplied {
                         fate_unknown.store(true, Ordering::Relaxed);
                     }
                     Err(error)
@@ -293,11 +288,14 @@ impl CloudAmqpClient {
                 observe(None);
                 // A connection that was never made carried nothing; any other failure (a
                 // timeout, a connection lost) may come after the request was received.
-                let unanswered = !e.is_connect();
+                let fate = if e.is_connect() {
+                    Fate::NotApplied
+                } else {
+                    Fate::Unanswered
+                };
                 return Err(Failed {
                     error: self.transport_error(e),
-                    unanswered,
-                    maybe_applied: unanswered,
+                    fate,
                 });
             }
         };
@@ -306,8 +304,7 @@ impl CloudAmqpClient {
         let headers = response.headers().clone();
         let bytes = response.bytes().await.map_err(|e| Failed {
             error: self.transport_error(e),
-            unanswered: true,
-            maybe_applied: true,
+            fate: Fate::Unanswered,
         })?;
         tracing::debug!(%method, path, status = status.as_u16(), "CloudAMQP answered");
         if status.is_success() {
@@ -323,13 +320,14 @@ impl CloudAmqpClient {
         // A gateway's 502/504, or CloudAMQP's own backend timeout (a 400 classed transient),
         // may come after the request was passed on; a 423 (locked) or a 503 refused it before
         // anything began, as does every other answer.
-        let maybe_applied = matches!(status.as_u16(), 502 | 504)
-            || (status.as_u16() == 400 && matches!(error, ApiError::Transient { .. }));
-        Err(Failed {
-            error,
-            unanswered: false,
-            maybe_applied,
-        })
+        let fate = if matches!(status.as_u16(), 502 | 504)
+            || (status.as_u16() == 400 && matches!(error, ApiError::Transient { .. }))
+        {
+            Fate::MaybeApplied
+        } else {
+            Fate::NotApplied
+        };
+        Err(Failed { error, fate })
     }
 
     /// A failure below HTTP: always transient, described without the URL.
@@ -363,11 +361,19 @@ impl CloudAmqpClient {
 /// A failed attempt.
 struct Failed {
     error: ApiError,
-    /// The request may have reached CloudAMQP, and no answer came back: whether it took
-    /// effect is unknown.
-    unanswered: bool,
-    /// The answer (or its absence) leaves open whether the request took effect.
-    maybe_applied: bool,
+    fate: Fate,
+}
+
+/// Whether a failed attempt may have taken effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Refused, or never sent (a connection that was never made): nothing happened.
+    NotApplied,
+    /// An answer that comes after the request may have been passed on (a gateway's 502 or
+    /// 504, CloudAMQP's backend timeout).
+    MaybeApplied,
+    /// The request may have reached CloudAMQP, and no answer came back.
+    Unanswered,
 }
 
 /// The metric name of a request.
