@@ -270,20 +270,30 @@ fn check_start(settings: &Settings) -> Result<(), StartError> {
     }
     // The right token is never throttled (a reverse proxy's address is every sender's), so
     // the token's own strength is what stops a guesser.
-    if let Some(token) = &settings.server.webhook_token {
-        let length = secrecy::ExposeSecret::expose_secret(token).chars().count();
-        if length < MIN_TOKEN_CHARS {
-            tracing::warn!(
-                "server.webhook_token is only {length} characters: a guesser is slowed but \
-                 never stopped, so use at least {MIN_TOKEN_CHARS} random ones (openssl rand -hex 32)"
-            );
-        }
+    if let Some(warning) = settings
+        .server
+        .webhook_token
+        .as_ref()
+        .and_then(|token| weak_token(secrecy::ExposeSecret::expose_secret(token)))
+    {
+        tracing::warn!("{warning}");
     }
     Ok(())
 }
 
 /// Below this, `serve` warns that the webhook token is weak.
 const MIN_TOKEN_CHARS: usize = 16;
+
+/// The warning for a webhook token too short to stand up to guessing (never the token).
+fn weak_token(token: &str) -> Option<String> {
+    let length = token.chars().count();
+    (length < MIN_TOKEN_CHARS).then(|| {
+        format!(
+            "server.webhook_token is only {length} characters: a guesser is slowed but never \
+             stopped, so use at least {MIN_TOKEN_CHARS} random ones (openssl rand -hex 32)"
+        )
+    })
+}
 
 async fn on_signals(
     mut signals: mpsc::Receiver<Signal>,
@@ -321,5 +331,18 @@ async fn upkeep(state: Arc<AppState>, stop: CancellationToken) {
                 state.throttle.prune();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::weak_token;
+
+    #[test]
+    fn a_short_token_is_warned_about_without_being_shown() {
+        let warning = weak_token("hunter2").expect("7 characters are weak");
+        assert!(warning.contains("only 7 characters"), "{warning}");
+        assert!(!warning.contains("hunter2"), "{warning}");
+        assert_eq!(weak_token("0123456789abcdef"), None);
     }
 }
