@@ -120,6 +120,11 @@ pub fn add(at: Timestamp, by: Duration) -> Timestamp {
         .unwrap_or(Timestamp::MAX)
 }
 
+/// The time from `from` to `to`; zero when `to` is not later.
+pub fn between(from: Timestamp, to: Timestamp) -> Duration {
+    Duration::try_from(to.duration_since(from)).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,5 +145,13 @@ mod tests {
     #[test]
     fn add_saturates() {
         assert_eq!(add(Timestamp::MAX, Duration::from_secs(1)), Timestamp::MAX);
+    }
+
+    #[test]
+    fn between_is_zero_once_past() {
+        let start: Timestamp = "2026-11-26T17:00:00Z".parse().unwrap();
+        let later = add(start, Duration::from_secs(90));
+        assert_eq!(between(start, later), Duration::from_secs(90));
+        assert_eq!(between(later, start), Duration::ZERO);
     }
 }

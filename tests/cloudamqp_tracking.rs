@@ -95,6 +95,41 @@ async fn a_stuck_change_times_out_exactly_at_change_timeout() {
 }
 
 #[tokio::test]
+async fn failing_polls_retry_only_until_change_timeout() {
+    // Every read answers 503 after the PUT. A poll retries (1 s, 2 s … 30 s), but only
+    // until the change's deadline, not for a whole retry_deadline (300 s) past it.
+    let h = Harness::with(Timeline::stuck(), |s| {
+        s.change_timeout = Duration::from_secs(120);
+    })
+    .await;
+    h.client.change_plan(ID, "hare-1").await.unwrap();
+    h.fake.inject(
+        FaultRule::once(Fault::ServiceUnavailable)
+            .method("GET")
+            .times(1000),
+    );
+    let change = PlanChange {
+        instance_id: ID,
+        from_plan: "bunny-1".into(),
+        to_plan: "hare-1".into(),
+        accepted_at: h.clock.now(),
+    };
+    let (outcome, events) = track(&h, &change).await;
+    assert_eq!(outcome, TrackOutcome::TimedOut { at: after(120) });
+    // First poll at 15 s, retried until 106 s (the next 30 s would pass 120 s); the last
+    // sleep is cut to the deadline, where one attempt is made and not retried.
+    assert_eq!(h.clock.sleeps(), secs(&[15, 1, 2, 4, 8, 16, 30, 30, 14]));
+    assert_eq!(h.statuses().iter().filter(|s| **s == 503).count(), 9);
+    assert!(matches!(
+        events.as_slice(),
+        [
+            TrackEvent::PollError { consecutive: 1, .. },
+            TrackEvent::PollError { consecutive: 2, .. }
+        ]
+    ));
+}
+
+#[tokio::test]
 async fn a_401_right_after_the_put_and_a_503_mid_poll_are_tolerated() {
     let h = Harness::new(Timeline::realistic()).await;
     h.fake.unauthorized_once_after_put();

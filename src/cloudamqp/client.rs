@@ -103,23 +103,36 @@ impl CloudAmqpClient {
 
     /// `GET /instances`: every instance of the account.
     pub async fn list_instances(&self) -> Result<Vec<InstanceSummary>, ApiError> {
-        self.get_list("/instances").await
+        self.get_list("/instances", self.inner.retry_deadline).await
     }
 
     /// `GET /instances/{id}`.
     pub async fn instance(&self, id: u64) -> Result<Instance, ApiError> {
-        self.get_json(&format!("/instances/{id}")).await
+        self.instance_within(id, self.inner.retry_deadline).await
+    }
+
+    /// `GET /instances/{id}`, retried for at most `patience` (never longer than
+    /// `cloudamqp.retry_deadline`); the first attempt is always made.
+    pub async fn instance_within(&self, id: u64, patience: Duration) -> Result<Instance, ApiError> {
+        self.get_json(&format!("/instances/{id}"), patience).await
     }
 
     /// `GET /instances/{id}/nodes`.
     pub async fn nodes(&self, id: u64) -> Result<Vec<Node>, ApiError> {
-        self.get_list(&format!("/instances/{id}/nodes")).await
+        self.nodes_within(id, self.inner.retry_deadline).await
+    }
+
+    /// `GET /instances/{id}/nodes`, retried for at most `patience` (as
+    /// [`instance_within`](Self::instance_within)).
+    pub async fn nodes_within(&self, id: u64, patience: Duration) -> Result<Vec<Node>, ApiError> {
+        self.get_list(&format!("/instances/{id}/nodes"), patience)
+            .await
     }
 
     /// `GET /plans`, broker plans only (`vpc`/`vpn` entries dropped), in API order
     /// (cheapest first).
     pub async fn plans(&self) -> Result<Vec<Plan>, ApiError> {
-        let plans: Vec<Plan> = self.get_list("/plans").await?;
+        let plans: Vec<Plan> = self.get_list("/plans", self.inner.retry_deadline).await?;
         Ok(plans.into_iter().filter(Plan::is_broker).collect())
     }
 
@@ -208,11 +221,16 @@ impl CloudAmqpClient {
             .and_then(|attempt| attempt)
     }
 
-    async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
+    /// A GET retried for `patience`, capped at `retry_deadline`.
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        patience: Duration,
+    ) -> Result<T, ApiError> {
         let what = format!("GET {path}");
         with_retries(
             &self.inner.clock,
-            self.inner.retry_deadline,
+            patience.min(self.inner.retry_deadline),
             &what,
             || async {
                 let body = self.attempt(Method::GET, path, None).await?;
@@ -222,11 +240,15 @@ impl CloudAmqpClient {
         .await
     }
 
-    async fn get_list<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>, ApiError> {
+    async fn get_list<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        patience: Duration,
+    ) -> Result<Vec<T>, ApiError> {
         let what = format!("GET {path}");
         with_retries(
             &self.inner.clock,
-            self.inner.retry_deadline,
+            patience.min(self.inner.retry_deadline),
             &what,
             || async {
                 let body = self.attempt(Method::GET, path, None).await?;

@@ -18,7 +18,7 @@ use tracing::Instrument;
 use super::client::CloudAmqpClient;
 use super::error::ApiError;
 use super::model::Plan;
-use crate::clock::add;
+use crate::clock::{add, between};
 use crate::settings::CloudAmqpSettings;
 
 /// Consecutive failed polls tolerated before a change is declared failed.
@@ -124,10 +124,11 @@ async fn track(
         // cut short so that the final poll happens exactly at the deadline.
         let now = clock.now();
         if now < deadline {
-            let left = Duration::try_from(deadline.duration_since(now)).unwrap_or_default();
-            clock.sleep(options.poll_interval.min(left)).await;
+            clock
+                .sleep(options.poll_interval.min(between(now, deadline)))
+                .await;
         }
-        let event = match poll(client, change).await {
+        let event = match poll(client, change, deadline).await {
             Ok(Seen::Done) => {
                 tracing::info!("plan change completed");
                 on_event(&TrackEvent::Done);
@@ -195,9 +196,16 @@ enum Seen {
 }
 
 /// One look at the instance; reads its nodes only once the plan and readiness look done,
-/// so a lagging change costs one call per poll.
-async fn poll(client: &CloudAmqpClient, change: &PlanChange) -> Result<Seen, ApiError> {
-    let instance = client.instance(change.instance_id).await?;
+/// so a lagging change costs one call per poll. Failed calls are retried only until
+/// `deadline` (each call still makes one attempt), so a change is declared timed out at
+/// `change_timeout`, not a whole `retry_deadline` later.
+async fn poll(
+    client: &CloudAmqpClient,
+    change: &PlanChange,
+    deadline: Timestamp,
+) -> Result<Seen, ApiError> {
+    let left = || between(client.clock().now(), deadline);
+    let instance = client.instance_within(change.instance_id, left()).await?;
     if instance.plan != change.to_plan {
         if instance.plan == change.from_plan {
             return Ok(Seen::Progress(if instance.ready {
@@ -224,7 +232,7 @@ async fn poll(client: &CloudAmqpClient, change: &PlanChange) -> Result<Seen, Api
             total: 0,
         }));
     }
-    let nodes = client.nodes(change.instance_id).await?;
+    let nodes = client.nodes_within(change.instance_id, left()).await?;
     let configured = nodes.iter().filter(|n| n.configured).count();
     let count_ok = Plan::node_count(&change.to_plan).is_none_or(|n| nodes.len() == n as usize);
     if instance.ready && configured == nodes.len() && count_ok {

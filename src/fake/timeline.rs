@@ -64,7 +64,7 @@ impl Timeline {
     pub(crate) fn phase(&self, started: Timestamp, now: Timestamp) -> Phase {
         // A clock that went backwards (only possible with a manual clock) reads as "just
         // accepted" rather than as an error.
-        let elapsed = Duration::try_from(now.duration_since(started)).unwrap_or(Duration::ZERO);
+        let elapsed = crate::clock::between(started, now);
         if elapsed < self.lag {
             return Phase::Lag;
         }
