@@ -129,7 +129,9 @@ impl Executor {
         };
         let deadline = crate::clock::add(inner.clock.now(), inner.config.unconfirmed_grace);
         loop {
-            match api.client.instance(id).await {
+            // Retried only until the grace ends, so the verdict comes on time.
+            let patience = crate::clock::between(inner.clock.now(), deadline);
+            match api.client.instance_within(id, patience).await {
                 Ok(instance) if instance.plan != change.from || !instance.ready => {
                     let accepted_at = change.started_at;
                     self.follow(id, change, accepted_at).await;

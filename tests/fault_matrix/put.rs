@@ -9,6 +9,7 @@ use cloudamqp_autoscaler::fake::{FaultRule, PathMatch, Timeline};
 
 use super::common::{
     Kind, Stream, WITHIN, app, cells, instance_path, reminder_is_cooled_down, requests, statuses,
+    until,
 };
 use crate::support::{ID, MEMORY_85};
 
@@ -81,3 +82,37 @@ cells!(run;
     bad_request_400: Kind::BadRequest,
     refused_422: Kind::Refused,
 );
+
+/// A PUT with no answer, then every read of the instance answers 503: the watch for the
+/// change gives up when its grace (ten poll intervals, 1 s here) ends, not after a read
+/// retried for `retry_deadline` (20 s here; before 2026-11-27 it ended after 15 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_after_an_unanswered_put_ends_with_its_grace() {
+    let app = app(Timeline::instant(), "4s").await;
+    app.fake.inject(
+        FaultRule::once(Kind::DroppedConnection.fault())
+            .method("PUT")
+            .path(PathMatch::Exact(instance_path())),
+    );
+    assert_eq!(app.alarm(MEMORY_85).await.status(), 202);
+    until("the PUT", || app.fake.put_attempts() == 1).await;
+    let watching = std::time::Instant::now();
+    app.fake.inject(
+        FaultRule::once(Kind::Unavailable.fault())
+            .method("GET")
+            .path(PathMatch::Exact(instance_path()))
+            .times(10_000),
+    );
+    let instance = app.wait_for_result(WITHIN).await;
+    let waited = watching.elapsed();
+    assert_eq!(instance["last_change"]["result"], "failed", "{instance:#}");
+    assert!(
+        waited < std::time::Duration::from_secs(8),
+        "the watch took {waited:?}: a read was retried past the grace"
+    );
+    let reads = statuses(&requests(&app, "GET", &instance_path()));
+    assert!(reads.contains(&503), "{reads:?}");
+    assert!(app.fake.plan_changes().is_empty());
+    assert_eq!(app.fake.put_attempts(), 1, "never sent again");
+    app.stop().await;
+}
