@@ -1,6 +1,7 @@
 #!/bin/bash
 # CPU per request, by thread, of the daemon or the actix floor and of wrk itself, during one
-# wrk run (-t2 -c64): the per-thread table of BENCHMARKS.md ("What each stage costs").
+# wrk run (-t2 -c64): the per-thread table of BENCHMARKS.md ("What each stage costs"); and
+# how long each thread waited, runnable, for a CPU (/proc/PID/task/TID/schedstat).
 #
 # usage: bench/per-request-cpu.sh daemon|floor [--close] [SECONDS]
 #   BENCH_DIR   the copied wrk harness (post.lua, body.json, the built actix-floor);
@@ -38,7 +39,9 @@ hz=$(getconf CLK_TCK)
 snap() {
   for t in /proc/"$pid"/task/*; do
     # comm may hold spaces ("actix-server worker 0"): read stat after the closing ')'.
-    printf '%s %s\n' "$(tr ' ' _ < "$t"/comm)" "$(sed 's/.*) //' "$t"/stat | awk '{print $12 + $13}')"
+    # schedstat: ns on a CPU, ns runnable but waiting for one, times run (wake-ups).
+    printf '%s %s %s\n' "$(tr ' ' _ < "$t"/comm)" "$(sed 's/.*) //' "$t"/stat | awk '{print $12 + $13}')" \
+      "$(awk '{print $2, $3}' "$t"/schedstat)"
   done
 }
 before=$(snap)
@@ -48,6 +51,7 @@ after=$(snap)
 requests=$(awk '/requests in/{print $1}' "$state/wrk.out")
 echo "$target${close:+ (Connection: close)}: $(awk '/Requests\/sec/{print $2}' "$state/wrk.out") req/s, $requests requests"
 paste <(echo "$before") <(echo "$after") |
-  awk -v hz="$hz" -v n="$requests" '{cpu[$1] += ($4 - $2) / hz}
-    END {for (t in cpu) if (cpu[t] > 0) printf "  %-24s %6.1f µs per request\n", t, cpu[t] * 1e6 / n}' | sort
+  awk -v hz="$hz" -v n="$requests" '{cpu[$1] += ($6 - $2) / hz; wait[$1] += $7 - $3; runs[$1] += $8 - $4}
+    END {for (t in cpu) if (cpu[t] > 0) printf "  %-24s %6.1f µs per request   waited for a CPU %5.1f µs per request, %5.1f µs per wake-up\n",
+      t, cpu[t] * 1e6 / n, wait[t] / 1e3 / n, runs[t] ? wait[t] / 1e3 / runs[t] : 0}' | sort
 awk -v n="$requests" '{printf "  %-24s %6.1f µs per request\n", "wrk", ($1 + $2) * 1e6 / n}' "$state/wrk.time"
