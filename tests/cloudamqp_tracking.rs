@@ -14,14 +14,19 @@ use cloudamqp_support::{Harness, ID, secs, start_time};
 /// Sends the PUT and tracks it, returning the outcome, the events and the change.
 async fn change_and_track(h: &Harness, to: &str) -> (TrackOutcome, Vec<TrackEvent>, PlanChange) {
     h.client.change_plan(ID, to).await.unwrap();
-    let change = PlanChange {
+    let change = leaving_bunny_1(h, to);
+    let (outcome, events) = track(h, &change).await;
+    (outcome, events, change)
+}
+
+/// A change from bunny-1 to `to`, accepted now.
+fn leaving_bunny_1(h: &Harness, to: &str) -> PlanChange {
+    PlanChange {
         instance_id: ID,
         from_plan: "bunny-1".into(),
         to_plan: to.into(),
         accepted_at: h.clock.now(),
-    };
-    let (outcome, events) = track(h, &change).await;
-    (outcome, events, change)
+    }
 }
 
 async fn track(h: &Harness, change: &PlanChange) -> (TrackOutcome, Vec<TrackEvent>) {
@@ -108,12 +113,7 @@ async fn failing_polls_retry_only_until_change_timeout() {
             .method("GET")
             .times(1000),
     );
-    let change = PlanChange {
-        instance_id: ID,
-        from_plan: "bunny-1".into(),
-        to_plan: "hare-1".into(),
-        accepted_at: h.clock.now(),
-    };
+    let change = leaving_bunny_1(&h, "hare-1");
     let (outcome, events) = track(&h, &change).await;
     assert_eq!(outcome, TrackOutcome::TimedOut { at: after(120) });
     // First poll at 15 s, retried until 106 s (the next 30 s would pass 120 s); the last
@@ -139,12 +139,7 @@ async fn a_401_right_after_the_put_and_a_503_mid_poll_are_tolerated() {
             .method("GET")
             .path(PathMatch::Exact(format!("/api/instances/{ID}"))),
     );
-    let change = PlanChange {
-        instance_id: ID,
-        from_plan: "bunny-1".into(),
-        to_plan: "hare-1".into(),
-        accepted_at: h.clock.now(),
-    };
+    let change = leaving_bunny_1(&h, "hare-1");
     let (outcome, events) = track(&h, &change).await;
     assert!(
         matches!(outcome, TrackOutcome::Completed { .. }),
@@ -172,12 +167,7 @@ async fn a_run_of_failed_polls_fails_the_change() {
     h.client.change_plan(ID, "hare-1").await.unwrap();
     h.fake
         .inject(FaultRule::once(Fault::Unauthorized).method("GET").times(5));
-    let change = PlanChange {
-        instance_id: ID,
-        from_plan: "bunny-1".into(),
-        to_plan: "hare-1".into(),
-        accepted_at: h.clock.now(),
-    };
+    let change = leaving_bunny_1(&h, "hare-1");
     let (outcome, events) = track(&h, &change).await;
     let TrackOutcome::Failed { reason, at } = outcome else {
         panic!("{outcome:?}")
@@ -209,12 +199,7 @@ async fn a_third_plan_set_by_someone_else_fails_the_change() {
     let h = Harness::new(Timeline::realistic()).await;
     h.client.change_plan(ID, "hare-1").await.unwrap();
     assert!(h.fake.set_plan(ID, "rabbit-1"));
-    let change = PlanChange {
-        instance_id: ID,
-        from_plan: "bunny-1".into(),
-        to_plan: "hare-1".into(),
-        accepted_at: h.clock.now(),
-    };
+    let change = leaving_bunny_1(&h, "hare-1");
     let (outcome, _) = track(&h, &change).await;
     assert!(
         matches!(&outcome, TrackOutcome::Failed { reason, .. } if reason.contains("rabbit-1")),
