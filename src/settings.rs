@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::duration::serde_human;
@@ -201,7 +201,9 @@ impl Settings {
             Environment::with_prefix(ENV_PREFIX)
                 .prefix_separator("__")
                 .separator("__")
-                .try_parsing(true)
+                // Values stay strings until a typed field asks for a number or a boolean:
+                // guessing types here would turn a token "007" into "7", or a 23-digit one
+                // into a rounded float.
                 .source(Some(scoped)),
         );
         let settings: Settings = builder
@@ -256,6 +258,22 @@ impl Settings {
         if api.requests_per_second == 0 {
             return invalid("cloudamqp.requests_per_second", "must be at least 1".into());
         }
+        // An empty secret is no secret: `-e AUTOSCALER__SERVER__WEBHOOK_TOKEN=$TOKEN` with
+        // TOKEN unset must not open the webhook (`?token=` would match it).
+        for (key, secret) in [
+            ("server.webhook_token", &self.server.webhook_token),
+            ("cloudamqp.api_key", &api.api_key),
+        ] {
+            if secret
+                .as_ref()
+                .is_some_and(|s| s.expose_secret().trim().is_empty())
+            {
+                return invalid(
+                    key,
+                    "is set but empty; give it a value or leave it unset".into(),
+                );
+            }
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return invalid(
                 "log.level",
@@ -275,7 +293,6 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use secrecy::ExposeSecret;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
@@ -371,6 +388,64 @@ mod tests {
                 err.contains(key),
                 "{var}={value}: {err:?} does not name {key}"
             );
+        }
+    }
+
+    #[test]
+    fn environment_values_are_taken_as_written() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                (
+                    "AUTOSCALER__SERVER__WEBHOOK_TOKEN",
+                    "12345678901234567890123",
+                ),
+                ("AUTOSCALER__CLOUDAMQP__API_KEY", "007"),
+                ("AUTOSCALER__STATE__DIR", "0755"),
+                ("AUTOSCALER__SERVER__QUEUE_CAPACITY", "10"),
+                ("AUTOSCALER__LIVE", "true"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.server.webhook_token.unwrap().expose_secret(),
+            "12345678901234567890123"
+        );
+        assert_eq!(s.cloudamqp.api_key.unwrap().expose_secret(), "007");
+        assert_eq!(s.state.dir, PathBuf::from("0755"));
+        assert_eq!(s.server.queue_capacity, 10);
+        assert!(s.live);
+        let key = Settings::load_from(None, env(&[("AUTOSCALER__CLOUDAMQP__API_KEY", "1e5")]))
+            .unwrap()
+            .cloudamqp
+            .api_key
+            .unwrap();
+        assert_eq!(key.expose_secret(), "1e5");
+    }
+
+    #[test]
+    fn a_fraction_where_a_whole_number_belongs_is_refused() {
+        let err = Settings::load_from(
+            None,
+            env(&[("AUTOSCALER__CLOUDAMQP__REQUESTS_PER_SECOND", "0.5")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("requests_per_second"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_secret_is_refused_naming_its_key() {
+        for (var, key) in [
+            ("AUTOSCALER__SERVER__WEBHOOK_TOKEN", "server.webhook_token"),
+            ("AUTOSCALER__CLOUDAMQP__API_KEY", "cloudamqp.api_key"),
+        ] {
+            for value in ["", "  "] {
+                let err = Settings::load_from(None, env(&[(var, value)]))
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains(key), "{var}={value:?}: {err}");
+            }
         }
     }
 
