@@ -20,6 +20,7 @@ pub fn listen(stop: CancellationToken) -> std::io::Result<mpsc::Receiver<Signal>
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let (tx, rx) = mpsc::channel(1);
+    tracing::debug!("listening for SIGHUP, SIGTERM and SIGINT");
     tokio::spawn(async move {
         loop {
             let message = tokio::select! {

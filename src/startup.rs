@@ -126,11 +126,34 @@ impl Application {
             max_concurrent_decisions,
         } = options;
         check_start(&settings)?;
+        let stop = CancellationToken::new();
+        // First: until a handler is installed, a SIGHUP (a `systemctl reload` right after a
+        // start) would kill the process with its default action.
+        let signals = if handle_signals {
+            Some(signals::listen(stop.clone())?)
+        } else {
+            None
+        };
+        // Then the port, before anything with an effect: a start refused because the port
+        // is taken must not have opened the store, decided pending alarms or called CloudAMQP.
+        let listener =
+            TcpListener::bind(settings.server.bind).map_err(|source| StartError::Bind {
+                addr: settings.server.bind,
+                source,
+            })?;
+        let addr = listener.local_addr()?;
         let metrics = Metrics::new();
         let rules = LiveRules::load(&rules_path, clock.clone(), metrics.clone())
             .map_err(|failure| StartError::Rules(failure.to_string()))?;
         let rules = Arc::new(rules);
         let (store, recovered) = Store::open(&settings.state.dir)?;
+        tracing::info!(
+            dir = %settings.state.dir.display(),
+            pending_alarms = recovered.pending_alarms.len(),
+            open_changes = recovered.open_changes.len(),
+            instances = recovered.instances.len(),
+            "state store open"
+        );
         let api = match &settings.cloudamqp.api_key {
             Some(_) => {
                 let client = CloudAmqpClient::new(&settings.cloudamqp, clock.clone())
@@ -173,12 +196,6 @@ impl Application {
         );
         executor.resume(recovered);
 
-        let listener =
-            TcpListener::bind(settings.server.bind).map_err(|source| StartError::Bind {
-                addr: settings.server.bind,
-                source,
-            })?;
-        let addr = listener.local_addr()?;
         let (queue, jobs) = mpsc::channel(settings.server.queue_capacity.max(1));
         let state = Arc::new(AppState {
             rules: rules.clone(),
@@ -190,7 +207,6 @@ impl Application {
             token: settings.server.webhook_token.as_ref().map(TokenCheck::new),
             throttle: AuthThrottle::default(),
         });
-        let stop = CancellationToken::new();
         let server = crate::server::serve(
             listener,
             state.clone(),
@@ -200,8 +216,7 @@ impl Application {
 
         let mut tasks = vec![tokio::spawn(executor.clone().run(jobs, stop.clone()))];
         tasks.push(tokio::spawn(upkeep(state.clone(), stop.clone())));
-        if handle_signals {
-            let signals = signals::listen(stop.clone())?;
+        if let Some(signals) = signals {
             tasks.push(tokio::spawn(on_signals(
                 signals,
                 rules.clone(),

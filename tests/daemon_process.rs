@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use cloudamqp_autoscaler::fake::Timeline;
-use support::{Daemon, ID, MEMORY_85, fake, workdir};
+use support::{Daemon, ID, MEMORY_85, command, fake, workdir};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_valid_rules_and_refuses_invalid_ones() {
@@ -202,4 +202,107 @@ async fn serve_demo_changes_the_simulated_plan_within_seconds() {
     assert_eq!(status["mode"], "live");
     assert_eq!(status["instances"][ID.to_string()]["plan"], "hare-1");
     assert!(dir.path().join("state/demo/autoscaler.sqlite3").exists());
+}
+
+/// A start refused because the port is taken has done nothing: no state directory, so no
+/// pending alarm decided and no CloudAMQP call (the port is bound before the store opens).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_refused_for_a_taken_port_changes_nothing() {
+    let (fake, running) = fake(Timeline::instant()).await;
+    let dir = workdir();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let output = command(
+        dir.path(),
+        &running.base_url(),
+        true,
+        &[("AUTOSCALER__SERVER__BIND", addr.as_str())],
+    )
+    .output()
+    .unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{log}");
+    assert!(log.contains("cannot listen"), "{log}");
+    assert!(
+        !dir.path().join("state").exists(),
+        "the store was opened: {log}"
+    );
+    assert!(fake.requests().is_empty(), "CloudAMQP was called");
+}
+
+/// SIGHUPs from the moment the handlers are installed until the daemon serves (a
+/// `systemctl reload` right after a start): each is a reload, none kills the process. The
+/// handlers come first, before the store is opened and the work left by a stop resumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighup_during_start_up_does_not_kill_the_daemon() {
+    let (_fake, running) = fake(Timeline::instant()).await;
+    let dir = workdir();
+    let mut child = command(
+        dir.path(),
+        &running.base_url(),
+        true,
+        &[("AUTOSCALER__LOG__LEVEL", "debug")],
+    )
+    .spawn()
+    .unwrap();
+    let pid = child.id().to_string();
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&log);
+    let (events, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            for (needle, event) in [
+                ("listening for SIGHUP", "handlers"),
+                ("state store open", "store"),
+                ("cloudamqp-autoscaler serving", "serving"),
+            ] {
+                if line.contains(needle) {
+                    let _ = events.send(event);
+                }
+            }
+            sink.lock().unwrap().push_str(&line);
+            sink.lock().unwrap().push('\n');
+        }
+    });
+    let within = std::time::Duration::from_secs(20);
+    assert_eq!(
+        seen.recv_timeout(within),
+        Ok("handlers"),
+        "{}",
+        log.lock().unwrap()
+    );
+    // From here to "serving" the store is opened and the work left by a stop resumed.
+    let mut hups = 0;
+    let mut store_opened = false;
+    loop {
+        match seen.try_recv() {
+            Ok("serving") => break,
+            Ok("store") => store_opened = true,
+            _ => {}
+        }
+        let sent = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+        assert!(
+            sent.success(),
+            "the daemon is gone: {}",
+            log.lock().unwrap()
+        );
+        hups += 1;
+        assert!(hups < 10_000, "never served: {}", log.lock().unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert!(
+        store_opened,
+        "the handlers came after the store: {}",
+        log.lock().unwrap()
+    );
+    assert!(hups > 0);
+    assert_eq!(child.try_wait().unwrap(), None, "{}", log.lock().unwrap());
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(0),
+        "{}",
+        log.lock().unwrap()
+    );
 }

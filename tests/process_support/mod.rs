@@ -35,29 +35,7 @@ impl Daemon {
     /// [`Self::start`] with extra environment variables, set last so that they win (e.g.
     /// `AUTOSCALER__CLOUDAMQP__REQUESTS_PER_SECOND`).
     pub fn start_with(dir: &Path, fake_url: &str, live: bool, env: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_cloudamqp-autoscaler"));
-        command.arg("serve").current_dir(dir);
-        for (name, _) in std::env::vars() {
-            if name.starts_with("AUTOSCALER__")
-                || name.starts_with("CLOUDAMQP_")
-                || name == "RUST_LOG"
-            {
-                command.env_remove(name);
-            }
-        }
-        command
-            .env("AUTOSCALER__SERVER__BIND", "127.0.0.1:0")
-            .env("AUTOSCALER__CLOUDAMQP__API_URL", fake_url)
-            .env("AUTOSCALER__CLOUDAMQP__POLL_INTERVAL", "100ms")
-            .env("AUTOSCALER__LIVE", live.to_string())
-            .env("AUTOSCALER__LOG__FORMAT", "json")
-            .env("CLOUDAMQP_API_KEY", KEY)
-            .env("AUTOSCALER__SERVER__WEBHOOK_TOKEN", TOKEN)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (name, value) in env {
-            command.env(name, value);
-        }
+        let mut command = command(dir, fake_url, live, env);
         let mut child = command.spawn().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -174,6 +152,33 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `serve` on a free port with the state in `dir`, against `fake_url`, its log as JSON on a
+/// piped stderr; `env` set last so that it wins. Not started.
+pub fn command(dir: &Path, fake_url: &str, live: bool, env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cloudamqp-autoscaler"));
+    command.arg("serve").current_dir(dir);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("AUTOSCALER__") || name.starts_with("CLOUDAMQP_") || name == "RUST_LOG"
+        {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("AUTOSCALER__SERVER__BIND", "127.0.0.1:0")
+        .env("AUTOSCALER__CLOUDAMQP__API_URL", fake_url)
+        .env("AUTOSCALER__CLOUDAMQP__POLL_INTERVAL", "100ms")
+        .env("AUTOSCALER__LIVE", live.to_string())
+        .env("AUTOSCALER__LOG__FORMAT", "json")
+        .env("CLOUDAMQP_API_KEY", KEY)
+        .env("AUTOSCALER__SERVER__WEBHOOK_TOKEN", TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command
 }
 
 pub async fn fake(timeline: Timeline) -> (FakeCloudAmqp, RunningFake) {
