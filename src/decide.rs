@@ -265,6 +265,31 @@ pub fn evaluate(
     }
 }
 
+/// Until when an instance on `plan` whose last change finished at `finished` is cooling
+/// down for at least one rule that could change it from that plan: `finished` plus the
+/// longest cooldown among those rules (selectors checked against `names`). After that no
+/// rule is held back; before it, a rule with a shorter cooldown may already act. `None`
+/// when that moment has passed or no rule could change the instance at all. What
+/// `/status` shows as `cooldown_until`, computed with the rules in force.
+pub fn cooling_down_until(
+    rules: &RuleSet,
+    plan: &str,
+    names: &InstanceNames<'_>,
+    finished: Timestamp,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    let longest = rules
+        .by_type
+        .values()
+        .filter_map(|index| index.actionable.get(plan))
+        .flatten()
+        .map(|&i| &rules.rules[i])
+        .filter(|rule| selected(&rule.selectors, names))
+        .map(|rule| rules.cooldown_of(rule))
+        .max()?;
+    Some(crate::clock::add(finished, longest)).filter(|until| *until > now)
+}
+
 fn selected(selectors: &[Selector], names: &InstanceNames<'_>) -> bool {
     selectors.is_empty() || selectors.iter().any(|s| s.matches(names))
 }

@@ -3,7 +3,9 @@
 //! and ties.
 
 use cloudamqp_autoscaler::alarm;
-use cloudamqp_autoscaler::decide::{Decision, InstanceView, PlanPrices, Reason, decide};
+use cloudamqp_autoscaler::decide::{
+    Decision, InstanceView, PlanPrices, Reason, cooling_down_until, decide,
+};
 use cloudamqp_autoscaler::instance::InstanceRef;
 use cloudamqp_autoscaler::rules::{InstanceNames, RuleSet};
 use jiff::Timestamp;
@@ -511,4 +513,47 @@ fn the_uuid_used_in_the_table_is_the_selectors() {
             .unwrap()
             .contains(UUID)
     );
+}
+
+/// `/status`'s `cooldown_until`, on the shipped rules: the longest cooldown among the rules
+/// that could change the instance from its plan now (the rules `decide` would weigh).
+#[test]
+fn cooldown_until_is_the_longest_cooldown_of_the_rules_that_could_act() {
+    let rules = RuleSet::load(std::path::Path::new("rules.toml")).unwrap();
+    let finished: Timestamp = "2026-11-26T17:00:00Z".parse().unwrap();
+    let at = |minutes: i64| finished + jiff::SignedDuration::from_mins(minutes);
+    let names = InstanceNames {
+        id: Some("359559"),
+        uuid: None,
+        name: Some("prod"),
+    };
+    let until = |plan: &str, now| cooling_down_until(&rules, plan, &names, finished, now);
+    // From hare-1, memory-critical (1 h) could act, not only memory-high (30 min): 40
+    // minutes after the change the instance is still cooling down for it.
+    assert_eq!(until("hare-1", at(40)), Some(at(60)));
+    assert_eq!(until("hare-1", at(59)), Some(at(60)));
+    assert_eq!(
+        until("hare-1", at(60)),
+        None,
+        "over at exactly finished + cooldown"
+    );
+    // On ape-1 every memory rule is capped and cpu-high stops at panda-1: nothing could
+    // change it, so nothing is cooling down.
+    assert_eq!(until("ape-1", at(1)), None);
+    // On panda-1, cpu-high is at its cap, but the memory rules still climb to ape-1.
+    assert_eq!(until("panda-1", at(1)), Some(at(60)));
+    // Not on any ladder.
+    assert_eq!(until("lemur", at(1)), None);
+    // The same decision `decide` makes 40 minutes after: a 97 % memory alarm is held back.
+    let alarm =
+        alarm::parse(br#"{"alarm_type":"memory","value":97,"instance_id":359559}"#).unwrap();
+    let view = InstanceView {
+        plan: "hare-1",
+        last_change_finished: Some(finished),
+        names,
+    };
+    let Decision::Skip(skip) = decide(&rules, &alarm, &view, at(40), None) else {
+        panic!("not held back")
+    };
+    assert_eq!(skip.reason, Reason::Cooldown);
 }

@@ -254,7 +254,6 @@ impl Executor {
                 result,
                 finished_at: at,
                 needs_attention,
-                cooldown: change.cooldown,
                 dry_run: false,
             });
         });

@@ -556,7 +556,6 @@ impl Executor {
                 result: "completed",
                 finished_at: now,
                 needs_attention: false,
-                cooldown: change.cooldown,
                 dry_run: true,
             });
         });

@@ -53,7 +53,6 @@ pub struct Finished {
     pub result: &'static str,
     pub finished_at: Timestamp,
     pub needs_attention: bool,
-    pub cooldown: Duration,
     pub dry_run: bool,
 }
 
@@ -185,7 +184,6 @@ impl StateBook {
                 result: phase_name(row.phase),
                 finished_at: row.finished_at.unwrap_or(row.intended_at),
                 needs_attention: row.needs_attention,
-                cooldown: row.cooldown,
                 dry_run: row.dry_run,
             });
         }

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::errors::error;
 use crate::executor::state::InstanceState;
+use crate::rules::{InstanceNames, RuleSet};
 
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
@@ -55,7 +56,11 @@ pub fn status_json(state: &AppState) -> Value {
         .book()
         .all()
         .into_iter()
-        .map(|(id, instance)| (id.to_string(), instance_json(&instance, now)))
+        .map(|(id, instance)| {
+            let id = id.to_string();
+            let json = instance_json(&loaded.rules, &id, &instance, now);
+            (id, json)
+        })
         .collect();
     json!({
         "mode": if state.executor.live() { "live" } else { "dry-run" },
@@ -71,15 +76,34 @@ pub fn status_json(state: &AppState) -> Value {
     })
 }
 
-fn instance_json(instance: &InstanceState, now: jiff::Timestamp) -> Value {
+fn instance_json(
+    rules: &RuleSet,
+    id: &str,
+    instance: &InstanceState,
+    now: jiff::Timestamp,
+) -> Value {
     let change = instance.in_flight.as_ref().map(|c| {
         json!({ "from": c.from, "to": c.to, "rule": c.rule, "phase": c.phase, "started_at": c.started_at })
     });
-    let cooldown_until = instance
-        .last_change
-        .as_ref()
-        .map(|c| crate::clock::add(c.finished_at, c.cooldown))
-        .filter(|until| *until > now);
+    // With the rules in force now (a reload shows at once) and the cooldowns of the rules
+    // that could act on the plan, as decisions weigh them, not the cooldown of the rule
+    // that made the last change.
+    let cooldown_until = instance.last_change.as_ref().and_then(|c| {
+        let names = InstanceNames {
+            id: Some(id),
+            uuid: instance.uuid.as_deref(),
+            name: instance.name.as_deref(),
+        };
+        let plan = instance
+            .plan
+            .as_deref()
+            .unwrap_or(if c.result == "completed" {
+                &c.to
+            } else {
+                &c.from
+            });
+        crate::decide::cooling_down_until(rules, plan, &names, c.finished_at, now)
+    });
     let last_change = instance.last_change.as_ref().map(|c| {
         json!({
             "from": c.from, "to": c.to, "rule": c.rule, "result": c.result,

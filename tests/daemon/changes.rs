@@ -406,3 +406,45 @@ instances = ["prod*"]
     );
     app.stop().await;
 }
+
+/// `/status` `cooldown_until` is when every rule that could change the instance from its
+/// plan is past its cooldown, with the rules in force: after memory-high's change (30 min),
+/// memory-critical (1 h) could still act from hare-1 and is held back for the hour; a reload
+/// that shortens it shows at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooldown_until_follows_the_rules_that_could_act_and_a_reload() {
+    let app = spawn_app(Spawn::default()).await;
+    assert_eq!(app.alarm(MEMORY_85).await.status(), StatusCode::ACCEPTED);
+    let instance = app.wait_for_result(WITHIN).await;
+    assert_eq!(instance["last_decision"]["rule"], "memory-high");
+    let finished: jiff::Timestamp = instance["last_change"]["finished_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let until = |instance: &serde_json::Value| -> jiff::Timestamp {
+        instance["cooldown_until"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        until(&instance),
+        finished + jiff::SignedDuration::from_hours(1),
+        "{instance}"
+    );
+
+    let shipped = std::fs::read_to_string(&app.rules_path).unwrap();
+    let shorter = shipped.replacen("cooldown = \"1h\"", "cooldown = \"10m\"", 2);
+    assert_ne!(shorter, shipped);
+    std::fs::write(&app.rules_path, shorter).unwrap();
+    assert!(app.handle.reload().ok);
+    let instance = app.status().await["instances"][ID.to_string()].clone();
+    assert_eq!(
+        until(&instance),
+        finished + jiff::SignedDuration::from_mins(30),
+        "memory-high's 30 minutes are now the longest: {instance}"
+    );
+    app.stop().await;
+}
