@@ -156,6 +156,18 @@ impl CloudAmqpClient {
     /// was not started: read the instance before deciding it was refused. When every attempt
     /// was refused outright, the deadline comes as `ChangeRefused`: nothing was started.
     pub async fn change_plan(&self, id: u64, plan: &str) -> Result<(), ApiError> {
+        self.change_plan_reporting(id, plan, &PutProgress::default())
+            .await
+    }
+
+    /// [`change_plan`](Self::change_plan), telling `progress` as it goes whether CloudAMQP
+    /// may have the change yet, for a caller that may have to stop before the end.
+    pub async fn change_plan_reporting(
+        &self,
+        id: u64,
+        plan: &str,
+        progress: &PutProgress,
+    ) -> Result<(), ApiError> {
         let path = format!("/instances/{id}");
         let body = serde_json::json!({ "plan": plan });
         let fate_unknown = AtomicBool::new(false);
@@ -164,6 +176,8 @@ impl CloudAmqpClient {
         // The outer result is the retry loop's; the inner one ends the call at once, retries
         // or not, with an attempt that must not be repeated.
         let outcome = with_retries(&inner.clock, inner.retry_deadline, &what, || async {
+            // From here until a refusal comes back, this attempt may reach CloudAMQP.
+            progress.reached.store(true, Ordering::Relaxed);
             match self.exchange(Method::PUT, &path, Some(&body)).await {
                 Ok(answer) => {
                     let message = serde_json::from_slice::<serde_json::Value>(&answer)
@@ -206,6 +220,11 @@ impl CloudAmqpClient {
                     if fate == Fate::MaybeApplied {
                         fate_unknown.store(true, Ordering::Relaxed);
                     }
+                    // Refused outright, and no earlier attempt may have got through:
+                    // CloudAMQP does not have the change.
+                    progress
+                        .reached
+                        .store(fate_unknown.load(Ordering::Relaxed), Ordering::Relaxed);
                     Err(error)
                 }
             }
@@ -384,6 +403,22 @@ impl CloudAmqpClient {
 struct Failed {
     error: ApiError,
     fate: Fate,
+}
+
+/// What is known of a plan change while [`CloudAmqpClient::change_plan_reporting`] runs.
+#[derive(Debug, Default)]
+pub struct PutProgress {
+    reached: AtomicBool,
+}
+
+impl PutProgress {
+    /// Whether CloudAMQP may have the change: an attempt is out and unanswered, one got no
+    /// answer or an answer that does not say, or it was accepted. `false` while nothing was
+    /// sent or every attempt so far was refused outright (a 423, 503, 429, a connection
+    /// never made): then the change can be sent again without doing it twice.
+    pub fn may_have_reached(&self) -> bool {
+        self.reached.load(Ordering::Relaxed)
+    }
 }
 
 /// Whether a failed attempt may have taken effect.

@@ -17,7 +17,7 @@ pub mod retry;
 pub mod tracking;
 
 pub use catalogue::{CATALOGUE_TTL, Catalogue, CatalogueCache, MoveRefusal};
-pub use client::{CallObserver, CloudAmqpClient, USER_AGENT};
+pub use client::{CallObserver, CloudAmqpClient, PutProgress, USER_AGENT};
 pub use commands::{
     OnlineCheck, check_rules_online, format_plans_json, format_plans_text, plans_report,
 };

@@ -1,9 +1,11 @@
 //! A plan change, live: send it once, follow it until CloudAMQP has really finished it,
 //! record how it ended. After a restart: follow it again, never send it again.
 
+use std::sync::Arc;
+
 use jiff::Timestamp;
 
-use crate::cloudamqp::{ApiError, PlanChange, TrackEvent, TrackOutcome, track_change};
+use crate::cloudamqp::{ApiError, PlanChange, PutProgress, TrackEvent, TrackOutcome, track_change};
 use crate::store::{ChangeFinish, ChangeId, ChangeRow, InstanceRow, Phase, StoreError};
 
 use super::Executor;
@@ -12,11 +14,37 @@ use super::state::{Finished, InFlight, phase_name};
 impl Executor {
     /// Sends the change and follows it, in the background; stops at shutdown (the store
     /// holds what is needed to resume).
-    pub(super) fn spawn_submit(&self, id: u64, change: InFlight) {
+    ///
+    /// `resend`: the change was marked unsent by a stop; the mark is cleared (durably)
+    /// before anything is sent, so that a crash from then on leaves it only watched.
+    pub(super) fn spawn_submit(&self, id: u64, change: InFlight, resend: bool) {
         let executor = self.clone();
+        let progress = Arc::new(PutProgress::default());
+        let seen = Arc::clone(&progress);
+        let (change_id, store) = (change.id, self.inner.store.clone());
+        // A stop before CloudAMQP could have the change: say so, and the next start sends
+        // it instead of only watching for it.
+        let on_stop = async move {
+            if !seen.may_have_reached()
+                && let Err(error) = store.mark_unsent(change_id, true).await
+            {
+                tracing::warn!(instance = id, %error, "could not record that the change was not sent: the next start only watches for it");
+            }
+        };
         self.run_change(
             id,
-            async move { executor.submit_and_follow(id, change).await },
+            async move {
+                if resend
+                    && let Err(error) = executor.inner.store.mark_unsent(change_id, false).await
+                {
+                    tracing::warn!(instance = id, %error, "cannot record that the change is being sent: watching for it instead");
+                    let why = "a stop interrupted this change before CloudAMQP had it, and it could not be sent again";
+                    executor.confirm_then_follow(id, change, why).await;
+                    return;
+                }
+                executor.submit_and_follow(id, change, &progress).await;
+            },
+            on_stop,
         );
     }
 
@@ -39,6 +67,28 @@ impl Executor {
             return;
         }
         let change = InFlight::from(&row);
+        if row.unsent {
+            if super::is_stale(self.inner.clock.now().duration_since(row.intended_at)) {
+                tracing::warn!(instance = id, from = %change.from, to = %change.to, "a change a stop interrupted before CloudAMQP had it is too old to send");
+                let executor = self.clone();
+                self.run_change(
+                    id,
+                    async move {
+                        let detail = format!(
+                            "a stop interrupted this change before CloudAMQP had it, more than {} ago: \
+                             not sent, the load it answered is over",
+                            crate::duration::display(super::STALE_AFTER)
+                        );
+                        executor.finish(id, change, Phase::Failed, Some(detail), true).await;
+                    },
+                    async {},
+                );
+            } else {
+                tracing::info!(instance = id, from = %change.from, to = %change.to, "sending a change a stop interrupted before CloudAMQP had it");
+                self.spawn_submit(id, change, true);
+            }
+            return;
+        }
         let executor = self.clone();
         let submitted = row.phase == Phase::Submitted;
         tracing::info!(instance = id, from = %change.from, to = %change.to, "resuming a change left in flight");
@@ -51,22 +101,30 @@ impl Executor {
                            and CloudAMQP shows no change";
                 executor.confirm_then_follow(id, change, why).await;
             }
-        });
+        }, async {});
     }
 
-    fn run_change(&self, id: u64, work: impl Future<Output = ()> + Send + 'static) {
+    /// Runs `work` in the background until it ends or the daemon stops; at a stop, `work`
+    /// is dropped where it is and `on_stop` runs (before the store closes).
+    fn run_change(
+        &self,
+        id: u64,
+        work: impl Future<Output = ()> + Send + 'static,
+        on_stop: impl Future<Output = ()> + Send + 'static,
+    ) {
         let stop = self.inner.stop_changes.clone();
         self.inner.changes.spawn(async move {
             tokio::select! {
                 _ = stop.cancelled() => {
                     tracing::info!(instance = id, "stopping: the change in flight is resumed at the next start");
+                    on_stop.await;
                 }
                 () = work => {}
             }
         });
     }
 
-    async fn submit_and_follow(&self, id: u64, change: InFlight) {
+    async fn submit_and_follow(&self, id: u64, change: InFlight, progress: &PutProgress) {
         let Some(api) = &self.inner.api else {
             self.finish(
                 id,
@@ -78,7 +136,11 @@ impl Executor {
             .await;
             return;
         };
-        match api.client.change_plan(id, &change.to).await {
+        match api
+            .client
+            .change_plan_reporting(id, &change.to, progress)
+            .await
+        {
             Ok(()) => {
                 let accepted_at = self.inner.clock.now();
                 self.follow(id, change, accepted_at).await;

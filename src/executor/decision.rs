@@ -529,7 +529,7 @@ impl Executor {
         inner
             .metrics
             .changes_in_flight(inner.book.in_flight_count());
-        self.spawn_submit(id, in_flight);
+        self.spawn_submit(id, in_flight, false);
     }
 
     /// A dry run holds the cooldown as if the plan had changed `now`.

@@ -274,6 +274,7 @@ mod tests {
             finished_at: Some(finished_at.parse().unwrap()),
             detail: None,
             needs_attention: false,
+            unsent: false,
         }
     }
 

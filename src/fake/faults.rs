@@ -155,6 +155,11 @@ impl Faults {
         Some(fault)
     }
 
+    /// Forgets every queued fault: CloudAMQP is well again.
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+
     /// How many rules still have hits left.
     pub fn pending(&self) -> usize {
         self.rules.len() + usize::from(self.pending_unauthorized || self.unauthorized_after_put)

@@ -186,6 +186,11 @@ impl FakeCloudAmqp {
         self.shared.lock().faults.arm_unauthorized_after_put();
     }
 
+    /// Forgets every injected fault not used up yet.
+    pub fn clear_faults(&self) {
+        self.shared.lock().faults.clear();
+    }
+
     /// How many injected faults have not been used up yet.
     pub fn pending_faults(&self) -> usize {
         self.shared.lock().faults.pending()

@@ -20,6 +20,9 @@ pub(crate) enum Command {
     RecordDecidedAlarm(NewAlarm, NewDecision),
     RecordDecision(AlarmId, NewDecision, Option<NewChange>),
     MarkSubmitted(ChangeId, jiff::Timestamp),
+    /// `true`: a stop interrupted the change before CloudAMQP could have it; `false`: it
+    /// is about to be sent.
+    MarkUnsent(ChangeId, bool),
     FinishChange(ChangeId, ChangeFinish),
     UpsertInstance(InstanceRow),
 }
@@ -82,6 +85,7 @@ impl Command {
             Command::RecordDecidedAlarm(..) => "record_decided_alarm",
             Command::RecordDecision(..) => "record_decision",
             Command::MarkSubmitted(..) => "mark_submitted",
+            Command::MarkUnsent(..) => "mark_unsent",
             Command::FinishChange(..) => "finish_change",
             Command::UpsertInstance(_) => "upsert_instance",
         }
@@ -100,6 +104,9 @@ impl Command {
             }
             Command::MarkSubmitted(change, accepted_at) => {
                 mark_submitted(conn, *change, *accepted_at).map(|()| None)
+            }
+            Command::MarkUnsent(change, unsent) => {
+                mark_unsent(conn, *change, *unsent).map(|()| None)
             }
             Command::FinishChange(change, finish) => {
                 finish_change(conn, *change, finish).map(|()| None)
@@ -249,6 +256,16 @@ fn mark_submitted(
         .execute(params![timestamp_text(accepted_at), change])?;
     if updated == 0 {
         return Err(refuse_transition(conn, change, Phase::Submitted)?);
+    }
+    Ok(())
+}
+
+fn mark_unsent(conn: &Connection, change: ChangeId, unsent: bool) -> Result<(), Failure> {
+    let updated = conn
+        .prepare_cached("UPDATE changes SET unsent = ?2 WHERE id = ?1 AND phase = 'intended'")?
+        .execute(params![change, unsent])?;
+    if updated == 0 {
+        return Err(refuse_transition(conn, change, Phase::Intended)?);
     }
     Ok(())
 }

@@ -190,6 +190,9 @@ pub struct ChangeRow {
     pub finished_at: Option<Timestamp>,
     pub detail: Option<String>,
     pub needs_attention: bool,
+    /// An `intended` change a graceful stop interrupted while CloudAMQP could not have it
+    /// yet: the next start sends it (any other `intended` change is only watched).
+    pub unsent: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -278,6 +281,22 @@ impl Store {
         accepted_at: Timestamp,
     ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
         let done = self.submit(Command::MarkSubmitted(change, accepted_at));
+        async move { done.await.map(drop) }
+    }
+
+    /// `unsent: true`: a stop interrupted this `intended` change while CloudAMQP could not
+    /// have it yet (nothing sent, or every attempt refused outright), so the next start may
+    /// send it. `false`, written before it is sent again: from then on it may have reached
+    /// CloudAMQP, and a crash must leave it only watched.
+    ///
+    /// Only an `Intended` change can be marked; anything else is refused with
+    /// `StoreError::Write` and changes nothing.
+    pub fn mark_unsent(
+        &self,
+        change: ChangeId,
+        unsent: bool,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        let done = self.submit(Command::MarkUnsent(change, unsent));
         async move { done.await.map(drop) }
     }
 

@@ -171,6 +171,7 @@ pub(crate) fn change_row(row: &Row<'_>) -> rusqlite::Result<ChangeRow> {
         finished_at: optional_timestamp(row, "finished_at")?,
         detail: row.get("detail")?,
         needs_attention: row.get("needs_attention")?,
+        unsent: row.get("unsent")?,
     })
 }
 

@@ -207,6 +207,15 @@ SELECT d.*
          WHERE instance_id = i.instance_id
          ORDER BY decided_at DESC, id DESC LIMIT 1);
 "#,
+    // 3: an intended change a graceful stop interrupted before CloudAMQP could have it.
+    //
+    // An `intended` change is never sent again after a restart: its PUT may have reached
+    // CloudAMQP. When a stop (SIGTERM) came while nothing had been sent, or every attempt so
+    // far had been refused outright (423, 503, 429, no connection), the daemon knows better
+    // and says so here; the next start sends it then, as the stop interrupted it.
+    r#"
+ALTER TABLE changes ADD COLUMN unsent INTEGER NOT NULL DEFAULT 0 CHECK (unsent IN (0, 1));
+"#,
 ];
 
 /// The schema version this build writes.

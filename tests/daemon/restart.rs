@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use cloudamqp_autoscaler::fake::{Fault, FaultRule, PathMatch, Timeline};
 
-use crate::support::{ID, MEMORY_85, Spawn, spawn_app};
+use crate::support::{ID, MEMORY_85, Spawn, spawn_app, until};
 
 const WITHIN: Duration = Duration::from_secs(20);
 
@@ -234,5 +234,102 @@ async fn alarms_accepted_but_not_decided_are_decided_after_a_restart() {
         1,
         "one spike, one (dry-run) change"
     );
+    app.stop().await;
+}
+
+/// A stop (SIGTERM) while CloudAMQP refuses the PUT outright (503, retried) leaves the
+/// change marked as not sent, and the next start sends it, as the stop interrupted it:
+/// the spike gets its change, CloudAMQP accepts exactly one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_while_the_put_is_refused_sends_it_at_the_next_start() {
+    let app = spawn_app(Spawn::default()).await;
+    app.fake.inject(
+        FaultRule::once(Fault::ServiceUnavailable)
+            .method("PUT")
+            .path(PathMatch::Exact(format!("/api/instances/{ID}")))
+            .times(1_000),
+    );
+    app.alarm(MEMORY_85).await;
+    until("the PUT", || app.fake.put_attempts() >= 1).await;
+    let stopped = app.stop().await;
+    assert_eq!(
+        super::support::query(&stopped.state_dir, "SELECT phase, unsent FROM changes"),
+        vec![vec![serde_json::Value::from("intended"), 1.into()]]
+    );
+
+    stopped.fake.clear_faults();
+    let app = stopped.restart(Spawn::default()).await;
+    let instance = app.wait_for_result(WITHIN).await;
+    assert_eq!(instance["last_change"]["result"], "completed", "{instance}");
+    assert_eq!(app.fake.plan_changes(), vec![(ID, "hare-1".to_owned())]);
+    let puts: Vec<u16> = app.puts().iter().map(|r| r.status).collect();
+    assert_eq!(puts.last(), Some(&200), "{puts:?}");
+    assert!(puts[..puts.len() - 1].iter().all(|s| *s == 503), "{puts:?}");
+    assert_eq!(
+        app.query("SELECT phase, unsent FROM changes"),
+        vec![vec![serde_json::Value::from("completed"), 0.into()]]
+    );
+    app.stop().await;
+}
+
+/// A stop while a PUT is out and unanswered (CloudAMQP applies it, the answer is slow)
+/// leaves the change only watched: the next start finds it applied and follows it, and
+/// never sends it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_while_the_put_is_unanswered_only_watches_at_the_next_start() {
+    let app = spawn_app(Spawn::default()).await;
+    app.fake.inject(
+        FaultRule::once(Fault::Slow(Duration::from_secs(3)))
+            .method("PUT")
+            .path(PathMatch::Exact(format!("/api/instances/{ID}"))),
+    );
+    app.alarm(MEMORY_85).await;
+    until("the PUT", || app.fake.put_attempts() >= 1).await;
+    let stopped = app.stop().await;
+    assert_eq!(
+        super::support::query(&stopped.state_dir, "SELECT phase, unsent FROM changes"),
+        vec![vec![serde_json::Value::from("intended"), 0.into()]]
+    );
+
+    let app = stopped.restart(Spawn::default()).await;
+    let instance = app.wait_for_result(WITHIN).await;
+    assert_eq!(instance["last_change"]["result"], "completed", "{instance}");
+    assert_eq!(app.fake.put_attempts(), 1, "never sent again");
+    app.stop().await;
+}
+
+/// A change a stop left unsent is not sent after a long outage: more than an hour after it
+/// was decided it answers no load that is still there. It ends `failed`, for a human.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsent_change_found_long_after_the_stop_is_not_sent() {
+    let app = spawn_app(Spawn::default()).await;
+    app.fake.inject(
+        FaultRule::once(Fault::Locked)
+            .method("PUT")
+            .path(PathMatch::Exact(format!("/api/instances/{ID}")))
+            .times(1_000),
+    );
+    app.alarm(MEMORY_85).await;
+    until("the PUT", || app.fake.put_attempts() >= 1).await;
+    let stopped = app.stop().await;
+    let two_hours_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(2);
+    let db = rusqlite::Connection::open(stopped.state_dir.join("autoscaler.sqlite3")).unwrap();
+    db.execute(
+        "UPDATE changes SET intended_at = ?1 WHERE unsent = 1",
+        [format!("{two_hours_ago:.9}")],
+    )
+    .unwrap();
+    drop(db);
+
+    stopped.fake.clear_faults();
+    let attempts = stopped.fake.put_attempts();
+    let app = stopped.restart(Spawn::default()).await;
+    let instance = app.wait_for_result(WITHIN).await;
+    assert_eq!(instance["last_change"]["result"], "failed", "{instance}");
+    assert_eq!(instance["last_change"]["needs_attention"], true);
+    assert_eq!(app.fake.put_attempts(), attempts, "not sent");
+    assert!(app.fake.plan_changes().is_empty());
+    let detail = app.query("SELECT detail FROM changes")[0][0].clone();
+    assert!(detail.as_str().unwrap().contains("not sent"), "{detail}");
     app.stop().await;
 }

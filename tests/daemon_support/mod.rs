@@ -324,6 +324,18 @@ impl Stopped {
     }
 }
 
+/// Polls `done` every 25 ms, for at most 30 s.
+pub async fn until(what: &str, done: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// Rows of `sql` on the state store at `state_dir`, as JSON values.
 pub fn query(state_dir: &Path, sql: &str) -> Vec<Vec<Value>> {
     state_query::query(&state_dir.join("autoscaler.sqlite3"), sql)

@@ -10,6 +10,7 @@ use cloudamqp_autoscaler::fake::{
 };
 use serde_json::Value;
 
+pub use crate::support::until;
 use crate::support::{ID, Spawn, TOKEN, TestApp, spawn_app};
 
 /// Patience for any one outcome; retries after a 429 without `Retry-After` alone take 5 s.
@@ -178,15 +179,6 @@ pub fn requests(app: &TestApp, method: &str, path: &str) -> Vec<RecordedRequest>
 
 pub fn statuses(requests: &[RecordedRequest]) -> Vec<u16> {
     requests.iter().map(|r| r.status).collect()
-}
-
-/// Polls `done` every 25 ms, at most [`WITHIN`].
-pub async fn until(what: &str, done: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < WITHIN, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 /// One integer out of the state store.

@@ -329,3 +329,30 @@ async fn instances_keep_what_is_known() {
     assert_eq!(count(tmp.path(), "instances"), 1);
     store.close().await;
 }
+
+/// The "not sent" mark of an intended change survives a restart, can be taken back, and
+/// only an intended change takes it.
+#[tokio::test]
+async fn only_an_intended_change_is_marked_unsent_and_the_mark_survives_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(tmp.path()).unwrap();
+    let id = intend_change(&store, INSTANCE, "2026-11-26T17:00:00Z").await;
+    store.mark_unsent(id, true).await.unwrap();
+
+    let (store, recovered) = restart(store, tmp.path()).await;
+    assert_eq!(recovered.open_changes.len(), 1);
+    assert!(recovered.open_changes[0].unsent);
+    store.mark_unsent(id, false).await.unwrap();
+    let (store, recovered) = restart(store, tmp.path()).await;
+    assert!(!recovered.open_changes[0].unsent);
+
+    store
+        .mark_submitted(id, at("2026-11-26T17:00:01Z"))
+        .await
+        .unwrap();
+    let err = store.mark_unsent(id, true).await.unwrap_err();
+    assert!(matches!(err, StoreError::Write(_)));
+    assert!(err.to_string().contains("is submitted"), "{err}");
+    assert!(store.healthy());
+    store.close().await;
+}
