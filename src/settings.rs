@@ -21,6 +21,9 @@ pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 pub const ENV_PREFIX: &str = "AUTOSCALER";
 /// Environment variable holding the Customer API key.
 pub const API_KEY_ENV: &str = "CLOUDAMQP_API_KEY";
+/// The most alarms `server.queue_capacity` may hold waiting (far beyond any storm: the
+/// bound keeps a typo from asking the runtime for an impossible channel).
+pub const MAX_QUEUE_CAPACITY: usize = 1_000_000;
 /// Environment variable holding the default instance.
 pub const INSTANCE_ENV: &str = "CLOUDAMQP_INSTANCE_ID";
 
@@ -176,6 +179,9 @@ impl Settings {
                 path: path.to_owned(),
                 source,
             })?;
+            // Parsed once here only to name the file in a syntax error.
+            toml::from_str::<toml::Table>(&text)
+                .map_err(|e| SettingsError::Invalid(format!("{}: {e}", path.display())))?;
             builder = builder.add_source(File::from_str(&text, FileFormat::Toml));
         }
         // The two CloudAMQP variables form a layer below the AUTOSCALER__ one, so the more
@@ -252,8 +258,11 @@ impl Settings {
                 return invalid(key, "must be more than zero".into());
             }
         }
-        if self.server.queue_capacity == 0 {
-            return invalid("server.queue_capacity", "must be at least 1".into());
+        if !(1..=MAX_QUEUE_CAPACITY).contains(&self.server.queue_capacity) {
+            return invalid(
+                "server.queue_capacity",
+                format!("must be between 1 and {MAX_QUEUE_CAPACITY}"),
+            );
         }
         if api.requests_per_second == 0 {
             return invalid("cloudamqp.requests_per_second", "must be at least 1".into());
@@ -469,6 +478,26 @@ mod tests {
                 .unwrap()
                 .polls_production_too_fast()
         );
+    }
+
+    #[test]
+    fn a_settings_file_that_is_not_toml_is_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("broken.toml");
+        std::fs::write(&file, "[server\nbind = \"x\"\n").unwrap();
+        let err = Settings::load_from(Some(&file), env(&[])).unwrap_err();
+        assert!(matches!(err, SettingsError::Invalid(_)));
+        assert!(err.to_string().contains("broken.toml"), "{err}");
+    }
+
+    #[test]
+    fn an_impossible_queue_capacity_is_refused() {
+        for value in ["0", "2305843009213693952"] {
+            let err =
+                Settings::load_from(None, env(&[("AUTOSCALER__SERVER__QUEUE_CAPACITY", value)]))
+                    .unwrap_err();
+            assert!(err.to_string().contains("server.queue_capacity"), "{err}");
+        }
     }
 
     #[test]

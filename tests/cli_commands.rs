@@ -106,6 +106,31 @@ fn check_exits_2_on_an_unreadable_file_or_bad_settings() {
     );
 }
 
+/// A `--config` is read even when `--rules` makes it unnecessary: a typo in it is an
+/// error, not silently ignored.
+#[test]
+fn a_bad_config_is_refused_even_beside_rules() {
+    let memory = r#"{"alarm_type":"memory","value":85,"instance_id":359559}"#;
+    for (args, stdin) in [
+        (vec!["check", "--rules", "rules.toml"], None),
+        (
+            vec!["explain", "--rules", "rules.toml", "--plan", "bunny-1"],
+            Some(memory),
+        ),
+    ] {
+        let mut with_config = vec!["--config", "/nonexistent/settings.toml"];
+        with_config.extend(&args);
+        let out = run(&with_config, stdin);
+        assert_eq!(code(&out), 2, "{args:?}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("/nonexistent/settings.toml"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert_eq!(code(&run(&args, stdin)), 0, "{args:?} without it");
+    }
+}
+
 #[test]
 fn check_takes_the_rules_path_from_settings() {
     let dir = tempfile::tempdir().unwrap();

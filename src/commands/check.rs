@@ -19,14 +19,12 @@ pub fn run(
     err: &mut dyn Write,
 ) -> Result<(), CommandError> {
     // Settings give the rules path when --rules is absent, and the API for --online.
-    let mut settings = None;
-    let path = match args.rules {
-        Some(path) => path,
-        None => settings.insert(Settings::load(config)?).rules.path.clone(),
+    let path = super::rules_path(config, args.rules)?;
+    let settings = if args.online {
+        Some(Settings::load(config)?)
+    } else {
+        None
     };
-    if args.online && settings.is_none() {
-        settings = Some(Settings::load(config)?);
-    }
     let io = |e: std::io::Error| CommandError::Setup(format!("cannot write output: {e}"));
     match RuleSet::load(&path) {
         Ok(rules) => {

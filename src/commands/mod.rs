@@ -11,13 +11,20 @@ use crate::cli::CommandError;
 use crate::rules::{RuleSet, RulesFailure};
 use crate::settings::Settings;
 
-/// The rules file a command uses: `--rules`, else the `rules.path` setting.
+/// The rules file a command uses: `--rules`, else the `rules.path` setting. A `--config`
+/// given is read and checked even when `--rules` makes it unnecessary: a mistyped path or
+/// a bad value in it must not pass unnoticed.
 pub(crate) fn rules_path(
     config: Option<&Path>,
     rules: Option<PathBuf>,
 ) -> Result<PathBuf, CommandError> {
     match rules {
-        Some(path) => Ok(path),
+        Some(path) => {
+            if config.is_some() {
+                Settings::load(config)?;
+            }
+            Ok(path)
+        }
         None => Ok(Settings::load(config)?.rules.path),
     }
 }
