@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use cloudamqp_autoscaler::fake::{Fault, FaultRule, PathMatch, Timeline};
 
-use crate::support::{ID, MEMORY_85, Spawn, spawn_app, until};
+use crate::support::{ID, MEMORY_85, Spawn, Stopped, spawn_app, until};
 
 const WITHIN: Duration = Duration::from_secs(20);
 
@@ -242,20 +242,7 @@ async fn alarms_accepted_but_not_decided_are_decided_after_a_restart() {
 /// the spike gets its change, CloudAMQP accepts exactly one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_while_the_put_is_refused_sends_it_at_the_next_start() {
-    let app = spawn_app(Spawn::default()).await;
-    app.fake.inject(
-        FaultRule::once(Fault::ServiceUnavailable)
-            .method("PUT")
-            .path(PathMatch::Exact(format!("/api/instances/{ID}")))
-            .times(1_000),
-    );
-    app.alarm(MEMORY_85).await;
-    until("the PUT", || app.fake.put_attempts() >= 1).await;
-    let stopped = app.stop().await;
-    assert_eq!(
-        super::support::query(&stopped.state_dir, "SELECT phase, unsent FROM changes"),
-        vec![vec![serde_json::Value::from("intended"), 1.into()]]
-    );
+    let stopped = stopped_during_the_put(Fault::ServiceUnavailable, 1_000, true).await;
 
     stopped.fake.clear_faults();
     let app = stopped.restart(Spawn::default()).await;
@@ -277,19 +264,7 @@ async fn a_stop_while_the_put_is_refused_sends_it_at_the_next_start() {
 /// never sends it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_while_the_put_is_unanswered_only_watches_at_the_next_start() {
-    let app = spawn_app(Spawn::default()).await;
-    app.fake.inject(
-        FaultRule::once(Fault::Slow(Duration::from_secs(3)))
-            .method("PUT")
-            .path(PathMatch::Exact(format!("/api/instances/{ID}"))),
-    );
-    app.alarm(MEMORY_85).await;
-    until("the PUT", || app.fake.put_attempts() >= 1).await;
-    let stopped = app.stop().await;
-    assert_eq!(
-        super::support::query(&stopped.state_dir, "SELECT phase, unsent FROM changes"),
-        vec![vec![serde_json::Value::from("intended"), 0.into()]]
-    );
+    let stopped = stopped_during_the_put(Fault::Slow(Duration::from_secs(3)), 1, false).await;
 
     let app = stopped.restart(Spawn::default()).await;
     let instance = app.wait_for_result(WITHIN).await;
@@ -302,16 +277,7 @@ async fn a_stop_while_the_put_is_unanswered_only_watches_at_the_next_start() {
 /// was decided it answers no load that is still there. It ends `failed`, for a human.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsent_change_found_long_after_the_stop_is_not_sent() {
-    let app = spawn_app(Spawn::default()).await;
-    app.fake.inject(
-        FaultRule::once(Fault::Locked)
-            .method("PUT")
-            .path(PathMatch::Exact(format!("/api/instances/{ID}")))
-            .times(1_000),
-    );
-    app.alarm(MEMORY_85).await;
-    until("the PUT", || app.fake.put_attempts() >= 1).await;
-    let stopped = app.stop().await;
+    let stopped = stopped_during_the_put(Fault::Locked, 1_000, true).await;
     let two_hours_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(2);
     let db = rusqlite::Connection::open(stopped.state_dir.join("autoscaler.sqlite3")).unwrap();
     db.execute(
@@ -332,4 +298,28 @@ async fn an_unsent_change_found_long_after_the_stop_is_not_sent() {
     let detail = app.query("SELECT detail FROM changes")[0][0].clone();
     assert!(detail.as_str().unwrap().contains("not sent"), "{detail}");
     app.stop().await;
+}
+
+/// Sends the spike with every PUT meeting `fault` (`times` of them), stops the daemon once
+/// CloudAMQP has the first, and checks how the stop left the change: `intended`, marked
+/// `unsent` or not.
+async fn stopped_during_the_put(fault: Fault, times: usize, unsent: bool) -> Stopped {
+    let app = spawn_app(Spawn::default()).await;
+    app.fake.inject(
+        FaultRule::once(fault)
+            .method("PUT")
+            .path(PathMatch::Exact(format!("/api/instances/{ID}")))
+            .times(times),
+    );
+    app.alarm(MEMORY_85).await;
+    until("the PUT", || app.fake.put_attempts() >= 1).await;
+    let stopped = app.stop().await;
+    assert_eq!(
+        super::support::query(&stopped.state_dir, "SELECT phase, unsent FROM changes"),
+        vec![vec![
+            serde_json::Value::from("intended"),
+            i64::from(unsent).into()
+        ]]
+    );
+    stopped
 }
