@@ -176,9 +176,10 @@ impl CloudAmqpClient {
         // The outer result is the retry loop's; the inner one ends the call at once, retries
         // or not, with an attempt that must not be repeated.
         let outcome = with_retries(&inner.clock, inner.retry_deadline, &what, || async {
-            // From here until a refusal comes back, this attempt may reach CloudAMQP.
-            progress.reached.store(true, Ordering::Relaxed);
-            match self.exchange(Method::PUT, &path, Some(&body)).await {
+            match self
+                .exchange(Method::PUT, &path, Some(&body), Some(&progress.reached))
+                .await
+            {
                 Ok(answer) => {
                     let message = serde_json::from_slice::<serde_json::Value>(&answer)
                         .ok()
@@ -295,21 +296,27 @@ impl CloudAmqpClient {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<Vec<u8>, ApiError> {
-        self.exchange(method, path, body)
+        self.exchange(method, path, body, None)
             .await
             .map_err(|failed| failed.error)
     }
 
     /// [`Self::attempt`], telling apart the failures after which the request may have taken
-    /// effect without our learning it.
+    /// effect without our learning it. `sending` is set once the rate limit lets the
+    /// request go (a stop while it waits for its turn has sent nothing).
     async fn exchange(
         &self,
         method: Method,
         path: &str,
         body: Option<&serde_json::Value>,
+        sending: Option<&AtomicBool>,
     ) -> Result<Vec<u8>, Failed> {
         let inner = &self.inner;
         inner.limit.until_ready().await;
+        if let Some(sending) = sending {
+            // From here until a refusal comes back, the request may reach CloudAMQP.
+            sending.store(true, Ordering::Relaxed);
+        }
         let mut request = inner
             .http
             .request(method.clone(), format!("{}{path}", inner.base))

@@ -323,3 +323,33 @@ async fn stopped_during_the_put(fault: Fault, times: usize, unsent: bool) -> Sto
     );
     stopped
 }
+
+/// A stop while the PUT waits for its turn under the client's rate limit (1 call/s here):
+/// nothing was sent, so the change is marked unsent and the next start sends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_before_the_put_left_sends_it_at_the_next_start() {
+    // The PUT may slip out before the stop; then the scenario is run again (at most 3 times).
+    for _ in 0..3 {
+        let app =
+            spawn_app(Spawn::default().env("AUTOSCALER__CLOUDAMQP__REQUESTS_PER_SECOND", "1"))
+                .await;
+        app.alarm(MEMORY_85).await;
+        app.wait_for("the intent", WITHIN, |i| i["change"]["phase"] == "intended")
+            .await;
+        let stopped = app.stop().await;
+        if stopped.fake.put_attempts() > 0 {
+            continue;
+        }
+        assert_eq!(
+            super::support::query(&stopped.state_dir, "SELECT phase, unsent FROM changes"),
+            vec![vec![serde_json::Value::from("intended"), 1.into()]]
+        );
+        let app = stopped.restart(Spawn::default()).await;
+        let instance = app.wait_for_result(WITHIN).await;
+        assert_eq!(instance["last_change"]["result"], "completed", "{instance}");
+        assert_eq!(app.fake.put_attempts(), 1);
+        app.stop().await;
+        return;
+    }
+    panic!("the PUT left before every stop");
+}
