@@ -179,9 +179,19 @@ impl Settings {
                 path: path.to_owned(),
                 source,
             })?;
-            // Parsed once here only to name the file in a syntax error.
-            toml::from_str::<toml::Table>(&text)
-                .map_err(|e| SettingsError::Invalid(format!("{}: {e}", path.display())))?;
+            // Parsed once here only to name the file in a syntax error: the file, line,
+            // column and message, never the line itself (it may hold a secret).
+            toml::from_str::<toml::Table>(&text).map_err(|e| {
+                let at = e.span().map_or(0, |span| span.start);
+                let before = &text[..at.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                SettingsError::Invalid(format!(
+                    "{}:{line}:{column}: {}",
+                    path.display(),
+                    e.message()
+                ))
+            })?;
             builder = builder.add_source(File::from_str(&text, FileFormat::Toml));
         }
         // The two CloudAMQP variables form a layer below the AUTOSCALER__ one, so the more
@@ -487,7 +497,12 @@ mod tests {
         std::fs::write(&file, "[server\nbind = \"x\"\n").unwrap();
         let err = Settings::load_from(Some(&file), env(&[])).unwrap_err();
         assert!(matches!(err, SettingsError::Invalid(_)));
-        assert!(err.to_string().contains("broken.toml"), "{err}");
+        assert!(err.to_string().contains("broken.toml:1:"), "{err}");
+        // The offending line is not quoted: it may hold a secret.
+        std::fs::write(&file, "[server]\nwebhook_token = \"s3cret-token\n").unwrap();
+        let err = Settings::load_from(Some(&file), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("broken.toml:2:"), "{err}");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
     }
 
     #[test]

@@ -230,9 +230,11 @@ async fn a_start_refused_for_a_taken_port_changes_nothing() {
     assert!(fake.requests().is_empty(), "CloudAMQP was called");
 }
 
-/// SIGHUPs from the moment the handlers are installed until the daemon serves (a
-/// `systemctl reload` right after a start): each is a reload, none kills the process. The
-/// handlers come first, before the store is opened and the work left by a stop resumed.
+/// The signal handlers come first, before the store is opened and the work left by a stop
+/// resumed (the first of these events in the log is the handlers'; before a0b5437 it was
+/// the store's, and a SIGHUP meanwhile killed the process). SIGHUPs sent from then until the
+/// daemon serves (a `systemctl reload` right after a start) are reloads, not the end. The
+/// window is milliseconds, so some runs send few of them before "serving".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sighup_during_start_up_does_not_kill_the_daemon() {
     let (_fake, running) = fake(Timeline::instant()).await;
@@ -272,15 +274,8 @@ async fn a_sighup_during_start_up_does_not_kill_the_daemon() {
         "{}",
         log.lock().unwrap()
     );
-    // From here to "serving" the store is opened and the work left by a stop resumed.
     let mut hups = 0;
-    let mut store_opened = false;
-    loop {
-        match seen.try_recv() {
-            Ok("serving") => break,
-            Ok("store") => store_opened = true,
-            _ => {}
-        }
+    while seen.try_recv() != Ok("serving") {
         let sent = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
         assert!(
             sent.success(),
@@ -291,11 +286,6 @@ async fn a_sighup_during_start_up_does_not_kill_the_daemon() {
         assert!(hups < 10_000, "never served: {}", log.lock().unwrap());
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
-    assert!(
-        store_opened,
-        "the handlers came after the store: {}",
-        log.lock().unwrap()
-    );
     assert!(hups > 0);
     assert_eq!(child.try_wait().unwrap(), None, "{}", log.lock().unwrap());
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();

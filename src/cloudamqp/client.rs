@@ -231,6 +231,7 @@ impl CloudAmqpClient {
             }
         })
         .await;
+        progress.ended.store(true, Ordering::Relaxed);
         outcome
             .map_err(|error| match error {
                 ApiError::DeadlineExceeded { .. } if !fate_unknown.load(Ordering::Relaxed) => {
@@ -416,9 +417,17 @@ struct Failed {
 #[derive(Debug, Default)]
 pub struct PutProgress {
     reached: AtomicBool,
+    ended: AtomicBool,
 }
 
 impl PutProgress {
+    /// Whether the call was interrupted before anything could reach CloudAMQP: it has not
+    /// ended (an ended call's outcome is its caller's to record) and
+    /// [`may_have_reached`](Self::may_have_reached) is `false`.
+    pub fn never_sent(&self) -> bool {
+        !self.ended.load(Ordering::Relaxed) && !self.may_have_reached()
+    }
+
     /// Whether CloudAMQP may have the change: an attempt is out and unanswered, one got no
     /// answer or an answer that does not say, or it was accepted. `false` while nothing was
     /// sent or every attempt so far was refused outright (a 423, 503, 429, a connection

@@ -11,34 +11,76 @@ use crate::store::{ChangeFinish, ChangeId, ChangeRow, InstanceRow, Phase, StoreE
 use super::Executor;
 use super::state::{Finished, InFlight, phase_name};
 
+/// How long a stop waits for the store to record that a change was not sent.
+const ON_STOP_WRITE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Why a change a stop left unsent must not be sent at this start, if it must not: it
+/// answered a spike more than [`STALE_AFTER`](super::STALE_AFTER) ago, the daemon now runs
+/// as a dry run, or the rule that decided it is no longer in force.
+pub(super) fn why_not_resend(
+    row: &ChangeRow,
+    live: bool,
+    rule_in_force: bool,
+    now: Timestamp,
+) -> Option<String> {
+    let not_sent = "a stop interrupted this change before CloudAMQP had it; not sent";
+    if super::is_stale(now.duration_since(row.intended_at)) {
+        return Some(format!(
+            "{not_sent}: decided more than {} ago, the load it answered is over",
+            crate::duration::display(super::STALE_AFTER)
+        ));
+    }
+    if !live {
+        return Some(format!("{not_sent}: the daemon now runs as a dry run"));
+    }
+    if !rule_in_force {
+        return Some(format!(
+            "{not_sent}: rule {:?} is no longer in the rules in force",
+            row.rule
+        ));
+    }
+    None
+}
+
 impl Executor {
     /// Sends the change and follows it, in the background; stops at shutdown (the store
     /// holds what is needed to resume).
     ///
     /// `resend`: the change was marked unsent by a stop; the mark is cleared (durably)
-    /// before anything is sent, so that a crash from then on leaves it only watched.
+    /// before anything is sent, so that a crash from then on leaves it only watched, and
+    /// it is sent only if the instance is still as it was decided on.
     pub(super) fn spawn_submit(&self, id: u64, change: InFlight, resend: bool) {
         let executor = self.clone();
         let progress = Arc::new(PutProgress::default());
         let seen = Arc::clone(&progress);
         let (change_id, store) = (change.id, self.inner.store.clone());
-        // A stop before CloudAMQP could have the change: say so, and the next start sends
-        // it instead of only watching for it.
+        // A stop before CloudAMQP could have the change (and before the PUT got its final
+        // answer, which is then the change's to record): say so, and the next start may
+        // send it instead of only watching for it. Bounded, so a stalled disk cannot hold
+        // the stop; unmarked, the change is only watched, the safe side.
         let on_stop = async move {
-            if !seen.may_have_reached()
-                && let Err(error) = store.mark_unsent(change_id, true).await
-            {
-                tracing::warn!(instance = id, %error, "could not record that the change was not sent: the next start only watches for it");
+            if seen.never_sent() {
+                match tokio::time::timeout(ON_STOP_WRITE, store.mark_unsent(change_id, true)).await
+                {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => {
+                        tracing::warn!(instance = id, %error, "could not record that the change was not sent: the next start only watches for it");
+                    }
+                    Err(_) => {
+                        tracing::warn!(
+                            instance = id,
+                            "the store did not record in time that the change was not sent: the next start only watches for it"
+                        );
+                    }
+                }
             }
         };
         self.run_change(
             id,
             async move {
-                if resend
-                    && let Err(error) = executor.inner.store.mark_unsent(change_id, false).await
-                {
-                    tracing::warn!(instance = id, %error, "cannot record that the change is being sent: watching for it instead");
-                    let why = "a stop interrupted this change before CloudAMQP had it, and it could not be sent again";
+                if resend && !executor.ready_to_resend(id, &change).await {
+                    let why = "a stop interrupted this change before CloudAMQP had it, and it was not \
+                               sent again: the instance is not as it was decided on, or could not be read";
                     executor.confirm_then_follow(id, change, why).await;
                     return;
                 }
@@ -46,6 +88,32 @@ impl Executor {
             },
             on_stop,
         );
+    }
+
+    /// Before sending again a change a stop left unsent: clears the mark (a crash from here
+    /// on must leave it only watched), then reads the instance. Sends only onto the plan it
+    /// was decided on, ready; anything else (someone changed it meanwhile, a change is
+    /// running, the read fails) is left to `confirm_then_follow`, which never sends.
+    async fn ready_to_resend(&self, id: u64, change: &InFlight) -> bool {
+        let inner = &self.inner;
+        if let Err(error) = inner.store.mark_unsent(change.id, false).await {
+            tracing::warn!(instance = id, %error, "cannot record that the change is being sent: watching for it instead");
+            return false;
+        }
+        let Some(api) = &inner.api else {
+            return false;
+        };
+        match api.client.instance(id).await {
+            Ok(instance) if instance.plan == change.from && instance.ready => true,
+            Ok(instance) => {
+                tracing::warn!(instance = id, plan = %instance.plan, ready = instance.ready, decided_on = %change.from, "the instance changed while the daemon was stopped: the change is not sent again");
+                false
+            }
+            Err(error) => {
+                tracing::warn!(instance = id, %error, "cannot read the instance before sending the change again: watching instead");
+                false
+            }
+        }
     }
 
     /// Resumes a change the previous run left in flight.
@@ -68,18 +136,23 @@ impl Executor {
         }
         let change = InFlight::from(&row);
         if row.unsent {
-            if super::is_stale(self.inner.clock.now().duration_since(row.intended_at)) {
-                tracing::warn!(instance = id, from = %change.from, to = %change.to, "a change a stop interrupted before CloudAMQP had it is too old to send");
+            let inner = &self.inner;
+            let rules = inner.rules.snapshot();
+            let why_not = why_not_resend(
+                &row,
+                inner.config.live,
+                rules.rules.rules().iter().any(|rule| rule.name == row.rule),
+                inner.clock.now(),
+            );
+            if let Some(detail) = why_not {
+                tracing::warn!(instance = id, from = %change.from, to = %change.to, %detail, "a change a stop interrupted before CloudAMQP had it is not sent");
                 let executor = self.clone();
                 self.run_change(
                     id,
                     async move {
-                        let detail = format!(
-                            "a stop interrupted this change before CloudAMQP had it, more than {} ago: \
-                             not sent, the load it answered is over",
-                            crate::duration::display(super::STALE_AFTER)
-                        );
-                        executor.finish(id, change, Phase::Failed, Some(detail), true).await;
+                        executor
+                            .finish(id, change, Phase::Failed, Some(detail), true)
+                            .await;
                     },
                     async {},
                 );
@@ -384,3 +457,45 @@ impl Executor {
 
 /// How often the end of a change is offered again to a store that could not write it.
 const RECORD_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn unsent(intended_at: &str) -> ChangeRow {
+        ChangeRow {
+            id: 1,
+            instance_id: 7,
+            alarm_id: Some(1),
+            from_plan: "bunny-1".into(),
+            to_plan: "hare-1".into(),
+            rule: "memory-high".into(),
+            cooldown: Duration::from_secs(1800),
+            dry_run: false,
+            phase: Phase::Intended,
+            intended_at: intended_at.parse().unwrap(),
+            accepted_at: None,
+            finished_at: None,
+            detail: None,
+            needs_attention: false,
+            unsent: true,
+        }
+    }
+
+    #[test]
+    fn an_unsent_change_is_sent_only_fresh_live_and_under_a_rule_in_force() {
+        let now: Timestamp = "2026-11-26T18:00:00Z".parse().unwrap();
+        let fresh = unsent("2026-11-26T17:30:00Z");
+        assert_eq!(why_not_resend(&fresh, true, true, now), None);
+        let why = |row: &ChangeRow, live, rule| why_not_resend(row, live, rule, now).unwrap();
+        assert!(why(&unsent("2026-11-26T16:59:59Z"), true, true).contains("more than 1h ago"));
+        assert!(why(&fresh, false, true).contains("dry run"));
+        assert!(why(&fresh, true, false).contains("\"memory-high\" is no longer"));
+        // Exactly an hour is not yet stale.
+        assert_eq!(
+            why_not_resend(&unsent("2026-11-26T17:00:00Z"), true, true, now),
+            None
+        );
+    }
+}

@@ -353,3 +353,46 @@ async fn a_stop_before_the_put_left_sends_it_at_the_next_start() {
     }
     panic!("the PUT left before every stop");
 }
+
+/// Stopped while the PUT was being refused, started again as a dry run (how an operator
+/// stops it acting): the change is not sent; it ends `failed`, for a human.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsent_change_is_not_sent_by_a_dry_run() {
+    let stopped = stopped_during_the_put(Fault::ServiceUnavailable, 1_000, true).await;
+    stopped.fake.clear_faults();
+    let attempts = stopped.fake.put_attempts();
+    let app = stopped
+        .restart(Spawn {
+            live: false,
+            ..Spawn::default()
+        })
+        .await;
+    let instance = app.wait_for_result(WITHIN).await;
+    assert_eq!(instance["last_change"]["result"], "failed", "{instance}");
+    assert_eq!(app.fake.put_attempts(), attempts, "a dry run sends nothing");
+    let detail = app.query("SELECT detail FROM changes")[0][0].clone();
+    assert!(detail.as_str().unwrap().contains("dry run"), "{detail}");
+    app.stop().await;
+}
+
+/// Stopped while the PUT was locked out (423); meanwhile someone moved the instance to
+/// another plan. The next start reads the instance before sending and does not send onto
+/// a plan the change was not decided on (that could be a move down during a spike).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsent_change_is_not_sent_onto_an_instance_changed_meanwhile() {
+    let stopped = stopped_during_the_put(Fault::Locked, 1_000, true).await;
+    stopped.fake.clear_faults();
+    assert!(stopped.fake.set_plan(ID, "rabbit-1"));
+    let attempts = stopped.fake.put_attempts();
+    let app = stopped.restart(Spawn::default()).await;
+    let instance = app.wait_for_result(WITHIN).await;
+    assert_eq!(instance["last_change"]["result"], "failed", "{instance}");
+    assert_eq!(app.fake.put_attempts(), attempts, "not sent again");
+    assert_eq!(app.fake.instance(ID).unwrap().plan, "rabbit-1");
+    assert_eq!(
+        app.query("SELECT unsent FROM changes"),
+        vec![vec![serde_json::Value::from(0)]],
+        "the mark is cleared before the instance is read"
+    );
+    app.stop().await;
+}
