@@ -461,25 +461,11 @@ const RECORD_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn unsent(intended_at: &str) -> ChangeRow {
         ChangeRow {
-            id: 1,
-            instance_id: 7,
-            alarm_id: Some(1),
-            from_plan: "bunny-1".into(),
-            to_plan: "hare-1".into(),
-            rule: "memory-high".into(),
-            cooldown: Duration::from_secs(1800),
-            dry_run: false,
-            phase: Phase::Intended,
-            intended_at: intended_at.parse().unwrap(),
-            accepted_at: None,
-            finished_at: None,
-            detail: None,
-            needs_attention: false,
             unsent: true,
+            ..ChangeRow::example(intended_at)
         }
     }
 

@@ -260,21 +260,11 @@ mod tests {
 
     fn completed(finished_at: &str, dry_run: bool) -> ChangeRow {
         ChangeRow {
-            id: 1,
-            instance_id: 7,
-            alarm_id: Some(1),
-            from_plan: "bunny-1".into(),
-            to_plan: "hare-1".into(),
-            rule: "memory-high".into(),
-            cooldown: Duration::from_secs(1800),
             dry_run,
             phase: Phase::Completed,
-            intended_at: "2026-11-26T16:59:00Z".parse().unwrap(),
             accepted_at: Some("2026-11-26T16:59:01Z".parse().unwrap()),
             finished_at: Some(finished_at.parse().unwrap()),
-            detail: None,
-            needs_attention: false,
-            unsent: false,
+            ..ChangeRow::example("2026-11-26T16:59:00Z")
         }
     }
 

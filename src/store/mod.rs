@@ -195,6 +195,31 @@ pub struct ChangeRow {
     pub unsent: bool,
 }
 
+#[cfg(test)]
+impl ChangeRow {
+    /// An `intended` change of instance 7, bunny-1 → hare-1 by `memory-high` (30 min),
+    /// intended at `intended_at`: for unit tests to adjust.
+    pub(crate) fn example(intended_at: &str) -> Self {
+        Self {
+            id: 1,
+            instance_id: 7,
+            alarm_id: Some(1),
+            from_plan: "bunny-1".into(),
+            to_plan: "hare-1".into(),
+            rule: "memory-high".into(),
+            cooldown: Duration::from_secs(1800),
+            dry_run: false,
+            phase: Phase::Intended,
+            intended_at: intended_at.parse().unwrap(),
+            accepted_at: None,
+            finished_at: None,
+            detail: None,
+            needs_attention: false,
+            unsent: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct DecisionRow {
     pub alarm_id: AlarmId,
