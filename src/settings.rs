@@ -183,14 +183,9 @@ impl Settings {
             // column and message, never the line itself (it may hold a secret).
             toml::from_str::<toml::Table>(&text).map_err(|e| {
                 let at = e.span().map_or(0, |span| span.start);
-                let before = &text[..at.min(text.len())];
-                let line = before.matches('\n').count() + 1;
-                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-                SettingsError::Invalid(format!(
-                    "{}:{line}:{column}: {}",
-                    path.display(),
-                    e.message()
-                ))
+                let file = path.display().to_string();
+                let location = crate::rules::Location::of_offset(&file, &text, at);
+                SettingsError::Invalid(format!("{location}: {}", e.message()))
             })?;
             builder = builder.add_source(File::from_str(&text, FileFormat::Toml));
         }
