@@ -59,20 +59,14 @@ impl Executor {
         // send it instead of only watching for it. Bounded, so a stalled disk cannot hold
         // the stop; unmarked, the change is only watched, the safe side.
         let on_stop = async move {
-            if seen.never_sent() {
-                match tokio::time::timeout(ON_STOP_WRITE, store.mark_unsent(change_id, true)).await
-                {
-                    Ok(Ok(())) => {}
-                    Ok(Err(error)) => {
-                        tracing::warn!(instance = id, %error, "could not record that the change was not sent: the next start only watches for it");
-                    }
-                    Err(_) => {
-                        tracing::warn!(
-                            instance = id,
-                            "the store did not record in time that the change was not sent: the next start only watches for it"
-                        );
-                    }
-                }
+            if !seen.never_sent() {
+                return;
+            }
+            let written = tokio::time::timeout(ON_STOP_WRITE, store.mark_unsent(change_id, true))
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Write("no answer in time".into())));
+            if let Err(error) = written {
+                tracing::warn!(instance = id, %error, "could not record that the change was not sent: the next start only watches for it");
             }
         };
         self.run_change(

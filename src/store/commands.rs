@@ -255,7 +255,7 @@ fn mark_submitted(
         )?
         .execute(params![timestamp_text(accepted_at), change])?;
     if updated == 0 {
-        return Err(refuse_transition(conn, change, Phase::Submitted)?);
+        return Err(refuse_transition(conn, change, Phase::Submitted.as_str())?);
     }
     Ok(())
 }
@@ -265,7 +265,11 @@ fn mark_unsent(conn: &Connection, change: ChangeId, unsent: bool) -> Result<(), 
         .prepare_cached("UPDATE changes SET unsent = ?2 WHERE id = ?1 AND phase = 'intended'")?
         .execute(params![change, unsent])?;
     if updated == 0 {
-        return Err(refuse_transition(conn, change, Phase::Intended)?);
+        return Err(refuse_transition(
+            conn,
+            change,
+            "marked unsent (only an intended change is)",
+        )?);
     }
     Ok(())
 }
@@ -290,24 +294,21 @@ fn finish_change(
         change,
     ])?;
     if updated == 0 {
-        return Err(refuse_transition(conn, change, finish.phase)?);
+        return Err(refuse_transition(conn, change, finish.phase.as_str())?);
     }
     Ok(())
 }
 
 /// Explains why a transition matched no row: the change is unknown, or already past it.
-fn refuse_transition(conn: &Connection, change: ChangeId, to: Phase) -> Result<Failure, Failure> {
+/// `to` is what the change was to become: a phase, or a mark.
+fn refuse_transition(conn: &Connection, change: ChangeId, to: &str) -> Result<Failure, Failure> {
     let phase: Option<Phase> = conn
         .prepare_cached("SELECT phase FROM changes WHERE id = ?1")?
         .query_row([change], |row| row.get(0))
         .optional()?;
     Ok(Failure::Refused(match phase {
-        None => format!("no change {change} to mark {}", to.as_str()),
-        Some(from) => format!(
-            "change {change} is {}; it cannot become {}",
-            from.as_str(),
-            to.as_str()
-        ),
+        None => format!("no change {change} to mark {to}"),
+        Some(from) => format!("change {change} is {}; it cannot be {to}", from.as_str()),
     }))
 }
 
