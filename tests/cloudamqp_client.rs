@@ -7,7 +7,7 @@ mod cloudamqp_support;
 use std::time::Duration;
 
 use cloudamqp_autoscaler::clock::{ManualClock, SharedClock};
-use cloudamqp_autoscaler::cloudamqp::{ApiError, CloudAmqpClient, USER_AGENT};
+use cloudamqp_autoscaler::cloudamqp::{ApiError, CloudAmqpClient, PutProgress, USER_AGENT};
 use cloudamqp_autoscaler::fake::{Fault, FaultRule, PathMatch, Timeline};
 use cloudamqp_support::{Harness, ID, secs, settings, start_time};
 
@@ -352,7 +352,17 @@ async fn a_change_refused_until_the_deadline_is_refused_unless_an_attempt_may_ha
     .await;
     h.fake
         .inject(FaultRule::once(Fault::Locked).method("PUT").times(100));
-    let err = h.client.change_plan(ID, "hare-1").await.unwrap_err();
+    let progress = PutProgress::default();
+    assert!(progress.never_sent());
+    let err = h
+        .client
+        .change_plan_reporting(ID, "hare-1", &progress)
+        .await
+        .unwrap_err();
+    // What a stop would have seen: nothing can have reached CloudAMQP, and once the call
+    // has ended its outcome is the caller's to record, not a stop's.
+    assert!(!progress.may_have_reached());
+    assert!(!progress.never_sent());
     assert!(
         matches!(&err, ApiError::ChangeRefused(deadline)
             if matches!(**deadline, ApiError::DeadlineExceeded { attempts: 5, .. })),
@@ -375,10 +385,19 @@ async fn a_change_refused_until_the_deadline_is_refused_unless_an_attempt_may_ha
     );
     h.fake
         .inject(FaultRule::once(Fault::Locked).method("PUT").times(100));
-    let err = h.client.change_plan(ID, "hare-1").await.unwrap_err();
+    let progress = PutProgress::default();
+    let err = h
+        .client
+        .change_plan_reporting(ID, "hare-1", &progress)
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, ApiError::DeadlineExceeded { attempts: 5, .. }),
         "{err:?}"
+    );
+    assert!(
+        progress.may_have_reached(),
+        "the 504's attempt may have got through"
     );
 }
 
