@@ -112,11 +112,11 @@ async fn read_only_answers_503_never_202_and_recovers_without_a_restart() {
     webhook_refuses_what_it_cannot_record(StoreFault::ReadOnly).await;
 }
 
-/// A change of a couple of seconds.
+/// A change of a few seconds (long enough to be caught `tracking` on a loaded machine).
 fn slow_change() -> Timeline {
     Timeline {
         lag: Duration::from_millis(300),
-        reconfigure: Duration::from_millis(1500),
+        reconfigure: Duration::from_secs(3),
         stuck: false,
     }
 }
