@@ -145,7 +145,7 @@ impl CloudAmqpClient {
     /// through, a second PUT could change the plan twice (or start a second change once the
     /// first has finished). It ends the call with its `Transient` error, and the caller
     /// watches the instance to learn whether the change started. Only a clear answer (429,
-    /// 503, 423, backend timeout) or a connection that was never made is retried.
+    /// 503, 423, 502, 504, backend timeout) or a connection that was never made is retried.
     ///
     /// A retry after a 502, a 504 or a backend timeout (answers after which the request may
     /// have been passed on and applied) that answers 422 "Please wait…" means that attempt
@@ -368,7 +368,8 @@ impl CloudAmqpClient {
         );
         // A gateway's 502/504, or CloudAMQP's own backend timeout (a 400 classed transient),
         // may come after the request was passed on; a 423 (locked) or a 503 refused it before
-        // anything began, as does every other answer.
+        // anything began. Every other answer is taken as a refusal (not retried; the change is
+        // recorded failed with `needs_attention`, for a human to look).
         let fate = if matches!(status.as_u16(), 502 | 504)
             || (status.as_u16() == 400 && matches!(error, ApiError::Transient { .. }))
         {

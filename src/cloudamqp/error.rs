@@ -75,11 +75,11 @@ impl ApiError {
     ///
     /// `DeadlineExceeded` counts as transient: its cause was, and only our patience ran out.
     /// The retry loop itself never sees it, so this cannot cause retries of retries.
+    /// `ChangeRefused` is final: the PUT was refused every time it was tried.
     pub fn is_transient(&self) -> bool {
         match self {
             Self::RateLimited { .. } | Self::Transient { .. } => true,
             Self::DeadlineExceeded { last, .. } => last.is_transient(),
-            Self::ChangeRefused(deadline) => deadline.is_transient(),
             _ => false,
         }
     }
@@ -227,7 +227,7 @@ fn retry_after(headers: &HeaderMap, now: Timestamp) -> Option<Duration> {
     }
     static PARSER: jiff::fmt::rfc2822::DateTimeParser = jiff::fmt::rfc2822::DateTimeParser::new();
     let at = PARSER.parse_timestamp(text).ok()?;
-    Some(Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO))
+    Some(crate::clock::between(now, at))
 }
 
 /// Makes a text from outside safe and small enough to log: removes `secret` wherever it

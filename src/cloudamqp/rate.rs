@@ -55,7 +55,6 @@ impl GovernorClock for ClockAdapter {
 /// shared by every call of one client.
 pub struct RateLimit {
     gcra: Gcra<NotKeyed, InMemoryState, ClockAdapter, NoOpMiddleware<Nanos>>,
-    clock: ClockAdapter,
 }
 
 impl std::fmt::Debug for RateLimit {
@@ -68,10 +67,8 @@ impl RateLimit {
     /// A limiter on `clock`; a rate of 0 is taken as 1 (settings refuse 0 anyway).
     pub fn new(requests_per_second: u32, clock: SharedClock) -> Self {
         let rate = NonZeroU32::new(requests_per_second).unwrap_or(NonZeroU32::MIN);
-        let adapter = ClockAdapter::new(clock);
         Self {
-            gcra: Gcra::direct_with_clock(Quota::per_second(rate), adapter.clone()),
-            clock: adapter,
+            gcra: Gcra::direct_with_clock(Quota::per_second(rate), ClockAdapter::new(clock)),
         }
     }
 
@@ -81,9 +78,10 @@ impl RateLimit {
             match self.gcra.check() {
                 Ok(()) => return,
                 Err(not_until) => {
-                    let wait: Duration = not_until.wait_time_from(self.clock.now());
+                    let clock = self.gcra.clock();
+                    let wait: Duration = not_until.wait_time_from(clock.now());
                     tracing::debug!(wait_ms = wait.as_millis(), "client-side rate limit");
-                    self.clock.clock.sleep(wait).await;
+                    clock.clock.sleep(wait).await;
                 }
             }
         }

@@ -19,12 +19,7 @@ pub fn run(
     err: &mut dyn Write,
 ) -> Result<(), CommandError> {
     // Settings give the rules path when --rules is absent, and the API for --online.
-    let path = super::rules_path(config, args.rules)?;
-    let settings = if args.online {
-        Some(Settings::load(config)?)
-    } else {
-        None
-    };
+    let (path, settings) = super::rules_path(config, args.rules, args.online)?;
     let io = |e: std::io::Error| CommandError::Setup(format!("cannot write output: {e}"));
     match RuleSet::load(&path) {
         Ok(rules) => {

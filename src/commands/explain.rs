@@ -19,7 +19,7 @@ pub fn run(
     stdin: &mut dyn Read,
     out: &mut dyn Write,
 ) -> Result<(), CommandError> {
-    let rules = super::load_rules(&super::rules_path(config, args.rules.clone())?)?;
+    let rules = super::load_rules(&super::rules_path(config, args.rules.clone(), false)?.0)?;
     let body = match &args.alarm {
         Some(path) => std::fs::read(path).map_err(|e| {
             CommandError::Setup(format!("cannot read alarm file {}: {e}", path.display()))

@@ -11,21 +11,26 @@ use crate::cli::CommandError;
 use crate::rules::{RuleSet, RulesFailure};
 use crate::settings::Settings;
 
-/// The rules file a command uses: `--rules`, else the `rules.path` setting. A `--config`
-/// given is read and checked even when `--rules` makes it unnecessary: a mistyped path or
-/// a bad value in it must not pass unnoticed.
+/// The rules file a command uses: `--rules`, else the `rules.path` setting; with the
+/// settings when they were read. A `--config` given is read and checked even when `--rules`
+/// makes it unnecessary (a mistyped path or a bad value in it must not pass unnoticed), and
+/// so are the settings whenever the command `needs_settings`.
 pub(crate) fn rules_path(
     config: Option<&Path>,
     rules: Option<PathBuf>,
-) -> Result<PathBuf, CommandError> {
+    needs_settings: bool,
+) -> Result<(PathBuf, Option<Settings>), CommandError> {
     match rules {
         Some(path) => {
-            if config.is_some() {
-                Settings::load(config)?;
-            }
-            Ok(path)
+            let settings = (needs_settings || config.is_some())
+                .then(|| Settings::load(config))
+                .transpose()?;
+            Ok((path, settings))
         }
-        None => Ok(Settings::load(config)?.rules.path),
+        None => {
+            let settings = Settings::load(config)?;
+            Ok((settings.rules.path.clone(), Some(settings)))
+        }
     }
 }
 

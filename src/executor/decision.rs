@@ -204,11 +204,7 @@ impl Executor {
         let catalogue = api.catalogue.get().await.ok();
         let prices = catalogue.as_deref().map(|c| c as &dyn PlanPrices);
         let state = inner.book.get(id);
-        let names = InstanceNames {
-            id: Some(&id_text),
-            uuid: state.uuid.as_deref(),
-            name: state.name.as_deref(),
-        };
+        let names = state.names(&id_text);
         let decision = decide::decide(
             rules,
             alarm,
@@ -268,11 +264,7 @@ impl Executor {
             ));
         }
         let id_text = id.to_string();
-        let names = InstanceNames {
-            id: Some(&id_text),
-            uuid: state.uuid.as_deref(),
-            name: state.name.as_deref(),
-        };
+        let names = state.names(&id_text);
         let last_finished = state.last_change.as_ref().map(|c| c.finished_at);
         let cached_plan = state.plan.as_deref().unwrap_or("");
         let early = decide::decide(

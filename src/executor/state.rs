@@ -56,6 +56,19 @@ pub struct Finished {
     pub dry_run: bool,
 }
 
+impl Finished {
+    /// The plan the instance was left on, as far as this change tells: the new one only
+    /// when it completed for real (a dry run, or a change that did not complete, left it
+    /// where it was).
+    pub fn plan_left_on(&self) -> &str {
+        if self.result == "completed" && !self.dry_run {
+            &self.to
+        } else {
+            &self.from
+        }
+    }
+}
+
 /// The last decision about the instance.
 #[derive(Debug, Clone)]
 pub struct LastDecision {
@@ -79,6 +92,15 @@ pub struct InstanceState {
 }
 
 impl InstanceState {
+    /// What rules' selectors see of the instance whose id reads `id`.
+    pub fn names<'a>(&'a self, id: &'a str) -> crate::rules::InstanceNames<'a> {
+        crate::rules::InstanceNames {
+            id: Some(id),
+            uuid: self.uuid.as_deref(),
+            name: self.name.as_deref(),
+        }
+    }
+
     /// Shows `decision` in `/status` unless a newer one is already there: decisions are
     /// announced after their writes, and one on arrival may come after a newer one from the
     /// queue, or the other way round.

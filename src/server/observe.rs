@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::errors::error;
 use crate::executor::state::InstanceState;
-use crate::rules::{InstanceNames, RuleSet};
+use crate::rules::RuleSet;
 
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
@@ -89,19 +89,8 @@ fn instance_json(
     // that could act on the plan, as decisions weigh them, not the cooldown of the rule
     // that made the last change.
     let cooldown_until = instance.last_change.as_ref().and_then(|c| {
-        let names = InstanceNames {
-            id: Some(id),
-            uuid: instance.uuid.as_deref(),
-            name: instance.name.as_deref(),
-        };
-        let plan = instance
-            .plan
-            .as_deref()
-            .unwrap_or(if c.result == "completed" {
-                &c.to
-            } else {
-                &c.from
-            });
+        let names = instance.names(id);
+        let plan = instance.plan.as_deref().unwrap_or(c.plan_left_on());
         crate::decide::cooling_down_until(rules, plan, &names, c.finished_at, now)
     });
     let last_change = instance.last_change.as_ref().map(|c| {
