@@ -304,8 +304,9 @@ fn weak_token(token: &str) -> Option<String> {
     let length = token.chars().count();
     (length < MIN_TOKEN_CHARS).then(|| {
         format!(
-            "server.webhook_token is only {length} characters: a guesser is slowed but never \
-             stopped, so use at least {MIN_TOKEN_CHARS} random ones (openssl rand -hex 32)"
+            "server.webhook_token is only {length} characters: the right token is never \
+             throttled, so nothing but its length stops a guesser; use at least \
+             {MIN_TOKEN_CHARS} random ones (openssl rand -hex 32)"
         )
     })
 }

@@ -1,6 +1,6 @@
 //! Who may post alarms: the secret token in the webhook URL (CloudAMQP's webhook
 //! recipients carry no headers and no signature), compared in constant time, and a
-//! throttle on addresses that keep guessing.
+//! throttle that answers 429 to addresses that keep guessing.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -76,9 +76,12 @@ pub const AUTH_FAILURE_BURST: u32 = 20;
 /// … refilled at this many per minute.
 pub const AUTH_FAILURES_PER_MINUTE: u32 = 10;
 
-/// Throttles addresses that keep sending wrong tokens: past the budget, every request from
-/// the address answers 429 until the budget refills, whatever token it carries, so the
-/// token cannot be guessed by brute force.
+/// Throttles addresses that keep sending wrong tokens: past the budget, their wrong tokens
+/// answer 429 (uncounted) until the budget refills. The right token is still admitted (the
+/// webhook checks it first: behind a reverse proxy every sender shares one address), so a
+/// guesser that ignores the 429 is not slowed by this; the token's length is what stops it
+/// (`serve` warns about a short one). What the throttle gives is one warning per episode in
+/// the log, the `throttled` count, and a well-behaved client told to back off.
 pub struct AuthThrottle {
     failures: DefaultKeyedRateLimiter<IpAddr>,
     blocked: Mutex<HashMap<IpAddr, Instant>>,
