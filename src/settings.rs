@@ -492,21 +492,28 @@ mod tests {
         std::fs::write(&file, "[server\nbind = \"x\"\n").unwrap();
         let err = Settings::load_from(Some(&file), env(&[])).unwrap_err();
         assert!(matches!(err, SettingsError::Invalid(_)));
-        assert!(err.to_string().contains("broken.toml:1:"), "{err}");
+        assert!(err.to_string().contains("broken.toml:1:8:"), "{err}");
         // The offending line is not quoted: it may hold a secret.
         std::fs::write(&file, "[server]\nwebhook_token = \"s3cret-token\n").unwrap();
         let err = Settings::load_from(Some(&file), env(&[])).unwrap_err();
-        assert!(err.to_string().contains("broken.toml:2:"), "{err}");
+        assert!(err.to_string().contains("broken.toml:2:30:"), "{err}");
         assert!(!err.to_string().contains("s3cret"), "{err}");
     }
 
     #[test]
     fn an_impossible_queue_capacity_is_refused() {
-        for value in ["0", "2305843009213693952"] {
-            let err =
-                Settings::load_from(None, env(&[("AUTOSCALER__SERVER__QUEUE_CAPACITY", value)]))
-                    .unwrap_err();
+        let load = |value| {
+            Settings::load_from(None, env(&[("AUTOSCALER__SERVER__QUEUE_CAPACITY", value)]))
+        };
+        for value in ["0", "1000001", "2305843009213693952"] {
+            let err = load(value).unwrap_err();
             assert!(err.to_string().contains("server.queue_capacity"), "{err}");
+        }
+        for value in ["1", "1000000"] {
+            assert_eq!(
+                load(value).unwrap().server.queue_capacity.to_string(),
+                value
+            );
         }
     }
 

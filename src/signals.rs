@@ -33,6 +33,7 @@ pub fn listen(stop: CancellationToken) -> std::io::Result<mpsc::Receiver<Signal>
                 // A full channel means a reload is already pending: that one will read the
                 // file as it is now, which is all this signal asked for.
                 Signal::Reload => {
+                    tracing::debug!("SIGHUP received");
                     let _ = tx.try_send(Signal::Reload);
                 }
                 Signal::Shutdown => {

@@ -322,6 +322,15 @@ impl Stopped {
         app.dir = self.dir;
         app
     }
+
+    /// Runs `sql` (one or more statements) on the stopped app's state store, as a test sets
+    /// up what a crash or an older build would have left.
+    pub fn write(&self, sql: &str) {
+        rusqlite::Connection::open(self.state_dir.join("autoscaler.sqlite3"))
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+    }
 }
 
 /// Polls `done` every 25 ms, for at most 30 s.
