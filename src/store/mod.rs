@@ -305,8 +305,7 @@ impl Store {
         change: ChangeId,
         accepted_at: Timestamp,
     ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
-        let done = self.submit(Command::MarkSubmitted(change, accepted_at));
-        async move { done.await.map(drop) }
+        self.submit_unit(Command::MarkSubmitted(change, accepted_at))
     }
 
     /// `unsent: true`: a stop interrupted this `intended` change while CloudAMQP could not
@@ -321,8 +320,7 @@ impl Store {
         change: ChangeId,
         unsent: bool,
     ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
-        let done = self.submit(Command::MarkUnsent(change, unsent));
-        async move { done.await.map(drop) }
+        self.submit_unit(Command::MarkUnsent(change, unsent))
     }
 
     /// A change ended (completed, failed or timed out).
@@ -334,8 +332,7 @@ impl Store {
         change: ChangeId,
         finish: ChangeFinish,
     ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
-        let done = self.submit(Command::FinishChange(change, finish));
-        async move { done.await.map(drop) }
+        self.submit_unit(Command::FinishChange(change, finish))
     }
 
     /// Remembers an instance's name, UUID and last known plan.
@@ -346,8 +343,7 @@ impl Store {
         &self,
         instance: InstanceRow,
     ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
-        let done = self.submit(Command::UpsertInstance(instance));
-        async move { done.await.map(drop) }
+        self.submit_unit(Command::UpsertInstance(instance))
     }
 
     /// Whether the last write succeeded (for `/readyz`). False once closed.
@@ -402,6 +398,15 @@ impl Store {
             // The reply is dropped unanswered only if the writer thread died.
             answer.await.unwrap_or(Err(StoreError::Closed))
         }
+    }
+
+    /// [`submit`](Self::submit) for a command that answers nothing but whether it was done.
+    fn submit_unit(
+        &self,
+        command: Command,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        let done = self.submit(command);
+        async move { done.await.map(drop) }
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use cloudamqp_autoscaler::fake::{Fault, FaultRule, PathMatch, Timeline};
 
-use crate::support::{ID, MEMORY_85, Spawn, Stopped, spawn_app, until};
+use crate::support::{ID, MEMORY_85, Spawn, Stopped, TestApp, spawn_app, until};
 
 const WITHIN: Duration = Duration::from_secs(20);
 
@@ -274,21 +274,27 @@ async fn an_unsent_change_found_long_after_the_stop_is_not_sent() {
     stopped.write(&format!(
         "UPDATE changes SET intended_at = '{two_hours_ago:.9}' WHERE unsent = 1"
     ));
+    let app = restarted_without_sending(stopped, Spawn::default(), "more than 1h ago").await;
+    assert!(app.fake.plan_changes().is_empty());
+    app.stop().await;
+}
 
+/// Restarts `stopped`, its faults cleared, as `spawn` says; the change a stop left unsent
+/// must end `failed` for a human, with no PUT more, its detail saying `why`.
+async fn restarted_without_sending(stopped: Stopped, spawn: Spawn, why: &str) -> TestApp {
     stopped.fake.clear_faults();
     let attempts = stopped.fake.put_attempts();
-    let app = stopped.restart(Spawn::default()).await;
+    let app = stopped.restart(spawn).await;
     let instance = app.wait_for_result(WITHIN).await;
     assert_eq!(instance["last_change"]["result"], "failed", "{instance}");
-    assert_eq!(instance["last_change"]["needs_attention"], true);
-    assert_eq!(app.fake.put_attempts(), attempts, "not sent");
-    assert!(app.fake.plan_changes().is_empty());
-    let detail = app.query("SELECT detail FROM changes")[0][0].clone();
-    assert!(
-        detail.as_str().unwrap().contains("more than 1h ago"),
-        "{detail}"
+    assert_eq!(
+        instance["last_change"]["needs_attention"], true,
+        "{instance}"
     );
-    app.stop().await;
+    assert_eq!(app.fake.put_attempts(), attempts, "not sent");
+    let detail = app.query("SELECT detail FROM changes")[0][0].clone();
+    assert!(detail.as_str().unwrap().contains(why), "{detail}");
+    app
 }
 
 /// Sends the spike with every PUT meeting `fault` (`times` of them), stops the daemon once
@@ -371,20 +377,14 @@ async fn a_stop_before_the_put_left_sends_it_at_the_next_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsent_change_is_not_sent_by_a_dry_run() {
     let stopped = stopped_during_the_put(Fault::ServiceUnavailable, 1_000, true).await;
-    stopped.fake.clear_faults();
-    let attempts = stopped.fake.put_attempts();
-    let app = stopped
-        .restart(Spawn {
-            live: false,
-            ..Spawn::default()
-        })
+    let dry_run = Spawn {
+        live: false,
+        ..Spawn::default()
+    };
+    restarted_without_sending(stopped, dry_run, "dry run")
+        .await
+        .stop()
         .await;
-    let instance = app.wait_for_result(WITHIN).await;
-    assert_eq!(instance["last_change"]["result"], "failed", "{instance}");
-    assert_eq!(app.fake.put_attempts(), attempts, "a dry run sends nothing");
-    let detail = app.query("SELECT detail FROM changes")[0][0].clone();
-    assert!(detail.as_str().unwrap().contains("dry run"), "{detail}");
-    app.stop().await;
 }
 
 /// Stopped while the PUT was rate limited (429, retry in 10 s: refused outright, so marked
@@ -400,32 +400,19 @@ async fn an_unsent_change_is_not_sent_under_a_rule_no_longer_in_force() {
         true,
     )
     .await;
-    stopped.fake.clear_faults();
-    let attempts = stopped.fake.put_attempts();
     let shipped = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules.toml"),
     )
     .unwrap();
     let renamed = shipped.replace(r#"name = "memory-high""#, r#"name = "memory-high-v2""#);
     assert_ne!(renamed, shipped);
-    let app = stopped
-        .restart(Spawn {
-            rules: Some(renamed),
-            ..Spawn::default()
-        })
-        .await;
-    let instance = app.wait_for_result(WITHIN).await;
-    assert_eq!(instance["last_change"]["result"], "failed", "{instance}");
-    assert_eq!(app.fake.put_attempts(), attempts, "not sent");
+    let spawn = Spawn {
+        rules: Some(renamed),
+        ..Spawn::default()
+    };
+    let why = r#"rule "memory-high" is no longer in the rules in force"#;
+    let app = restarted_without_sending(stopped, spawn, why).await;
     assert!(app.fake.plan_changes().is_empty());
-    let detail = app.query("SELECT detail FROM changes")[0][0].clone();
-    assert!(
-        detail
-            .as_str()
-            .unwrap()
-            .contains(r#"rule "memory-high" is no longer in the rules in force"#),
-        "{detail}"
-    );
     app.stop().await;
 }
 
@@ -435,13 +422,9 @@ async fn an_unsent_change_is_not_sent_under_a_rule_no_longer_in_force() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsent_change_is_not_sent_onto_an_instance_changed_meanwhile() {
     let stopped = stopped_during_the_put(Fault::Locked, 1_000, true).await;
-    stopped.fake.clear_faults();
     assert!(stopped.fake.set_plan(ID, "rabbit-1"));
-    let attempts = stopped.fake.put_attempts();
-    let app = stopped.restart(Spawn::default()).await;
-    let instance = app.wait_for_result(WITHIN).await;
-    assert_eq!(instance["last_change"]["result"], "failed", "{instance}");
-    assert_eq!(app.fake.put_attempts(), attempts, "not sent again");
+    let why = "someone else changed it";
+    let app = restarted_without_sending(stopped, Spawn::default(), why).await;
     assert_eq!(app.fake.instance(ID).unwrap().plan, "rabbit-1");
     assert_eq!(
         app.query("SELECT unsent FROM changes"),
