@@ -92,6 +92,12 @@ pub struct CloudAmqpSettings {
     pub retry_deadline: Duration,
     /// Client-side rate limit, requests per second. Default 5.
     pub requests_per_second: u32,
+    /// Each instance's management API, `{host}` and `{id}` filled in. Default
+    /// `https://{host}/api`.
+    pub management_url: String,
+    /// Time for one management API request and its answer. Default 10 s.
+    #[serde(with = "serde_human")]
+    pub management_timeout: Duration,
 }
 
 /// `[rules]`
@@ -254,7 +260,24 @@ impl Settings {
                 "must be longer than cloudamqp.poll_interval".into(),
             );
         }
+        let example = api
+            .management_url
+            .replace("{host}", "host.example")
+            .replace("{id}", "1");
+        match reqwest::Url::parse(&example) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+            _ => {
+                return invalid(
+                    "cloudamqp.management_url",
+                    format!(
+                        "{:?} does not make an http(s) URL (with {{host}} and {{id}} filled in)",
+                        api.management_url
+                    ),
+                );
+            }
+        }
         for (key, value) in [
+            ("cloudamqp.management_timeout", api.management_timeout),
             ("cloudamqp.connect_timeout", api.connect_timeout),
             ("cloudamqp.request_timeout", api.request_timeout),
             ("cloudamqp.retry_deadline", api.retry_deadline),

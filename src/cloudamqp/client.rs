@@ -44,6 +44,8 @@ struct Inner {
     limit: RateLimit,
     request_timeout: Duration,
     retry_deadline: Duration,
+    management_url: String,
+    management_timeout: Duration,
     observer: std::sync::OnceLock<CallObserver>,
 }
 
@@ -85,6 +87,8 @@ impl CloudAmqpClient {
                 clock,
                 request_timeout: settings.request_timeout,
                 retry_deadline: settings.retry_deadline,
+                management_url: settings.management_url.clone(),
+                management_timeout: settings.management_timeout,
                 observer: std::sync::OnceLock::new(),
             }),
         })
@@ -99,6 +103,52 @@ impl CloudAmqpClient {
     /// The clock this client sleeps on (tracking polls on the same one).
     pub fn clock(&self) -> &SharedClock {
         &self.inner.clock
+    }
+
+    /// `cloudamqp.management_url`, the template of instances' management API addresses.
+    pub fn management_url(&self) -> &str {
+        &self.inner.management_url
+    }
+
+    /// One request to an instance's management API, after the shared rate limit, within
+    /// the management timeout; the observer hears it as `call`. Basic auth as given: the
+    /// password is exposed only here.
+    pub(super) async fn send_management(
+        &self,
+        url: &str,
+        user: &str,
+        password: &SecretString,
+        call: &'static str,
+    ) -> Result<(reqwest::StatusCode, Vec<u8>), reqwest::Error> {
+        let inner = &self.inner;
+        inner.limit.until_ready().await;
+        let observe = |status: Option<u16>| {
+            if let Some(observer) = inner.observer.get() {
+                observer(call, status);
+            }
+        };
+        let response = match inner
+            .http
+            .get(url)
+            .timeout(inner.management_timeout)
+            .basic_auth(user, Some(password.expose_secret()))
+            .send()
+            .await
+        {
+            Ok(response) => response,
+            Err(error) => {
+                observe(None);
+                return Err(error);
+            }
+        };
+        let status = response.status();
+        observe(Some(status.as_u16()));
+        Ok((status, response.bytes().await?.to_vec()))
+    }
+
+    /// The management timeout, for messages.
+    pub(super) fn management_timeout(&self) -> Duration {
+        self.inner.management_timeout
     }
 
     /// `GET /instances`: every instance of the account.

@@ -10,6 +10,7 @@ pub mod catalogue;
 pub mod client;
 pub mod commands;
 pub mod error;
+pub mod management;
 pub mod model;
 mod rate;
 pub mod resolve;
@@ -22,6 +23,7 @@ pub use commands::{
     OnlineCheck, check_rules_online, format_plans_json, format_plans_text, plans_report,
 };
 pub use error::ApiError;
+pub use management::{BrokerNode, ManagementAccess, MetricsError};
 pub use model::{Instance, InstanceSummary, Node, Plan};
 pub use resolve::{InstanceResolver, ResolveError};
 pub use tracking::{PlanChange, TrackEvent, TrackOptions, TrackOutcome, track_change};

@@ -1,8 +1,10 @@
 //! The wire types: only the fields the autoscaler reads.
 //!
 //! CloudAMQP's instance object also carries `url`, `urls` and `apikey`, which are
-//! credentials. They are deliberately absent here: serde skips unknown fields, so those
-//! values are never deserialised into anything, and a `Debug` of these types cannot leak them.
+//! credentials. `urls` and `apikey` are deliberately absent here: serde skips unknown fields,
+//! so those values are never deserialised into anything. `url` is read, as a `SecretString`
+//! (its `Debug` shows nothing), because its user and password open the instance's management
+//! API (a step down needs its figures); it is exposed only to build that request.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize, Serializer};
@@ -21,7 +23,7 @@ pub struct InstanceSummary {
 }
 
 /// `GET /api/instances/{id}`, reduced to what a decision and change tracking need.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct Instance {
     pub id: u64,
     pub name: String,
@@ -36,6 +38,9 @@ pub struct Instance {
     pub nodes: Option<u32>,
     #[serde(default)]
     pub providerid: Option<String>,
+    /// `amqps://user:password@host/vhost`: a credential (see the module's note).
+    #[serde(default)]
+    pub url: Option<secrecy::SecretString>,
 }
 
 /// One entry of `GET /api/instances/{id}/nodes`.

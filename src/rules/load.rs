@@ -193,6 +193,7 @@ impl Loader<'_> {
             by_type,
             plan_mentions: Vec::new(),
             warnings: Vec::new(),
+            scale_down: None,
         })
     }
 

@@ -5,7 +5,9 @@
 //! by alarm type and by current plan, so a decision looks only at the rules that can act.
 
 mod error;
+mod hours;
 mod load;
+mod scale_down;
 mod selector;
 
 use std::collections::HashMap;
@@ -13,7 +15,9 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use error::{Location, RuleError, RulesFailure};
+pub use hours::{DAY_NAMES, Hours};
 pub use load::{load_file, parse};
+pub use scale_down::ScaleDown;
 pub use selector::{InstanceNames, Selector};
 
 /// The alarm types CloudAMQP sends (cloudamqp-api.md, "Alarms and webhook recipients").
@@ -44,6 +48,8 @@ pub struct RuleSet {
     pub(crate) by_type: HashMap<String, TypeIndex>,
     pub(crate) plan_mentions: Vec<PlanMention>,
     pub(crate) warnings: Vec<RuleError>,
+    /// `[scale_down]`; `None`: the daemon never moves a plan down.
+    pub(crate) scale_down: Option<ScaleDown>,
 }
 
 /// Where a rule set came from.
@@ -173,6 +179,11 @@ impl RuleSet {
     /// Things that are valid but probably not what the author meant.
     pub fn warnings(&self) -> &[RuleError] {
         &self.warnings
+    }
+
+    /// `[scale_down]`, when the file has one.
+    pub fn scale_down(&self) -> Option<&ScaleDown> {
+        self.scale_down.as_ref()
     }
 
     /// The cooldown `rule` holds an instance to.
