@@ -184,7 +184,7 @@ fn bytes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::E
     match number.as_f64() {
         // Exact for any byte count a broker has.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        Some(f) if f.is_finite() && f >= 0.0 && f < 1.8e19 => Ok(Some(f as u64)),
+        Some(f) if (0.0..1.8e19).contains(&f) => Ok(Some(f as u64)),
         _ => Err(serde::de::Error::custom(format!(
             "{number} is not a byte count"
         ))),

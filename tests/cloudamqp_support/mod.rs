@@ -38,6 +38,8 @@ pub fn settings(url: &str) -> CloudAmqpSettings {
         request_timeout: Duration::from_secs(10),
         retry_deadline: Duration::from_secs(300),
         requests_per_second: 10_000,
+        management_url: "https://{host}/api".to_owned(),
+        management_timeout: Duration::from_secs(10),
     }
 }
 
