@@ -21,7 +21,8 @@ pub struct InstanceView<'a> {
     pub names: InstanceNames<'a>,
     /// The plan the instance is on now.
     pub plan: &'a str,
-    /// When its last plan change finished (completed, failed, timed out or refused).
+    /// When its last **upward** plan change finished (completed, failed, timed out or
+    /// refused): a step down never delays a step up.
     pub last_change_finished: Option<Timestamp>,
 }
 
@@ -44,11 +45,38 @@ pub enum Decision {
 pub struct PlanChange {
     pub from: String,
     pub to: String,
-    /// The rule that decided it.
+    /// The rule that decided it (`scale_down` for a step down).
     pub rule: String,
-    /// How long the instance cools down once this change has finished.
+    /// How long the instance cools down once this change has finished (an up's rules'
+    /// cooldown; a step down holds `after_down` instead).
     #[serde(skip)]
     pub cooldown: Duration,
+    pub direction: Direction,
+}
+
+/// Which way a plan change goes: `up` (a rule or a schedule raised the plan) or `down` (a
+/// step down after a spike). The up rules' cooldown counts from upward changes only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Up,
+    Down,
+}
+
+impl Direction {
+    /// `up` or `down`, as `/status`, the store, logs and metrics write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Up => "up",
+            Self::Down => "down",
+        }
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A decision not to act.
@@ -334,6 +362,7 @@ fn change_or_cooldown(
         to: target,
         rule: rule.name.clone(),
         cooldown,
+        direction: Direction::Up,
     })
 }
 

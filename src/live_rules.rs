@@ -38,6 +38,8 @@ pub struct LiveRules {
     last_reload: Mutex<Option<ReloadReport>>,
     clock: SharedClock,
     metrics: Metrics,
+    /// Counts the rule sets swapped in; subscribers wake on each.
+    swapped: tokio::sync::watch::Sender<u64>,
 }
 
 impl LiveRules {
@@ -52,12 +54,18 @@ impl LiveRules {
             last_reload: Mutex::new(None),
             clock,
             metrics,
+            swapped: tokio::sync::watch::Sender::new(0),
         })
     }
 
     /// The rules in force: one snapshot per alarm, never re-read mid-decision.
     pub fn snapshot(&self) -> Arc<Loaded> {
         self.current.load_full()
+    }
+
+    /// A receiver that sees every later reload that swaps new rules in.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.swapped.subscribe()
     }
 
     pub fn path(&self) -> &Path {
@@ -76,6 +84,7 @@ impl LiveRules {
                     loaded_at: at,
                 }));
                 self.metrics.rules_loaded(at);
+                self.swapped.send_modify(|count| *count += 1);
                 tracing::info!(path = %self.path.display(), %hash, rules = count, "rules reloaded");
                 ReloadReport {
                     at,

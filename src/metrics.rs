@@ -113,7 +113,11 @@ impl Metrics {
             ),
             (
                 "autoscaler_plan_changes_total",
-                "Plan changes finished, by result.",
+                "Plan changes finished, by direction and result.",
+            ),
+            (
+                "autoscaler_scale_down_looks_total",
+                "Looks at instances above their floor, by result and reason.",
             ),
             (
                 "autoscaler_api_calls_total",
@@ -217,9 +221,25 @@ impl Metrics {
     }
 
     /// A plan change finished with `result` (`completed`, `failed`, `timed_out`, `dry_run`).
-    pub fn plan_change(&self, result: &'static str) {
-        self.static_counter("autoscaler_plan_changes_total", &[("result", result)])
-            .increment(1);
+    pub fn plan_change(&self, direction: crate::decide::Direction, result: &'static str) {
+        self.static_counter(
+            "autoscaler_plan_changes_total",
+            &[("direction", direction.as_str()), ("result", result)],
+        )
+        .increment(1);
+    }
+
+    /// A look at an instance above its floor: `passed` or `failed`, with the reason
+    /// (`stabilizing` for a passed look still waiting, `change` for one that stepped down).
+    pub fn scale_down_look(&self, passed: bool, reason: &'static str) {
+        self.static_counter(
+            "autoscaler_scale_down_looks_total",
+            &[
+                ("result", if passed { "passed" } else { "failed" }),
+                ("reason", reason),
+            ],
+        )
+        .increment(1);
     }
 
     /// One request to CloudAMQP; `status` is the HTTP status, or `error` without one.

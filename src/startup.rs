@@ -215,6 +215,7 @@ impl Application {
         )?;
 
         let mut tasks = vec![tokio::spawn(executor.clone().run(jobs, stop.clone()))];
+        tasks.push(tokio::spawn(executor.clone().run_looks(stop.clone())));
         tasks.push(tokio::spawn(upkeep(state.clone(), stop.clone())));
         if let Some(signals) = signals {
             tasks.push(tokio::spawn(on_signals(
@@ -223,9 +224,17 @@ impl Application {
                 stop.clone(),
             )));
         }
+        let scale_down = match rules.snapshot().rules.scale_down() {
+            Some(section) => format!(
+                "on: a look every {} at instances above their floor",
+                crate::duration::display(section.check_every)
+            ),
+            None => "off: no [scale_down] in the rules, plans are never moved down".to_owned(),
+        };
         tracing::info!(
             %addr,
             mode = if settings.live { "live" } else { "dry-run" },
+            %scale_down,
             rules = %rules_path.display(),
             state = %settings.state.dir.display(),
             "cloudamqp-autoscaler serving"

@@ -121,6 +121,7 @@ impl Executor {
                 to: row.to_plan,
                 rule: row.rule,
                 cooldown: row.cooldown,
+                direction: row.direction,
             };
             self.finish_dry_run(id, row.id, &change, row.intended_at);
             self.inner
@@ -135,7 +136,13 @@ impl Executor {
             let why_not = why_not_resend(
                 &row,
                 inner.config.live,
-                rules.rules.rules().iter().any(|rule| rule.name == row.rule),
+                match row.direction {
+                    // A step down is the [scale_down] section's.
+                    crate::decide::Direction::Down => rules.rules.scale_down().is_some(),
+                    crate::decide::Direction::Up => {
+                        rules.rules.rules().iter().any(|rule| rule.name == row.rule)
+                    }
+                },
                 inner.clock.now(),
             );
             if let Some(detail) = why_not {
@@ -376,7 +383,7 @@ impl Executor {
             if phase == Phase::Completed {
                 state.plan = Some(change.to.clone());
             }
-            state.last_change = Some(Finished {
+            state.record_finished(Finished {
                 from: change.from.clone(),
                 to: change.to.clone(),
                 rule: change.rule.clone(),
@@ -384,6 +391,7 @@ impl Executor {
                 finished_at: at,
                 needs_attention,
                 dry_run: false,
+                direction: change.direction,
             });
         });
         if phase == Phase::Completed {
@@ -401,7 +409,7 @@ impl Executor {
                 tracing::warn!(instance = id, %error, "could not record the instance's new plan");
             }
         }
-        inner.metrics.plan_change(result);
+        inner.metrics.plan_change(change.direction, result);
         inner
             .metrics
             .changes_in_flight(inner.book.in_flight_count());

@@ -4,7 +4,7 @@
 use crate::decide::{self, Decision, InstanceView, PlanPrices, Reason};
 use crate::instance::InstanceRef;
 use crate::rules::InstanceNames;
-use crate::store::{DecisionKind, InstanceRow, NewChange, NewDecision};
+use crate::store::{DecisionKind, NewChange, NewDecision};
 
 use super::state::{Finished, InFlight, InstanceState, LastDecision};
 use super::{Executor, Job};
@@ -66,22 +66,25 @@ impl Executor {
     pub fn decide_now(&self, alarm: &crate::alarm::Alarm) -> Option<QuickDecision> {
         let inner = &self.inner;
         let loaded = inner.rules.snapshot();
+        let now = inner.clock.now();
         let outcome = match self.named(alarm, &loaded.rules) {
             Named::Settled(outcome) => outcome,
             Named::Lookup(_) => return None,
             // Every reminder during a change or a cooldown comes this way: no copy of the
-            // instance's state.
+            // instance's state. The alarm restarts the instance's quiet period at once, so a
+            // look deciding meanwhile does not step it down.
             Named::Id(id) => inner
                 .book
-                .read(id, |state| {
+                .update_if_known(id, |state| {
+                    state.note_alarm(alarm, now);
                     self.early_outcome(alarm, &loaded.rules, id, state)
+                })
+                .unwrap_or_else(|| {
+                    self.early_outcome(alarm, &loaded.rules, id, &InstanceState::default())
                 })
                 .or_else(|| inner.api.is_none().then(|| no_api_key(id)))?,
         };
-        Some(QuickDecision {
-            outcome,
-            at: inner.clock.now(),
-        })
+        Some(QuickDecision { outcome, at: now })
     }
 
     /// `quick` is on disk with alarm `alarm_id`: log it, count it, show it in `/status`.
@@ -106,6 +109,9 @@ impl Executor {
                 Err(outcome) => return self.record(job.alarm_id, &job.alarm.kind, outcome),
             },
         };
+        self.inner
+            .book
+            .update(id, |state| state.note_alarm(&job.alarm, job.received_at));
         // Single flight: one decision at a time per instance, recorded before the next.
         let gate = self.inner.book.gate(id);
         let _single_flight = gate.lock().await;
@@ -172,7 +178,7 @@ impl Executor {
             return Some(outcome);
         }
         let id_text = id.to_string();
-        let last_finished = state.last_change.as_ref().map(|c| c.finished_at);
+        let last_finished = state.last_up;
 
         // The API is the truth: someone may have changed the plan in the console.
         let Some(api) = &inner.api else {
@@ -195,12 +201,7 @@ impl Executor {
                 ));
             }
         };
-        self.remember_instance(
-            id,
-            &instance.name,
-            instance.providerid.as_deref(),
-            &instance.plan,
-        );
+        self.observe_instance(&instance);
         let catalogue = api.catalogue.get().await.ok();
         let prices = catalogue.as_deref().map(|c| c as &dyn PlanPrices);
         let state = inner.book.get(id);
@@ -239,6 +240,12 @@ impl Executor {
                 },
             });
         }
+        if rules
+            .scale_down()
+            .is_some_and(|section| section.selects(&names))
+        {
+            self.learn_capacity_before_up(&instance).await;
+        }
         self.start_change(job, id, change).await;
         None
     }
@@ -265,7 +272,7 @@ impl Executor {
         }
         let id_text = id.to_string();
         let names = state.names(&id_text);
-        let last_finished = state.last_change.as_ref().map(|c| c.finished_at);
+        let last_finished = state.last_up;
         let cached_plan = state.plan.as_deref().unwrap_or("");
         let early = decide::decide(
             rules,
@@ -322,29 +329,6 @@ impl Executor {
         {
             self.remember_instance(id, &known.name, known.providerid.as_deref(), &known.plan);
         }
-    }
-
-    /// Keeps what CloudAMQP said about an instance, in memory and in the store.
-    fn remember_instance(&self, id: u64, name: &str, uuid: Option<&str>, plan: &str) {
-        let inner = &self.inner;
-        inner.book.update(id, |state: &mut InstanceState| {
-            state.name = Some(name.to_owned());
-            state.uuid = uuid.map(str::to_owned).or(state.uuid.take());
-            state.plan = Some(plan.to_owned());
-        });
-        let row = InstanceRow {
-            id,
-            name: Some(name.to_owned()),
-            providerid: uuid.map(str::to_owned),
-            plan: Some(plan.to_owned()),
-            updated_at: inner.clock.now(),
-        };
-        let write = inner.store.upsert_instance(row);
-        tokio::spawn(async move {
-            if let Err(error) = write.await {
-                tracing::warn!(instance = id, %error, "could not record the instance");
-            }
-        });
     }
 
     /// Records a decision that starts nothing. The write is queued at once; the alarm is
@@ -459,7 +443,8 @@ impl Executor {
         };
         let new_change = NewChange {
             instance_id: id,
-            alarm_id: job.alarm_id,
+            alarm_id: Some(job.alarm_id),
+            direction: change.direction,
             from_plan: change.from.clone(),
             to_plan: change.to.clone(),
             rule: change.rule.clone(),
@@ -514,6 +499,7 @@ impl Executor {
             phase: "intended",
             started_at: now,
             cooldown: change.cooldown,
+            direction: change.direction,
         };
         inner
             .book
@@ -524,7 +510,7 @@ impl Executor {
         self.spawn_submit(id, in_flight, false);
     }
 
-    /// A dry run holds the cooldown as if the plan had changed `now`.
+    /// A dry run holds the cooldown (or `after_down`) as if the plan had changed `now`.
     pub(super) fn finish_dry_run(
         &self,
         id: u64,
@@ -541,7 +527,7 @@ impl Executor {
             {
                 state.in_flight = None;
             }
-            state.last_change = Some(Finished {
+            state.record_finished(Finished {
                 from: change.from.clone(),
                 to: change.to.clone(),
                 rule: change.rule.clone(),
@@ -549,9 +535,10 @@ impl Executor {
                 finished_at: now,
                 needs_attention: false,
                 dry_run: true,
+                direction: change.direction,
             });
         });
-        inner.metrics.plan_change("dry_run");
+        inner.metrics.plan_change(change.direction, "dry_run");
         let write = inner.store.finish_change(
             change_id,
             crate::store::ChangeFinish {

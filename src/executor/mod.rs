@@ -5,8 +5,11 @@
 //! number of instances in parallel. Everything it decides is recorded in the store; what it
 //! knows right now lives in the [`StateBook`], which `/status` shows.
 
+mod capacity;
 mod change;
 mod decision;
+mod floor;
+mod looks;
 pub mod state;
 
 use std::sync::Arc;
@@ -143,12 +146,7 @@ impl Executor {
     /// accepted but not decided.
     pub fn resume(&self, recovered: Recovered) {
         let inner = &self.inner;
-        inner.book.restore(
-            &recovered.instances,
-            &recovered.last_finished,
-            &recovered.open_changes,
-            &recovered.last_decisions,
-        );
+        inner.book.restore(&recovered);
         for change in recovered.open_changes {
             self.spawn_resume(change);
         }

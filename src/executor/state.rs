@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::store::{ChangeId, ChangeRow, DecisionKind, DecisionRow, InstanceRow, Phase};
+use crate::decide::Direction;
+use crate::scale_down::{DownView, Streak, UpStep};
+use crate::store::{ChangeId, ChangeRow, DecisionKind, LookRow, Phase, Recovered};
 
 /// A change sent (or about to be) and not finished.
 #[derive(Debug, Clone)]
@@ -22,6 +24,7 @@ pub struct InFlight {
     pub phase: &'static str,
     pub started_at: Timestamp,
     pub cooldown: Duration,
+    pub direction: Direction,
 }
 
 impl From<&ChangeRow> for InFlight {
@@ -39,6 +42,7 @@ impl From<&ChangeRow> for InFlight {
             },
             started_at: row.accepted_at.unwrap_or(row.intended_at),
             cooldown: row.cooldown,
+            direction: row.direction,
         }
     }
 }
@@ -54,6 +58,7 @@ pub struct Finished {
     pub finished_at: Timestamp,
     pub needs_attention: bool,
     pub dry_run: bool,
+    pub direction: Direction,
 }
 
 impl Finished {
@@ -79,6 +84,37 @@ pub struct LastDecision {
     pub rule: Option<String>,
 }
 
+/// The last look at an instance above its floor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastLook {
+    pub at: Timestamp,
+    pub passed: bool,
+    /// `None` when the look stepped the plan down.
+    pub reason: Option<String>,
+    pub detail: String,
+    pub projected_memory_percent: Option<f64>,
+}
+
+impl From<&LookRow> for LastLook {
+    fn from(row: &LookRow) -> Self {
+        Self {
+            at: row.at,
+            passed: row.passed,
+            reason: row.reason.clone(),
+            detail: row.detail.clone(),
+            projected_memory_percent: row.projected_memory_percent,
+        }
+    }
+}
+
+/// An instance's baseline: the plan before the daemon's first upward change, moved by any
+/// change the daemon did not make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Baseline {
+    pub plan: String,
+    pub since: Timestamp,
+}
+
 /// Everything known about one instance.
 #[derive(Debug, Clone, Default)]
 pub struct InstanceState {
@@ -87,9 +123,28 @@ pub struct InstanceState {
     /// The plan as last read from CloudAMQP (or reached by our last completed change).
     pub plan: Option<String>,
     pub in_flight: Option<InFlight>,
+    /// The last change that finished, either way.
     pub last_change: Option<Finished>,
     pub last_decision: Option<LastDecision>,
+    /// When the last upward change finished: the up rules' cooldown and `after_up` count
+    /// from it.
+    pub last_up: Option<Timestamp>,
+    /// When the last downward change finished (`after_down`).
+    pub last_down: Option<Timestamp>,
+    pub baseline: Option<Baseline>,
+    /// Upward changes completed since the baseline was set, oldest first.
+    pub ups: Vec<UpStep>,
+    /// When the daemon last received an alarm for it (not a resolve).
+    pub last_alarm: Option<Timestamp>,
+    /// The per-node memory limit seen on each plan.
+    pub capacities: HashMap<String, u64>,
+    /// The passing looks so far.
+    pub streak: Streak,
+    pub last_look: Option<LastLook>,
 }
+
+/// Upward changes remembered per instance: a step down only ever needs the last few.
+const MAX_UPS: usize = 32;
 
 impl InstanceState {
     /// What rules' selectors see of the instance whose id reads `id`.
@@ -99,6 +154,48 @@ impl InstanceState {
             uuid: self.uuid.as_deref(),
             name: self.name.as_deref(),
         }
+    }
+
+    /// What a look (or `/status`) sees of the instance, if its plan is known.
+    pub fn down_view<'a>(&'a self, id: &'a str) -> Option<DownView<'a>> {
+        Some(DownView {
+            names: self.names(id),
+            plan: self.plan.as_deref()?,
+            baseline: self.baseline.as_ref().map(|b| b.plan.as_str()),
+            last_alarm: self.last_alarm,
+            last_up: self.last_up,
+            last_down: self.last_down,
+            ups: &self.ups,
+        })
+    }
+
+    /// An alarm for the instance was received at `at`: the quiet period starts again.
+    pub fn note_alarm(&mut self, alarm: &crate::alarm::Alarm, at: Timestamp) {
+        if !alarm.resolved && self.last_alarm.is_none_or(|last| last < at) {
+            self.last_alarm = Some(at);
+        }
+    }
+
+    /// A change finished: it counts for its direction's gates; a completed upward change
+    /// made for real is one a step down may take back.
+    pub fn record_finished(&mut self, finished: Finished) {
+        match finished.direction {
+            Direction::Up => {
+                self.last_up = Some(finished.finished_at);
+                if finished.result == "completed" && !finished.dry_run {
+                    self.ups.push(UpStep {
+                        from: finished.from.clone(),
+                        to: finished.to.clone(),
+                        rule: finished.rule.clone(),
+                    });
+                    if self.ups.len() > MAX_UPS {
+                        self.ups.remove(0);
+                    }
+                }
+            }
+            Direction::Down => self.last_down = Some(finished.finished_at),
+        }
+        self.last_change = Some(finished);
     }
 
     /// Shows `decision` in `/status` unless a newer one is already there: decisions are
@@ -149,9 +246,28 @@ impl StateBook {
         }
     }
 
+    /// Changes one instance's state if the book knows it; `None` (and no entry made) if not.
+    pub fn update_if_known<R>(
+        &self,
+        id: u64,
+        change: impl FnOnce(&mut InstanceState) -> R,
+    ) -> Option<R> {
+        self.lock().get_mut(&id).map(change)
+    }
+
     /// Changes one instance's state.
     pub fn update<R>(&self, id: u64, change: impl FnOnce(&mut InstanceState) -> R) -> R {
         change(self.lock().entry(id).or_default())
+    }
+
+    /// The ids of the instances for which `keep` holds, looked at with the book locked
+    /// (nothing copied; `keep` must not wait for anything).
+    pub fn ids_where(&self, mut keep: impl FnMut(u64, &InstanceState) -> bool) -> Vec<u64> {
+        self.lock()
+            .iter()
+            .filter(|(id, state)| keep(**id, state))
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// Every instance, sorted by id.
@@ -170,21 +286,16 @@ impl StateBook {
     }
 
     /// Rebuilds the book from what the store kept.
-    pub fn restore(
-        &self,
-        instances: &[InstanceRow],
-        finished: &[ChangeRow],
-        open: &[ChangeRow],
-        decisions: &[DecisionRow],
-    ) {
+    pub fn restore(&self, recovered: &Recovered) {
         let mut book = self.lock();
+        let instances = &recovered.instances;
         for row in instances {
             let state = book.entry(row.id).or_default();
             state.name = row.name.clone();
             state.uuid = row.providerid.clone();
             state.plan = row.plan.clone();
         }
-        for row in finished {
+        for row in &recovered.last_finished {
             // A change that completed after the instance was last read says its plan (a
             // store from before the plan was written at completion, or a lost write).
             let read_at = instances
@@ -207,12 +318,49 @@ impl StateBook {
                 finished_at: row.finished_at.unwrap_or(row.intended_at),
                 needs_attention: row.needs_attention,
                 dry_run: row.dry_run,
+                direction: row.direction,
             });
         }
-        for row in open {
+        for (id, direction, finished_at) in &recovered.last_by_direction {
+            let state = book.entry(*id).or_default();
+            match direction {
+                Direction::Up => state.last_up = Some(*finished_at),
+                Direction::Down => state.last_down = Some(*finished_at),
+            }
+        }
+        for row in &recovered.baselines {
+            book.entry(row.instance_id).or_default().baseline = Some(Baseline {
+                plan: row.plan.clone(),
+                since: row.since,
+            });
+        }
+        for row in &recovered.ups {
+            let ups = &mut book.entry(row.instance_id).or_default().ups;
+            ups.push(UpStep {
+                from: row.from_plan.clone(),
+                to: row.to_plan.clone(),
+                rule: row.rule.clone(),
+            });
+            if ups.len() > MAX_UPS {
+                ups.remove(0);
+            }
+        }
+        for (id, at) in &recovered.last_alarms {
+            book.entry(*id).or_default().last_alarm = Some(*at);
+        }
+        for row in &recovered.capacities {
+            book.entry(row.instance_id)
+                .or_default()
+                .capacities
+                .insert(row.plan.clone(), row.mem_limit);
+        }
+        for row in &recovered.last_looks {
+            book.entry(row.instance_id).or_default().last_look = Some(LastLook::from(row));
+        }
+        for row in &recovered.open_changes {
             book.entry(row.instance_id).or_default().in_flight = Some(InFlight::from(row));
         }
-        for row in decisions {
+        for row in &recovered.last_decisions {
             book.entry(row.instance_id).or_default().last_decision = Some(LastDecision {
                 at: row.at,
                 decision: decision_name(row.kind),
@@ -246,6 +394,7 @@ pub fn decision_name(kind: DecisionKind) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::InstanceRow;
 
     fn shown(at: &str, decision: &'static str) -> LastDecision {
         LastDecision {
@@ -292,8 +441,11 @@ mod tests {
 
     fn restored_plan(instance: Option<&InstanceRow>, finished: &ChangeRow) -> Option<String> {
         let book = StateBook::default();
-        let instances: Vec<InstanceRow> = instance.into_iter().cloned().collect();
-        book.restore(&instances, std::slice::from_ref(finished), &[], &[]);
+        book.restore(&Recovered {
+            instances: instance.into_iter().cloned().collect(),
+            last_finished: vec![finished.clone()],
+            ..Recovered::default()
+        });
         book.get(7).plan
     }
 

@@ -83,19 +83,22 @@ fn instance_json(
     now: jiff::Timestamp,
 ) -> Value {
     let change = instance.in_flight.as_ref().map(|c| {
-        json!({ "from": c.from, "to": c.to, "rule": c.rule, "phase": c.phase, "started_at": c.started_at })
+        json!({ "from": c.from, "to": c.to, "rule": c.rule, "direction": c.direction, "phase": c.phase, "started_at": c.started_at })
     });
     // With the rules in force now (a reload shows at once) and the cooldowns of the rules
-    // that could act on the plan, as decisions weigh them, not the cooldown of the rule
-    // that made the last change.
-    let cooldown_until = instance.last_change.as_ref().and_then(|c| {
-        let names = instance.names(id);
-        let plan = instance.plan.as_deref().unwrap_or(c.plan_left_on());
-        crate::decide::cooling_down_until(rules, plan, &names, c.finished_at, now)
+    // that could act on the plan, as decisions weigh them, counted from the last upward
+    // change only (a step down never delays a step up).
+    let names = instance.names(id);
+    let cooldown_until = instance.last_up.and_then(|finished| {
+        let plan = instance
+            .plan
+            .as_deref()
+            .or_else(|| instance.last_change.as_ref().map(|c| c.plan_left_on()))?;
+        crate::decide::cooling_down_until(rules, plan, &names, finished, now)
     });
     let last_change = instance.last_change.as_ref().map(|c| {
         json!({
-            "from": c.from, "to": c.to, "rule": c.rule, "result": c.result,
+            "from": c.from, "to": c.to, "rule": c.rule, "direction": c.direction, "result": c.result,
             "finished_at": c.finished_at, "needs_attention": c.needs_attention, "dry_run": c.dry_run,
         })
     });
@@ -103,12 +106,43 @@ fn instance_json(
         .last_decision
         .as_ref()
         .map(|d| json!({ "at": d.at, "decision": d.decision, "reason": d.reason, "rule": d.rule }));
+    let floor = instance.baseline.as_ref().map(|baseline| match rules.scale_down() {
+        Some(section) => crate::scale_down::floor(rules, section, &baseline.plan).to_owned(),
+        None => baseline.plan.clone(),
+    });
     json!({
         "name": instance.name,
         "plan": instance.plan,
+        "floor": floor,
         "change": change,
         "cooldown_until": cooldown_until,
         "last_change": last_change,
         "last_decision": last_decision,
+        "scale_down": scale_down_json(rules, id, instance, now),
+    })
+}
+
+/// `scale_down`: where the next step goes, when the time gates allow it, the last look;
+/// null at the floor or when `[scale_down]` does not select the instance.
+fn scale_down_json(rules: &RuleSet, id: &str, instance: &InstanceState, now: jiff::Timestamp) -> Value {
+    let Some(view) = instance.down_view(id) else {
+        return Value::Null;
+    };
+    let Ok((section, step)) = crate::scale_down::target(rules, &view) else {
+        return Value::Null;
+    };
+    let last_look = instance.last_look.as_ref().map(|look| {
+        json!({
+            "at": look.at,
+            "passed": look.passed,
+            "reason": look.reason,
+            "detail": look.detail,
+            "projected_memory_percent": look.projected_memory_percent,
+        })
+    });
+    json!({
+        "to": step.to,
+        "eligible_at": crate::scale_down::eligible_at(section, &view, now),
+        "last_look": last_look,
     })
 }

@@ -8,8 +8,8 @@ use rusqlite::{Connection, OptionalExtension, ToSql, params, params_from_iter};
 
 use super::rows::{instance_id_sql, seconds, timestamp_text};
 use super::{
-    AlarmId, ChangeFinish, ChangeId, InstanceRow, NewAlarm, NewChange, NewDecision, Phase,
-    StoreError,
+    AlarmId, BaselineRow, CapacityRow, ChangeFinish, ChangeId, InstanceRow, NewAlarm, NewChange,
+    NewDecision, NewLook, Phase, StoreError,
 };
 
 /// One write, as queued to the writer thread.
@@ -25,6 +25,10 @@ pub(crate) enum Command {
     MarkUnsent(ChangeId, bool),
     FinishChange(ChangeId, ChangeFinish),
     UpsertInstance(InstanceRow),
+    /// A look, and the step down it starts, if any.
+    RecordLook(NewLook, Option<NewChange>),
+    SetBaseline(BaselineRow),
+    RecordCapacity(CapacityRow),
 }
 
 /// What a command produced: the id of the row it created, if it created one.
@@ -88,6 +92,9 @@ impl Command {
             Command::MarkUnsent(..) => "mark_unsent",
             Command::FinishChange(..) => "finish_change",
             Command::UpsertInstance(_) => "upsert_instance",
+            Command::RecordLook(..) => "record_look",
+            Command::SetBaseline(_) => "set_baseline",
+            Command::RecordCapacity(_) => "record_capacity",
         }
     }
 
@@ -112,6 +119,11 @@ impl Command {
                 finish_change(conn, *change, finish).map(|()| None)
             }
             Command::UpsertInstance(instance) => upsert_instance(conn, instance).map(|()| None),
+            Command::RecordLook(look, change) => record_look(conn, look, change.as_ref()),
+            Command::SetBaseline(baseline) => set_baseline(conn, baseline).map(|()| None),
+            Command::RecordCapacity(capacity) => {
+                record_capacity(conn, capacity).map(|()| None)
+            }
         }
     }
 }
@@ -129,8 +141,8 @@ pub(crate) const DECIDE_ALARM: &str = "UPDATE alarms SET decided_at = ?1, instan
     detail = ?9 WHERE id = ?10 AND decided_at IS NULL";
 
 const INSERT_CHANGE: &str = "INSERT INTO changes (instance_id, alarm_id, from_plan, \
-    to_plan, rule, cooldown_seconds, dry_run, phase, intended_at) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'intended', ?8)";
+    to_plan, rule, cooldown_seconds, dry_run, phase, intended_at, direction) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'intended', ?8, ?9)";
 const FINISH_CHANGE: &str = "UPDATE changes SET phase = ?1, finished_at = ?2, \
     detail = ?3, needs_attention = ?4 WHERE id = ?5 AND phase IN ('intended', 'submitted')";
 
@@ -227,9 +239,11 @@ fn record_decision(
             format!("no alarm {alarm_id} to record a decision for")
         }));
     }
-    let Some(change) = change else {
-        return Ok(None);
-    };
+    change.map(|change| insert_change(conn, change)).transpose()
+}
+
+/// Inserts `change` in phase `intended` and returns its id.
+fn insert_change(conn: &Connection, change: &NewChange) -> Result<ChangeId, Failure> {
     conn.prepare_cached(INSERT_CHANGE)?.execute(params![
         instance_id_sql(change.instance_id)?,
         change.alarm_id,
@@ -239,8 +253,71 @@ fn record_decision(
         seconds(change.cooldown),
         change.dry_run,
         timestamp_text(change.intended_at),
+        change.direction,
     ])?;
-    Ok(Some(conn.last_insert_rowid()))
+    Ok(conn.last_insert_rowid())
+}
+
+/// Inserts a look and the change it starts (linked to it), in the caller's transaction.
+fn record_look(
+    conn: &Connection,
+    look: &NewLook,
+    change: Option<&NewChange>,
+) -> Result<Done, Failure> {
+    let change_id = change.map(|change| insert_change(conn, change)).transpose()?;
+    conn.prepare_cached(
+        "INSERT INTO looks (instance_id, at, plan, to_plan, passed, reason, detail, \
+         projected_memory_percent, decision, change_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        instance_id_sql(look.instance_id)?,
+        timestamp_text(look.at),
+        look.plan,
+        look.to_plan,
+        look.passed,
+        look.reason,
+        look.detail,
+        look.projected_memory_percent.filter(|p| p.is_finite()),
+        look.kind,
+        change_id,
+    ])?;
+    Ok(change_id)
+}
+
+fn set_baseline(conn: &Connection, baseline: &BaselineRow) -> Result<(), Failure> {
+    let since = timestamp_text(baseline.since);
+    conn.prepare_cached(
+        "INSERT INTO instances (id, baseline, baseline_since, updated_at) \
+         VALUES (?1, ?2, ?3, ?3) \
+         ON CONFLICT (id) DO UPDATE SET baseline = excluded.baseline, \
+             baseline_since = excluded.baseline_since",
+    )?
+    .execute(params![
+        instance_id_sql(baseline.instance_id)?,
+        baseline.plan,
+        since
+    ])?;
+    Ok(())
+}
+
+fn record_capacity(conn: &Connection, capacity: &CapacityRow) -> Result<(), Failure> {
+    let mem_limit = i64::try_from(capacity.mem_limit)
+        .map_err(|_| Failure::Refused(format!("memory limit {} is too large", capacity.mem_limit)))?;
+    conn.prepare_cached(
+        "INSERT INTO capacities (instance_id, plan, mem_limit, nodes, seen_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (instance_id, plan) DO UPDATE SET mem_limit = excluded.mem_limit, \
+             nodes = excluded.nodes, seen_at = excluded.seen_at",
+    )?
+    .execute(params![
+        instance_id_sql(capacity.instance_id)?,
+        capacity.plan,
+        mem_limit,
+        capacity.nodes,
+        timestamp_text(capacity.seen_at),
+    ])?;
+    Ok(())
 }
 
 fn mark_submitted(

@@ -24,6 +24,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use tokio::sync::oneshot;
 
+pub use crate::decide::Direction;
+
 use commands::{Command, Done};
 use lifecycle::Inner;
 use writer::Job;
@@ -87,6 +89,19 @@ pub struct Recovered {
     pub last_decisions: Vec<DecisionRow>,
     /// Every instance seen: name, UUID, last known plan.
     pub instances: Vec<InstanceRow>,
+    /// Each instance's baseline (the floor's base), where one is known.
+    pub baselines: Vec<BaselineRow>,
+    /// When each instance's last upward and last downward change finished.
+    pub last_by_direction: Vec<(u64, Direction, Timestamp)>,
+    /// Upward changes that completed for real since each instance's baseline was set,
+    /// oldest first: what a step down takes back.
+    pub ups: Vec<ChangeRow>,
+    /// When the daemon last received an alarm (not a resolve) for each instance.
+    pub last_alarms: Vec<(u64, Timestamp)>,
+    /// Per-node memory limits seen on each instance and plan.
+    pub capacities: Vec<CapacityRow>,
+    /// The latest look of each instance.
+    pub last_looks: Vec<LookRow>,
 }
 
 #[derive(Debug, Clone)]
@@ -143,7 +158,9 @@ pub enum DecisionKind {
 #[derive(Debug, Clone)]
 pub struct NewChange {
     pub instance_id: u64,
-    pub alarm_id: AlarmId,
+    /// The alarm that caused it; `None` for a step down (a look caused it).
+    pub alarm_id: Option<AlarmId>,
+    pub direction: Direction,
     pub from_plan: String,
     pub to_plan: String,
     pub rule: String,
@@ -183,6 +200,7 @@ pub struct ChangeRow {
     pub to_plan: String,
     pub rule: String,
     pub cooldown: Duration,
+    pub direction: Direction,
     pub dry_run: bool,
     pub phase: Phase,
     pub intended_at: Timestamp,
@@ -208,6 +226,7 @@ impl ChangeRow {
             to_plan: "hare-1".into(),
             rule: "memory-high".into(),
             cooldown: Duration::from_secs(1800),
+            direction: Direction::Up,
             dry_run: false,
             phase: Phase::Intended,
             intended_at: intended_at.parse().unwrap(),
@@ -240,6 +259,56 @@ pub struct InstanceRow {
     pub providerid: Option<String>,
     pub plan: Option<String>,
     pub updated_at: Timestamp,
+}
+
+/// An instance's baseline: the plan it was on before the daemon's first upward change,
+/// moved by any plan change the daemon did not make. The floor a step down stops at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaselineRow {
+    pub instance_id: u64,
+    pub plan: String,
+    /// Since when: upward changes finished before it are not the daemon's to take back.
+    pub since: Timestamp,
+}
+
+/// The per-node memory limit seen on an instance while it was on a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapacityRow {
+    pub instance_id: u64,
+    pub plan: String,
+    /// Bytes per node (the smallest node's `mem_limit`).
+    pub mem_limit: u64,
+    pub nodes: u32,
+    pub seen_at: Timestamp,
+}
+
+/// One look at an instance above its floor, about to be recorded.
+#[derive(Debug, Clone)]
+pub struct NewLook {
+    pub instance_id: u64,
+    pub at: Timestamp,
+    /// The plan it was on, and the one a step down would go to.
+    pub plan: String,
+    pub to_plan: Option<String>,
+    pub passed: bool,
+    /// The reason code when it did not lead to a step down.
+    pub reason: Option<String>,
+    pub detail: String,
+    pub projected_memory_percent: Option<f64>,
+    pub kind: DecisionKind,
+}
+
+/// A recorded look.
+#[derive(Debug, Clone)]
+pub struct LookRow {
+    pub instance_id: u64,
+    pub at: Timestamp,
+    pub plan: String,
+    pub to_plan: Option<String>,
+    pub passed: bool,
+    pub reason: Option<String>,
+    pub detail: String,
+    pub projected_memory_percent: Option<f64>,
 }
 
 /// The store could not do what was asked; the message is fit for logs and a 503.
@@ -344,6 +413,32 @@ impl Store {
         instance: InstanceRow,
     ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
         self.submit_unit(Command::UpsertInstance(instance))
+    }
+
+    /// Records a look; with `change` (a step down, or a dry run's pretend one), records the
+    /// change in phase `Intended` in the same transaction and returns its id.
+    pub fn record_look(
+        &self,
+        look: NewLook,
+        change: Option<NewChange>,
+    ) -> impl Future<Output = Result<Option<ChangeId>, StoreError>> + Send + 'static {
+        self.submit(Command::RecordLook(look, change))
+    }
+
+    /// Sets an instance's baseline (creating its row if needed).
+    pub fn set_baseline(
+        &self,
+        baseline: BaselineRow,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        self.submit_unit(Command::SetBaseline(baseline))
+    }
+
+    /// Remembers the memory limit seen on an instance and plan (the newest wins).
+    pub fn record_capacity(
+        &self,
+        capacity: CapacityRow,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        self.submit_unit(Command::RecordCapacity(capacity))
     }
 
     /// Whether the last write succeeded (for `/readyz`). False once closed.

@@ -6,11 +6,14 @@
 
 use rusqlite::Connection;
 
-use super::rows::{change_row, decision_row, instance_row, timestamp};
+use super::rows::{
+    baseline_row, capacity_row, change_row, decision_row, instance_id, instance_row, look_row,
+    timestamp,
+};
 use super::{PendingAlarm, Recovered};
 
 pub(crate) fn read(conn: &Connection) -> rusqlite::Result<Recovered> {
-    // One read transaction: the five lists describe the same moment.
+    // One read transaction: the lists describe the same moment.
     let tx = conn.unchecked_transaction()?;
     let recovered = Recovered {
         pending_alarms: tx
@@ -41,6 +44,60 @@ pub(crate) fn read(conn: &Connection) -> rusqlite::Result<Recovered> {
         instances: tx
             .prepare("SELECT * FROM instances ORDER BY id")?
             .query_map([], instance_row)?
+            .collect::<rusqlite::Result<_>>()?,
+        baselines: tx
+            .prepare("SELECT * FROM instances WHERE baseline IS NOT NULL ORDER BY id")?
+            .query_map([], baseline_row)?
+            .collect::<rusqlite::Result<_>>()?,
+        last_by_direction: tx
+            .prepare(
+                "SELECT instance_id, direction, max(finished_at) AS finished_at FROM changes \
+                 WHERE finished_at IS NOT NULL GROUP BY instance_id, direction",
+            )?
+            .query_map([], |row| {
+                Ok((
+                    instance_id(row, "instance_id")?,
+                    row.get("direction")?,
+                    timestamp(row, "finished_at")?,
+                ))
+            })?
+            .collect::<rusqlite::Result<_>>()?,
+        ups: tx
+            .prepare(
+                "SELECT c.* FROM changes AS c JOIN instances AS i ON i.id = c.instance_id \
+                 WHERE c.direction = 'up' AND c.phase = 'completed' AND c.dry_run = 0 \
+                   AND (i.baseline_since IS NULL OR c.finished_at > i.baseline_since) \
+                 ORDER BY c.finished_at, c.id",
+            )?
+            .query_map([], change_row)?
+            .collect::<rusqlite::Result<_>>()?,
+        // Newest first along `alarms_by_instance`: one step per instance.
+        last_alarms: tx
+            .prepare(
+                "SELECT i.id AS instance_id, (SELECT a.received_at FROM alarms AS a \
+                   WHERE a.instance_id = i.id AND a.resolved = 0 \
+                   ORDER BY a.decided_at DESC, a.id DESC LIMIT 1) AS received_at \
+                 FROM instances AS i",
+            )?
+            .query_map([], |row| {
+                let at: Option<String> = row.get("received_at")?;
+                Ok(match at {
+                    Some(_) => Some((instance_id(row, "instance_id")?, timestamp(row, "received_at")?)),
+                    None => None,
+                })
+            })?
+            .filter_map(Result::transpose)
+            .collect::<rusqlite::Result<_>>()?,
+        capacities: tx
+            .prepare("SELECT * FROM capacities ORDER BY instance_id, plan")?
+            .query_map([], capacity_row)?
+            .collect::<rusqlite::Result<_>>()?,
+        last_looks: tx
+            .prepare(
+                "SELECT * FROM looks WHERE id IN (SELECT max(id) FROM looks GROUP BY instance_id) \
+                 ORDER BY instance_id",
+            )?
+            .query_map([], look_row)?
             .collect::<rusqlite::Result<_>>()?,
     };
     tx.commit()?;

@@ -11,7 +11,10 @@ use jiff::Timestamp;
 use rusqlite::Row;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
-use super::{ChangeRow, DecisionKind, DecisionRow, InstanceRow, Phase, StoreError};
+use super::{
+    BaselineRow, CapacityRow, ChangeRow, DecisionKind, DecisionRow, Direction, InstanceRow, LookRow,
+    Phase, StoreError,
+};
 
 /// `2026-11-26T17:00:00.000000000Z`: fixed width, so text order is time order.
 pub(crate) fn timestamp_text(at: Timestamp) -> String {
@@ -150,6 +153,22 @@ impl FromSql for DecisionKind {
     }
 }
 
+impl ToSql for Direction {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for Direction {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        match value.as_str()? {
+            "up" => Ok(Direction::Up),
+            "down" => Ok(Direction::Down),
+            word => Err(unknown_word("direction", word)),
+        }
+    }
+}
+
 fn unknown_word(what: &str, word: &str) -> FromSqlError {
     FromSqlError::Other(format!("unknown {what} {word:?}").into())
 }
@@ -164,6 +183,7 @@ pub(crate) fn change_row(row: &Row<'_>) -> rusqlite::Result<ChangeRow> {
         to_plan: row.get("to_plan")?,
         rule: row.get("rule")?,
         cooldown: duration_from_seconds(row.get("cooldown_seconds")?),
+        direction: row.get("direction")?,
         dry_run: row.get("dry_run")?,
         phase: row.get("phase")?,
         intended_at: timestamp(row, "intended_at")?,
@@ -197,6 +217,41 @@ pub(crate) fn instance_row(row: &Row<'_>) -> rusqlite::Result<InstanceRow> {
         providerid: row.get("providerid")?,
         plan: row.get("plan")?,
         updated_at: timestamp(row, "updated_at")?,
+    })
+}
+
+/// A `looks` row.
+pub(crate) fn look_row(row: &Row<'_>) -> rusqlite::Result<LookRow> {
+    Ok(LookRow {
+        instance_id: instance_id(row, "instance_id")?,
+        at: timestamp(row, "at")?,
+        plan: row.get("plan")?,
+        to_plan: row.get("to_plan")?,
+        passed: row.get("passed")?,
+        reason: row.get("reason")?,
+        detail: row.get("detail")?,
+        projected_memory_percent: row.get("projected_memory_percent")?,
+    })
+}
+
+/// A `capacities` row.
+pub(crate) fn capacity_row(row: &Row<'_>) -> rusqlite::Result<CapacityRow> {
+    let mem_limit: i64 = row.get("mem_limit")?;
+    Ok(CapacityRow {
+        instance_id: instance_id(row, "instance_id")?,
+        plan: row.get("plan")?,
+        mem_limit: u64::try_from(mem_limit).unwrap_or(0),
+        nodes: row.get("nodes")?,
+        seen_at: timestamp(row, "seen_at")?,
+    })
+}
+
+/// An `instances` row whose `baseline` is set.
+pub(crate) fn baseline_row(row: &Row<'_>) -> rusqlite::Result<BaselineRow> {
+    Ok(BaselineRow {
+        instance_id: instance_id(row, "id")?,
+        plan: row.get("baseline")?,
+        since: timestamp(row, "baseline_since")?,
     })
 }
 

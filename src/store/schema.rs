@@ -216,6 +216,55 @@ SELECT d.*
     r#"
 ALTER TABLE changes ADD COLUMN unsent INTEGER NOT NULL DEFAULT 0 CHECK (unsent IN (0, 1));
 "#,
+    // 4: scaling down. Every change has a direction (the earlier ones were all up); an
+    // instance has a baseline, the floor a step down stops at; the memory limit seen on each
+    // plan; and every look at an instance above its floor, passed or not, with why.
+    r#"
+ALTER TABLE changes ADD COLUMN direction TEXT NOT NULL DEFAULT 'up'
+    CHECK (direction = 'up' OR direction = 'down');
+
+-- The plan before the daemon's first upward change, moved by any change it did not make;
+-- upward changes finished before `baseline_since` are not the daemon's to take back.
+ALTER TABLE instances ADD COLUMN baseline       TEXT;
+ALTER TABLE instances ADD COLUMN baseline_since TEXT;
+-- An instance the daemon already raised: the plan its first completed change left.
+UPDATE instances SET
+    baseline = coalesce((SELECT from_plan FROM changes AS c
+                          WHERE c.instance_id = instances.id AND c.phase = 'completed'
+                            AND c.dry_run = 0 ORDER BY c.finished_at, c.id LIMIT 1), plan),
+    baseline_since = coalesce((SELECT intended_at FROM changes AS c
+                                WHERE c.instance_id = instances.id AND c.phase = 'completed'
+                                  AND c.dry_run = 0 ORDER BY c.finished_at, c.id LIMIT 1),
+                              updated_at)
+ WHERE plan IS NOT NULL;
+
+-- The per-node memory limit (bytes) seen on an instance while it was on a plan.
+CREATE TABLE capacities (
+    instance_id INTEGER NOT NULL,
+    plan        TEXT    NOT NULL,
+    mem_limit   INTEGER NOT NULL CHECK (mem_limit > 0),
+    nodes       INTEGER NOT NULL,
+    seen_at     TEXT    NOT NULL,
+    PRIMARY KEY (instance_id, plan)
+);
+
+-- Every look at an instance above its floor: whether it passed, and why not.
+CREATE TABLE looks (
+    id                       INTEGER PRIMARY KEY,
+    instance_id              INTEGER NOT NULL,
+    at                       TEXT    NOT NULL,
+    plan                     TEXT    NOT NULL,   -- the plan it was on
+    to_plan                  TEXT,               -- where a step down would go
+    passed                   INTEGER NOT NULL CHECK (passed IN (0, 1)),
+    reason                   TEXT,               -- why it did not step down
+    detail                   TEXT    NOT NULL,   -- one human sentence, with the figures
+    projected_memory_percent REAL,
+    decision                 TEXT    NOT NULL
+        CHECK (decision = 'skip' OR decision = 'change' OR decision = 'would_change'),
+    change_id                INTEGER REFERENCES changes (id)
+);
+CREATE INDEX looks_by_instance ON looks (instance_id, id);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -314,7 +314,8 @@ mod tests {
             },
             Some(NewChange {
                 instance_id: 1,
-                alarm_id: 999,
+                alarm_id: Some(999),
+                direction: crate::decide::Direction::Up,
                 from_plan: "a".into(),
                 to_plan: "b".into(),
                 rule: "r".into(),

@@ -58,7 +58,8 @@ pub fn change_decision(instance_id: u64, when: &str) -> NewDecision {
 pub fn change(alarm_id: AlarmId, instance_id: u64, when: &str) -> NewChange {
     NewChange {
         instance_id,
-        alarm_id,
+        alarm_id: Some(alarm_id),
+        direction: cloudamqp_autoscaler::decide::Direction::Up,
         from_plan: "bunny-1".into(),
         to_plan: "hare-1".into(),
         rule: "memory-high".into(),
