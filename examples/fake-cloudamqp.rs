@@ -1,4 +1,6 @@
-//! Runs the fake CloudAMQP Customer API on its own, to point the daemon or `curl` at it.
+//! Runs the fake CloudAMQP Customer API on its own, to point the daemon or `curl` at it,
+//! with each instance's management API on the same address (the printed template is what
+//! the daemon's `cloudamqp.management_url` takes).
 //!
 //! ```text
 //! cargo run --example fake-cloudamqp -- --bind 127.0.0.1:8090 --api-key KEY \
@@ -87,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
             instance.id, instance.name, instance.plan
         );
     }
+    let first = instances.first().map(|instance| instance.id);
     let fake = FakeCloudAmqp::new(FakeConfig {
         api_key: args.api_key.clone(),
         timeline: args.timeline.into(),
@@ -100,6 +103,15 @@ async fn main() -> anyhow::Result<()> {
     println!("fake CloudAMQP at {base} (timeline {:?})", args.timeline);
     // The key is a made-up test key, printed so the line can be pasted as is.
     println!("try: curl -u :{} {base}/instances", args.api_key);
+    let management = running.management_url();
+    println!("management APIs at {management} (cloudamqp.management_url)");
+    if let Some(id) = first {
+        let nodes = format!("{}/nodes", management.replace("{id}", &id.to_string()));
+        println!(
+            "try: curl -u USER:PASSWORD {nodes}  (USER:PASSWORD from the \"url\" of \
+             {base}/instances/{id})"
+        );
+    }
     println!("Ctrl-C to stop");
 
     tokio::signal::ctrl_c().await?;
@@ -108,8 +120,9 @@ async fn main() -> anyhow::Result<()> {
         println!("accepted: instance {id} → {plan}");
     }
     println!(
-        "{} requests, {} PUTs",
+        "{} requests ({} to management APIs), {} PUTs",
         fake.requests().len(),
+        fake.management_requests().len(),
         fake.put_attempts()
     );
     Ok(())

@@ -10,6 +10,7 @@ mod fake_cloudamqp {
     mod auth;
     mod endpoints;
     mod faults;
+    mod management;
     mod plan_change;
     mod timeline;
 }

@@ -2,10 +2,14 @@
 //!
 //! A [`FaultRule`] is queued with [`super::FakeCloudAmqp::inject`] and hits the next
 //! `times` requests it matches, before any normal handling (authentication included: a
-//! load balancer's 503 or a rate limiter's 429 does not look at credentials).
+//! load balancer's 503 or a rate limiter's 429 does not look at credentials). Rules hit
+//! instances' management paths (`/management/…`) like any other; [`FaultRule::management`]
+//! is the short way to aim at them. The canned bodies are the Customer API's.
 
 use std::collections::VecDeque;
 use std::time::Duration;
+
+use super::management::PREFIX as MANAGEMENT_PREFIX;
 
 /// Which request paths a [`FaultRule`] hits. Paths are compared without the query string.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +83,12 @@ impl FaultRule {
         }
     }
 
+    /// A fault hitting the next request to any instance's management API (paths under
+    /// `/management/`), whatever its method.
+    pub fn management(fault: Fault) -> Self {
+        Self::once(fault).path(PathMatch::Prefix(MANAGEMENT_PREFIX.to_owned()))
+    }
+
     /// Only requests with this method (`"GET"`, `"PUT"`, …).
     #[must_use]
     pub fn method(mut self, method: &str) -> Self {
@@ -116,7 +126,7 @@ pub(crate) struct Faults {
     rules: VecDeque<FaultRule>,
     /// Armed: the next accepted PUT sets `pending`.
     unauthorized_after_put: bool,
-    /// The next GET answers 401.
+    /// The next Customer API GET answers 401.
     pending_unauthorized: bool,
 }
 
@@ -139,9 +149,13 @@ impl Faults {
     }
 
     /// The fault this request meets, if any: the oldest matching rule, which uses up one of
-    /// its hits; the 401-after-PUT trap comes first as it models one specific moment.
+    /// its hits; the 401-after-PUT trap comes first as it models one specific moment of the
+    /// Customer API (an instance's management API is another server and never springs it).
     pub fn take(&mut self, method: &str, path: &str) -> Option<Fault> {
-        if self.pending_unauthorized && method.eq_ignore_ascii_case("GET") {
+        if self.pending_unauthorized
+            && method.eq_ignore_ascii_case("GET")
+            && !path.starts_with(MANAGEMENT_PREFIX)
+        {
             self.pending_unauthorized = false;
             return Some(Fault::Unauthorized);
         }
@@ -197,6 +211,30 @@ mod tests {
             Some(Fault::Unauthorized)
         );
         assert_eq!(faults.take("GET", "/api/instances/1"), None);
+    }
+
+    #[test]
+    fn the_trap_after_a_put_ignores_management_paths() {
+        let mut faults = Faults::default();
+        faults.arm_unauthorized_after_put();
+        faults.put_accepted();
+        assert_eq!(faults.take("GET", "/management/1/api/nodes"), None);
+        assert_eq!(
+            faults.take("GET", "/api/instances/1"),
+            Some(Fault::Unauthorized)
+        );
+    }
+
+    #[test]
+    fn management_rules_hit_management_paths_only() {
+        let mut faults = Faults::default();
+        faults.push(FaultRule::management(Fault::ServiceUnavailable));
+        assert_eq!(faults.take("GET", "/api/instances/1"), None);
+        assert_eq!(
+            faults.take("GET", "/management/1/api/nodes"),
+            Some(Fault::ServiceUnavailable)
+        );
+        assert_eq!(faults.pending(), 0);
     }
 
     #[test]

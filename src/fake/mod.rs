@@ -4,25 +4,33 @@
 //! It serves the endpoints the daemon uses (`/api/instances`, `/api/instances/{id}`,
 //! `/api/instances/{id}/nodes`, `/api/plans`) with production's auth rule, bodies, plan
 //! move rules and the asynchronous reconfiguration timeline, and it can be told to fail in
-//! each way production has been seen to fail. Tests, `serve --demo` and
-//! `examples/fake-cloudamqp.rs` all run this one implementation, so what the demo shows is
-//! what the tests prove.
+//! each way production has been seen to fail. On the same server, under
+//! `/management/{id}/api/nodes`, it serves each instance's own management API (RabbitMQ's
+//! or LavinMQ's node list, with the instance's own credentials), which the daemon reads
+//! before a step down. Tests, `serve --demo` and `examples/fake-cloudamqp.rs` all run this
+//! one implementation, so what the demo shows is what the tests prove.
 //!
 //! ```text
-//! request ─▶ record ─▶ queued fault? ─▶ auth ─▶ route ─▶ state (instances + timeline)
+//! request ─▶ record ─▶ queued fault? ─▶ auth ─┬▶ route ──────▶ state (instances + timeline)
+//!                                             └▶ management ─▶ state (+ figures set per instance)
+//!
+//! auth: the account key on /api/…, the instance's own user and password on /management/…
 //! ```
 //!
-//! Module map: `catalogue` (the plan list and what a plan name means), `state` (instances
-//! and the `PUT` rules), `timeline` (phases of a change), `faults` (scripted failures),
-//! `record` (request log, credentials, bodies), `views` (JSON shapes), `routes` (the one
-//! HTTP handler).
+//! Module map: `catalogue` (the plan list, what a plan name means, RAM per family), `state`
+//! (instances, the `PUT` rules, the figures set on them), `timeline` (phases of a change),
+//! `faults` (scripted failures), `record` (request log, credentials, bodies), `views`
+//! (Customer API JSON shapes, instance credentials), `routes` (the one HTTP handler),
+//! `management` (an instance's management API: its checks and node list).
 //!
 //! Not faithful, because nobody knows: production's rate limits, its 429/503 bodies, the
-//! error texts for unknown plans and refused moves other than dedicated → shared, and how
-//! nodes look while a change runs. Those are plausible and scriptable, not facts.
+//! error texts for unknown plans and refused moves other than dedicated → shared, how
+//! nodes look while a change runs, and every RAM figure and count the management API
+//! reports. Those are plausible and scriptable, not facts.
 
 mod catalogue;
 mod faults;
+mod management;
 mod record;
 mod routes;
 mod state;
@@ -39,6 +47,7 @@ use crate::clock::{SharedClock, SystemClock};
 
 pub use catalogue::{FakePlan, LAVINMQ, RABBITMQ, production_plans};
 pub use faults::{Fault, FaultRule, PathMatch};
+pub use management::DEFAULT_MEM_USED;
 pub use record::RecordedRequest;
 pub use state::{InstanceSnapshot, SeedInstance};
 pub use timeline::Timeline;
@@ -116,12 +125,13 @@ impl FakeCloudAmqp {
     pub fn new(config: FakeConfig) -> Self {
         let mut plans = config.plans;
         catalogue::sort_by_price(&mut plans);
+        let now = config.clock.now();
         Self {
             shared: Arc::new(Shared {
                 api_key: config.api_key,
                 clock: config.clock,
                 state: Mutex::new(State {
-                    instances: state::Instances::new(config.instances, plans, config.timeline),
+                    instances: state::Instances::new(config.instances, plans, config.timeline, now),
                     faults: faults::Faults::default(),
                     requests: Vec::new(),
                     plan_changes: Vec::new(),
@@ -163,6 +173,17 @@ impl FakeCloudAmqp {
     /// Every request received, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.lock().requests.clone()
+    }
+
+    /// The requests to instances' management APIs (paths under `/management/`), in order.
+    pub fn management_requests(&self) -> Vec<RecordedRequest> {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .filter(|r| r.path.starts_with(management::PREFIX))
+            .cloned()
+            .collect()
     }
 
     /// Every plan change accepted with a 200: `(instance id, plan)`, in order.
@@ -214,9 +235,54 @@ impl FakeCloudAmqp {
         self.shared.lock().instances.show(id, now)
     }
 
-    /// Adds an instance, or replaces the one with the same id.
+    /// Adds an instance, or replaces the one with the same id; its nodes start now.
     pub fn add_instance(&self, seed: SeedInstance) {
-        self.shared.lock().instances.add(seed);
+        let now = self.shared.clock.now();
+        self.shared.lock().instances.add(seed, now);
+    }
+
+    /// Every node of the instance's management API reports `bytes` as `mem_used` (default
+    /// [`DEFAULT_MEM_USED`]); above `mem_limit` RabbitMQ's `mem_alarm` goes on by itself.
+    /// Returns `false` if there is no such instance.
+    pub fn set_mem_used(&self, id: u64, bytes: u64) -> bool {
+        self.update_figures(id, |figures| figures.mem_used = bytes)
+    }
+
+    /// Forces RabbitMQ's `mem_alarm` on every node (`false`: only `mem_used` above
+    /// `mem_limit` sets it). LavinMQ reports no such field. Returns `false` if there is no
+    /// such instance.
+    pub fn set_mem_alarm(&self, id: u64, alarm: bool) -> bool {
+        self.update_figures(id, |figures| figures.mem_alarm = alarm)
+    }
+
+    /// Every node in disk alarm or not: RabbitMQ's `disk_free_alarm`, and `disk_free` below
+    /// `disk_free_limit` (LavinMQ shows only the low `disk_free`). Returns `false` if there
+    /// is no such instance.
+    pub fn set_disk_alarm(&self, id: u64, alarm: bool) -> bool {
+        self.update_figures(id, |figures| figures.disk_alarm = alarm)
+    }
+
+    /// `false`: the instance's last node stops running. The management API reports it as
+    /// RabbitMQ does (`name`, `type`, `running: false`, nothing else) and the Customer API's
+    /// node list shows it `running: false`. One switch for the last node, not one per node:
+    /// enough for "not every node runs". Returns `false` if there is no such instance.
+    pub fn set_running(&self, id: u64, running: bool) -> bool {
+        self.update_figures(id, |figures| figures.running = running)
+    }
+
+    /// The `mem_limit` the instance's nodes report now (it follows the plan the instance
+    /// shows); `None` for an unknown instance or a shared plan.
+    pub fn mem_limit(&self, id: u64) -> Option<u64> {
+        self.instance(id).as_ref().and_then(management::mem_limit)
+    }
+
+    fn update_figures(&self, id: u64, update: impl FnOnce(&mut management::Figures)) -> bool {
+        self.shared
+            .lock()
+            .instances
+            .figures_mut(id)
+            .map(update)
+            .is_some()
     }
 
     /// The catalogue, as `GET /api/plans` serves it.
@@ -237,6 +303,13 @@ impl RunningFake {
     /// The base URL a client is configured with, e.g. `http://127.0.0.1:40123/api`.
     pub fn base_url(&self) -> String {
         format!("http://{}/api", self.addr)
+    }
+
+    /// The template of instances' management API addresses, for the daemon's
+    /// `cloudamqp.management_url`: `http://127.0.0.1:40123/management/{id}/api`, with the
+    /// literal `{id}` the daemon fills in.
+    pub fn management_url(&self) -> String {
+        format!("http://{}/management/{{id}}/api", self.addr)
     }
 
     /// The address it listens on.

@@ -19,7 +19,9 @@ pub struct RecordedRequest {
     /// The path without the query string, e.g. `/api/instances/359559`.
     pub path: String,
     pub query: Option<String>,
-    /// Whether the credentials were the accepted ones (Basic, empty user, the key).
+    /// Whether the credentials were the accepted ones: on the Customer API Basic with an
+    /// empty user and the key; on an instance's management API (`/management/…`) Basic with
+    /// that instance's own user and password (false for an instance the fake does not hold).
     pub authorized: bool,
     /// The `Authorization` scheme (`Basic`, `Bearer`, …); never the credential. A header
     /// without a recognised scheme is recorded as `unrecognized`, because its first word
@@ -55,6 +57,12 @@ pub(crate) struct Credentials {
 impl Credentials {
     /// Accepts only what production accepts: `Basic base64(":" + key)`.
     pub fn check(headers: &HeaderMap, api_key: &str) -> Self {
+        Self::check_basic(headers, Some(("", api_key)))
+    }
+
+    /// Accepts only `Basic base64(user + ":" + password)` with exactly the expected pair;
+    /// `None` accepts nothing (the scheme is still recorded).
+    pub fn check_basic(headers: &HeaderMap, expected: Option<(&str, &str)>) -> Self {
         let Some(value) = headers.get(header::AUTHORIZATION) else {
             return Self {
                 authorized: false,
@@ -67,7 +75,8 @@ impl Credentials {
             .iter()
             .find(|known| known.eq_ignore_ascii_case(scheme))
             .map_or("unrecognized", |known| known);
-        let authorized = recorded == "Basic" && basic_matches(token.trim(), api_key);
+        let authorized = recorded == "Basic"
+            && expected.is_some_and(|(user, password)| basic_matches(token.trim(), user, password));
         Self {
             authorized,
             scheme: Some(recorded.to_owned()),
@@ -75,8 +84,8 @@ impl Credentials {
     }
 }
 
-/// Whether a Basic token decodes to an empty user name and exactly `api_key`.
-fn basic_matches(token: &str, api_key: &str) -> bool {
+/// Whether a Basic token decodes to exactly `expected_user` and `expected_password`.
+fn basic_matches(token: &str, expected_user: &str, expected_password: &str) -> bool {
     let Ok(decoded) = STANDARD.decode(token) else {
         return false;
     };
@@ -84,8 +93,11 @@ fn basic_matches(token: &str, api_key: &str) -> bool {
         return false;
     };
     let (user, password) = (&decoded[..colon], &decoded[colon + 1..]);
-    // Constant time, as a real server would: timing must not reveal how much of a key matched.
-    user.is_empty() && bool::from(password.ct_eq(api_key.as_bytes()))
+    // Constant time, as a real server would: timing must not reveal how much of a key
+    // matched. Both halves are compared whatever the first gave.
+    let user_ok = user.ct_eq(expected_user.as_bytes());
+    let password_ok = password.ct_eq(expected_password.as_bytes());
+    bool::from(user_ok & password_ok)
 }
 
 /// The body as recorded: tolerant, so a test can see what a confused client sent.
@@ -176,6 +188,21 @@ mod tests {
         assert_eq!(check("Bearer k").scheme.as_deref(), Some("Bearer"));
         assert_eq!(check("k").scheme.as_deref(), Some("unrecognized"));
         assert_eq!(Credentials::check(&HeaderMap::new(), "k").scheme, None);
+    }
+
+    #[test]
+    fn basic_with_a_named_user_needs_both_halves() {
+        let check = |creds: &str, expected| {
+            let value = format!("Basic {}", STANDARD.encode(creds));
+            Credentials::check_basic(&headers(&[(header::AUTHORIZATION, &value)]), expected)
+        };
+        assert!(check("u:p", Some(("u", "p"))).authorized);
+        assert!(!check("u:q", Some(("u", "p"))).authorized);
+        assert!(!check("v:p", Some(("u", "p"))).authorized);
+        assert!(!check(":p", Some(("u", "p"))).authorized);
+        let nobody = check("u:p", None);
+        assert!(!nobody.authorized);
+        assert_eq!(nobody.scheme.as_deref(), Some("Basic"));
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! Routing is done by hand in a single default service rather than with actix's router so
 //! that every request (unknown paths, wrong methods, unauthenticated ones) goes through the
-//! same record-then-fault steps, and so 404/405 bodies are production-like JSON.
+//! same record-then-fault steps, and so 404/405 bodies are production-like JSON. Paths under
+//! `/management/` are instances' own management APIs: same steps, their own credentials,
+//! answered by `management`.
 
 use std::io;
 
@@ -12,6 +14,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 use super::faults::Fault;
+use super::management::{self, Target};
 use super::record::{Credentials, RecordedRequest, recorded_body, requested_plan};
 use super::state::Refusal;
 use super::{Shared, views};
@@ -31,10 +34,14 @@ pub(crate) async fn handle(
 ) -> HttpResponse {
     let method = req.method().as_str().to_owned();
     let path = req.path().to_owned();
-    let credentials = Credentials::check(req.headers(), &shared.api_key);
-    let authorized = credentials.authorized;
-    let (index, fault) = {
+    let management = Target::parse(&path);
+    let (index, fault, authorized) = {
         let mut state = shared.lock();
+        let credentials = match management {
+            Some(target) => target.credentials(req.headers(), &state.instances),
+            None => Credentials::check(req.headers(), &shared.api_key),
+        };
+        let authorized = credentials.authorized;
         if method == "PUT" {
             state.put_attempts += 1;
         }
@@ -54,11 +61,15 @@ pub(crate) async fn handle(
             at: shared.clock.now(),
         });
         let index = state.requests.len() - 1;
-        (index, state.faults.take(&method, &path))
+        (index, state.faults.take(&method, &path), authorized)
+    };
+    let normal = || match management {
+        Some(target) => management::answer(&shared, target, &method, authorized),
+        None => answer(&shared, &req, &body, authorized),
     };
     let (response, delay) = match fault {
-        None => (answer(&shared, &req, &body, authorized), None),
-        Some(Fault::Slow(delay)) => (answer(&shared, &req, &body, authorized), Some(delay)),
+        None => (normal(), None),
+        Some(Fault::Slow(delay)) => (normal(), Some(delay)),
         // Recorded with status 0: no HTTP answer goes out.
         Some(Fault::DropConnection) => return dropped_connection(),
         Some(fault) => (fault_response(fault), None),
@@ -154,8 +165,10 @@ fn answer(shared: &Shared, req: &HttpRequest, body: &[u8], authorized: bool) -> 
             Some(instance) => HttpResponse::Ok().json(views::full(&instance)),
             None => invalid_id(),
         },
-        (Route::Nodes(id), _) => match id.and_then(|id| state.instances.show(id, now)) {
-            Some(instance) => HttpResponse::Ok().json(views::nodes(&instance)),
+        (Route::Nodes(id), _) => match id.and_then(|id| state.instances.broker(id, now)) {
+            Some(broker) => {
+                HttpResponse::Ok().json(views::nodes(&broker.instance, broker.figures.running))
+            }
             None => invalid_id(),
         },
         (Route::Plans, _) => {

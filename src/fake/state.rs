@@ -1,12 +1,15 @@
 //! The instances the fake holds, what `GET` shows of them at a moment, and the rules a plan
-//! change (`PUT /api/instances/{id}`) must pass.
+//! change (`PUT /api/instances/{id}`) must pass; also the figures each instance's own
+//! management API reports (see `management`).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use jiff::Timestamp;
 use uuid::Uuid;
 
 use super::catalogue::{FakePlan, current_kind, target_kind};
+use super::management::{DEFAULT_MEM_USED, Figures};
 use super::timeline::{Phase, Timeline};
 
 /// An instance the fake starts with (or gains through [`super::FakeCloudAmqp::add_instance`]).
@@ -22,6 +25,9 @@ pub struct SeedInstance {
     pub providerid: Uuid,
     /// `false` makes every `PUT` answer 422 "Please wait…" until [`super::FakeCloudAmqp::set_ready`].
     pub ready: bool,
+    /// Bytes each node's management API reports as `mem_used`. Default
+    /// [`DEFAULT_MEM_USED`] (300 MiB); later [`super::FakeCloudAmqp::set_mem_used`].
+    pub mem_used: u64,
 }
 
 impl SeedInstance {
@@ -36,7 +42,15 @@ impl SeedInstance {
             // Sets the version-4 and variant bits so it reads like the UUIDs production prints.
             providerid: uuid::Builder::from_random_bytes(bytes).into_uuid(),
             ready: true,
+            mem_used: DEFAULT_MEM_USED,
         }
+    }
+
+    /// The same instance with every node's management API reporting `bytes` of `mem_used`.
+    #[must_use]
+    pub fn with_mem_used(mut self, bytes: u64) -> Self {
+        self.mem_used = bytes;
+        self
     }
 }
 
@@ -66,6 +80,17 @@ impl InstanceSnapshot {
     }
 }
 
+/// What an instance's management API would show at one moment: the instance as `GET` shows
+/// it, the figures set on it, and how long its nodes have run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BrokerSnapshot {
+    pub instance: InstanceSnapshot,
+    pub figures: Figures,
+    /// Since the instance was added, or since its last plan change finished (a change
+    /// restarts the nodes).
+    pub uptime: Duration,
+}
+
 /// Why a `PUT` was refused; the HTTP mapping lives in `routes`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Refusal {
@@ -87,6 +112,9 @@ struct Instance {
     node_count: u32,
     ready: bool,
     change: Option<Change>,
+    figures: Figures,
+    /// When the nodes last started, on the fake's clock.
+    up_since: Timestamp,
 }
 
 #[derive(Debug, Clone)]
@@ -106,14 +134,19 @@ pub(crate) struct Instances {
 }
 
 impl Instances {
-    pub fn new(seeds: Vec<SeedInstance>, plans: Vec<FakePlan>, timeline: Timeline) -> Self {
+    pub fn new(
+        seeds: Vec<SeedInstance>,
+        plans: Vec<FakePlan>,
+        timeline: Timeline,
+        now: Timestamp,
+    ) -> Self {
         let mut instances = Self {
             by_id: BTreeMap::new(),
             plans,
             timeline,
         };
         for seed in seeds {
-            instances.add(seed);
+            instances.add(seed, now);
         }
         instances
     }
@@ -122,8 +155,8 @@ impl Instances {
         &self.plans
     }
 
-    /// Adds or replaces an instance.
-    pub fn add(&mut self, seed: SeedInstance) {
+    /// Adds or replaces an instance; its nodes start at `now`.
+    pub fn add(&mut self, seed: SeedInstance, now: Timestamp) {
         let node_count = current_kind(&self.plans, &seed.plan).nodes_after(1);
         self.by_id.insert(
             seed.id,
@@ -135,8 +168,15 @@ impl Instances {
                 node_count,
                 ready: seed.ready,
                 change: None,
+                figures: Figures::new(seed.mem_used),
+                up_since: now,
             },
         );
+    }
+
+    /// Whether the fake holds instance `id`.
+    pub fn contains(&self, id: u64) -> bool {
+        self.by_id.contains_key(&id)
     }
 
     /// Every instance as `GET /api/instances` would show it at `now`, by id.
@@ -187,6 +227,24 @@ impl Instances {
             configured,
             changing_to: instance.change.as_ref().map(|c| c.to_plan.clone()),
         })
+    }
+
+    /// Instance `id` as its management API would show it at `now`.
+    pub fn broker(&mut self, id: u64, now: Timestamp) -> Option<BrokerSnapshot> {
+        let instance = self.show(id, now)?;
+        let stored = self.by_id.get(&id)?;
+        Some(BrokerSnapshot {
+            instance,
+            figures: stored.figures,
+            uptime: crate::clock::between(stored.up_since, now),
+        })
+    }
+
+    /// The management figures of instance `id`, to change them.
+    pub fn figures_mut(&mut self, id: u64) -> Option<&mut Figures> {
+        self.by_id
+            .get_mut(&id)
+            .map(|instance| &mut instance.figures)
     }
 
     /// The plan was changed elsewhere (the console): applies at once, ready, and cancels any
@@ -262,6 +320,8 @@ fn settle(instance: &mut Instance, timeline: Timeline, now: Timestamp) {
         instance.plan = change.to_plan;
         instance.node_count = change.to_nodes;
         instance.ready = true;
+        // The nodes restarted when the change finished, not when someone first looked.
+        instance.up_since = crate::clock::add(change.started, timeline.lag + timeline.reconfigure);
     }
 }
 

@@ -2,7 +2,9 @@
 //!
 //! The full instance object carries credentials (`url`, `urls`, `apikey`) exactly where
 //! production does. Their fake values all contain [`SECRET_MARKER`] so a test can search
-//! logs, stored state and error messages for it and prove nothing leaked.
+//! logs, stored state and error messages for it and prove nothing leaked. The user and
+//! password of `url` come from [`instance_credentials`], which the management API's login
+//! check uses too.
 
 use serde_json::{Value, json};
 
@@ -28,11 +30,26 @@ pub(crate) fn list_entry(instance: &InstanceSnapshot) -> Value {
     })
 }
 
+/// The user and password of an instance's `url`, which also open its management API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct InstanceCredentials {
+    pub user: String,
+    pub password: String,
+}
+
+/// The one place an instance's own credentials are made: the `url` of the instance view
+/// and the management API's login check both use this.
+pub(crate) fn instance_credentials(id: u64) -> InstanceCredentials {
+    InstanceCredentials {
+        user: format!("fake-user-{id}"),
+        password: format!("{SECRET_MARKER}password-{id}"),
+    }
+}
+
 /// `GET /api/instances/{id}`. `nodes` only for dedicated plans; no `status` field.
 pub(crate) fn full(instance: &InstanceSnapshot) -> Value {
     let host = host(instance);
-    let user = format!("fake-user-{}", instance.id);
-    let password = format!("{SECRET_MARKER}password-{}", instance.id);
+    let InstanceCredentials { user, password } = instance_credentials(instance.id);
     let url = |host: &str| format!("amqps://{user}:{password}@{host}/{user}");
     let internal_host = host.replacen('.', ".in.", 1);
     let mut object = json!({
@@ -66,19 +83,21 @@ pub(crate) fn full(instance: &InstanceSnapshot) -> Value {
 }
 
 /// `GET /api/instances/{id}/nodes`: one entry per node (none for shared plans).
-pub(crate) fn nodes(instance: &InstanceSnapshot) -> Value {
-    let slug = slug(&instance.name);
+/// `last_running: false` shows the last node not running, as the management API does
+/// (`FakeCloudAmqp::set_running`).
+pub(crate) fn nodes(instance: &InstanceSnapshot, last_running: bool) -> Value {
+    let count = instance.node_count();
     let nodes: Vec<Value> = instance
         .configured
         .iter()
         .enumerate()
         .map(|(index, &configured)| {
-            let name = format!("{slug}-{:02}", index + 1);
+            let name = node_host(&instance.name, index);
             json!({
                 "name": name,
                 "hostname": format!("{name}.{}", domain(instance)),
                 "configured": configured,
-                "running": true,
+                "running": last_running || index + 1 < count,
                 "rabbitmq_version": version(instance),
                 "erlang_version": "26.2.5",
                 "disk_size": 10,
@@ -88,6 +107,12 @@ pub(crate) fn nodes(instance: &InstanceSnapshot) -> Value {
         })
         .collect();
     Value::Array(nodes)
+}
+
+/// The short host name of node `index` (from 0): `{name as a DNS label}-01`, `-02`, …; the
+/// Customer API's node names and the management API's node names both derive from it.
+pub(crate) fn node_host(instance_name: &str, index: usize) -> String {
+    format!("{}-{:02}", slug(instance_name), index + 1)
 }
 
 fn version(instance: &InstanceSnapshot) -> &'static str {
