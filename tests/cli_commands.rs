@@ -164,7 +164,7 @@ fn explain_json_prints_exactly_one_change_object() {
     let object: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(
         object,
-        serde_json::json!({"decision":"change_plan","from":"bunny-1","to":"hare-1","rule":"memory-high"})
+        serde_json::json!({"decision":"change_plan","direction":"up","from":"bunny-1","to":"hare-1","rule":"memory-high"})
     );
 }
 
@@ -219,7 +219,7 @@ fn explain_text_shows_the_decision_and_every_rule_of_the_type() {
     let stdout = text(&out.stdout);
     assert!(
         stdout.starts_with(
-            "change plan hare-1 -> panda-1 (rule \"memory-critical\"; then cooldown 1h)"
+            "change plan hare-1 -> panda-1 (up, rule \"memory-critical\"; then cooldown 1h)"
         ),
         "{stdout}"
     );

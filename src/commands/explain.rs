@@ -20,6 +20,9 @@ pub fn run(
     out: &mut dyn Write,
 ) -> Result<(), CommandError> {
     let rules = super::load_rules(&super::rules_path(config, args.rules.clone(), false)?.0)?;
+    if args.down {
+        return super::explain_down::run(&rules, &args, out);
+    }
     let body = match &args.alarm {
         Some(path) => std::fs::read(path).map_err(|e| {
             CommandError::Setup(format!("cannot read alarm file {}: {e}", path.display()))
@@ -66,7 +69,8 @@ pub fn run(
 pub fn decision_json(decision: &Decision) -> serde_json::Value {
     match decision {
         Decision::Change(change) => json!({
-            "decision": "change_plan", "from": change.from, "to": change.to, "rule": change.rule,
+            "decision": "change_plan", "direction": change.direction, "from": change.from,
+            "to": change.to, "rule": change.rule,
         }),
         Decision::Skip(skip) => json!({
             "decision": "skip", "reason": skip.reason.code(), "detail": skip.detail,
@@ -83,9 +87,10 @@ fn explain_text(
 ) -> String {
     let mut text = match decision {
         Decision::Change(change) => format!(
-            "change plan {} -> {} (rule {:?}; then cooldown {})\n",
+            "change plan {} -> {} ({}, rule {:?}; then cooldown {})\n",
             change.from,
             change.to,
+            change.direction,
             change.rule,
             crate::duration::display(change.cooldown)
         ),

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod explain;
+mod explain_down;
 pub mod plans;
 pub mod serve;
 

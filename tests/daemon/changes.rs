@@ -56,7 +56,7 @@ async fn one_alarm_makes_exactly_one_put_tracked_to_completion() {
     );
     let metrics = app.metrics().await;
     assert!(
-        metrics.contains(r#"autoscaler_plan_changes_total{result="completed"} 1"#),
+        metrics.contains(r#"autoscaler_plan_changes_total{direction="up",result="completed"} 1"#),
         "{metrics}"
     );
     assert!(

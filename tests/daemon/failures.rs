@@ -141,7 +141,7 @@ async fn a_stuck_change_times_out_needs_a_human_and_is_not_sent_again() {
     );
     let metrics = app.metrics().await;
     assert!(
-        metrics.contains(r#"autoscaler_plan_changes_total{result="timed_out"} 1"#),
+        metrics.contains(r#"autoscaler_plan_changes_total{direction="up",result="timed_out"} 1"#),
         "{metrics}"
     );
     app.stop().await;

@@ -100,6 +100,10 @@ pub fn settings(spawn: &Spawn, fake_url: &str, state_dir: &Path, rules_path: &Pa
             fake_url.to_owned(),
         ),
         (
+            "AUTOSCALER__CLOUDAMQP__MANAGEMENT_URL".to_owned(),
+            management_url(fake_url),
+        ),
+        (
             "AUTOSCALER__CLOUDAMQP__POLL_INTERVAL".to_owned(),
             spawn.poll_interval.to_owned(),
         ),
@@ -148,6 +152,15 @@ pub fn settings(spawn: &Spawn, fake_url: &str, state_dir: &Path, rules_path: &Pa
     }
     env.extend(spawn.env.iter().cloned());
     Settings::load_from(None, env).expect("test settings are valid")
+}
+
+/// The fake's management API template, from its Customer API base URL
+/// (`http://ADDR/api` → `http://ADDR/management/{id}/api`).
+pub fn management_url(fake_url: &str) -> String {
+    format!(
+        "{}/management/{{id}}/api",
+        fake_url.trim_end_matches('/').trim_end_matches("/api")
+    )
 }
 
 pub async fn spawn_app(spawn: Spawn) -> TestApp {

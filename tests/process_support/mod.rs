@@ -168,6 +168,13 @@ pub fn command(dir: &Path, fake_url: &str, live: bool, env: &[(&str, &str)]) -> 
     command
         .env("AUTOSCALER__SERVER__BIND", "127.0.0.1:0")
         .env("AUTOSCALER__CLOUDAMQP__API_URL", fake_url)
+        .env(
+            "AUTOSCALER__CLOUDAMQP__MANAGEMENT_URL",
+            format!(
+                "{}/management/{{id}}/api",
+                fake_url.trim_end_matches('/').trim_end_matches("/api")
+            ),
+        )
         .env("AUTOSCALER__CLOUDAMQP__POLL_INTERVAL", "100ms")
         .env("AUTOSCALER__LIVE", live.to_string())
         .env("AUTOSCALER__LOG__FORMAT", "json")
