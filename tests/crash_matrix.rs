@@ -341,3 +341,62 @@ async fn a_kill_while_tracking_resumes_tracking_without_a_second_put() {
         .await;
     assert_eq!(change_phases(dir.path()), ["completed"]);
 }
+
+/// The rules of `workdir` with a quick `[scale_down]`.
+fn with_scale_down(dir: &std::path::Path) {
+    let path = dir.join("rules.toml");
+    let mut rules = std::fs::read_to_string(&path).unwrap();
+    rules.push_str(
+        "\n[scale_down]\nquiet_for = \"300ms\"\nafter_up = \"100ms\"\nafter_down = \"1h\"\n\
+         check_every = \"100ms\"\nwindow = \"200ms\"\n",
+    );
+    std::fs::write(path, rules).unwrap();
+}
+
+/// A step down is a change like any other: `kill -9` (or SIGTERM) while it is tracked, and
+/// the next start follows it to its end without sending it again, and makes no other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_down_stopped_while_tracked_is_followed_after_the_restart_never_sent_again() {
+    for graceful in [false, true] {
+        let (fake, running) = support::fake(slow_change()).await;
+        let dir = workdir();
+        with_scale_down(dir.path());
+        let mut daemon = Daemon::start(dir.path(), &running.base_url(), true);
+        assert_eq!(daemon.alarm(MEMORY_85).await, 202);
+        daemon
+            .wait_for("the step down, tracking", |s| {
+                let change = &instance(s)["change"];
+                change["direction"] == "down" && change["phase"] == "tracking"
+            })
+            .await;
+        if graceful {
+            daemon.signal("TERM");
+            assert_eq!(daemon.wait(), Some(0), "{}", daemon.log());
+        } else {
+            daemon.child.kill().unwrap();
+            assert_eq!(daemon.wait(), None);
+        }
+        let daemon = Daemon::start(dir.path(), &running.base_url(), true);
+        let status = daemon
+            .wait_for("the step down to complete", |s| {
+                let last = &instance(s)["last_change"];
+                last["direction"] == "down" && last["result"] == "completed"
+            })
+            .await;
+        assert_eq!(instance(&status)["plan"], "bunny-1");
+        assert_eq!(
+            fake.plan_changes(),
+            vec![(ID, "hare-1".to_owned()), (ID, "bunny-1".to_owned())],
+            "graceful: {graceful}; {}",
+            daemon.log()
+        );
+        assert_eq!(fake.put_attempts(), 2);
+        assert!(
+            instance(&status)["scale_down"].is_null(),
+            "at the floor: {status:#}"
+        );
+        daemon.assert_no_secrets();
+        drop(daemon);
+        running.stop().await;
+    }
+}

@@ -14,5 +14,9 @@ mod failures;
 mod reload;
 #[path = "daemon/restart.rs"]
 mod restart;
+#[path = "daemon/scale_down.rs"]
+mod scale_down;
+#[path = "daemon/scale_down_floor.rs"]
+mod scale_down_floor;
 #[path = "daemon/webhook.rs"]
 mod webhook;

@@ -5,10 +5,24 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::cli::{CheckArgs, CommandError, Format};
+use super::{CommandError, Format};
 use crate::cloudamqp::{Catalogue, OnlineCheck, check_rules_online};
 use crate::rules::{Action, RuleError, RuleSet, RulesFailure, Threshold};
 use crate::settings::Settings;
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The rules file (default: the `rules.path` setting, "rules.toml").
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<std::path::PathBuf>,
+    /// Also check every plan name against the live catalogue (needs the API key); warn on
+    /// ladders that mix shared/dedicated plans or backends, or are not ascending by price.
+    #[arg(long)]
+    pub online: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
 
 /// Runs `check`. Invalid rules: every problem on `err` (text) or in the JSON object on
 /// `out`, and exit 1.

@@ -6,11 +6,75 @@ use std::path::Path;
 
 use serde_json::json;
 
+use super::{CommandError, Format};
 use crate::alarm::{self, Alarm};
-use crate::cli::{CommandError, ExplainArgs, Format};
 use crate::decide::{self, Decision, InstanceView};
 use crate::instance::InstanceRef;
 use crate::rules::{InstanceNames, RuleSet};
+
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// The plan the instance is on now, e.g. bunny-1.
+    #[arg(long, value_name = "PLAN")]
+    pub plan: String,
+    /// The rules file (default: the `rules.path` setting, "rules.toml").
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<std::path::PathBuf>,
+    /// The alarm JSON as CloudAMQP posts it (default: read from stdin).
+    #[arg(long, value_name = "FILE")]
+    pub alarm: Option<std::path::PathBuf>,
+    /// When the instance's last plan change finished (RFC 3339); default: never.
+    #[arg(long, value_name = "RFC3339")]
+    pub last_change: Option<jiff::Timestamp>,
+    /// The time of the decision (RFC 3339); default: now.
+    #[arg(long, value_name = "RFC3339")]
+    pub now: Option<jiff::Timestamp>,
+    /// The instance: integer id or UUID (default: the alarm's own instance id).
+    #[arg(long, value_name = "ID")]
+    pub instance: Option<crate::instance::InstanceRef>,
+    /// The instance's name, for rules that select instances by name.
+    #[arg(long, value_name = "NAME")]
+    pub instance_name: Option<String>,
+    /// Output format; json prints exactly one object.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    /// Ask what one scale-down look decides instead (needs [scale_down] in the rules); the
+    /// figures given stand for every look of the window. No alarm is read.
+    #[arg(long, requires = "floor")]
+    pub down: bool,
+    /// With --down: the instance's floor (the plan before the daemon raised it).
+    #[arg(long, value_name = "PLAN")]
+    pub floor: Option<String>,
+    /// With --down: when the last upward change finished (RFC 3339); default: never.
+    #[arg(long, value_name = "RFC3339", requires = "down")]
+    pub last_up: Option<jiff::Timestamp>,
+    /// With --down: when the last downward change finished (RFC 3339); default: never.
+    #[arg(long, value_name = "RFC3339", requires = "down")]
+    pub last_down: Option<jiff::Timestamp>,
+    /// With --down: when the last alarm for the instance was received (RFC 3339); default:
+    /// never.
+    #[arg(long, value_name = "RFC3339", requires = "down")]
+    pub last_alarm: Option<jiff::Timestamp>,
+    /// With --down: memory in use on the busiest node now, bytes or a size such as "1.2GiB";
+    /// every node is taken to use as much. Without it the look has no metrics.
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, requires = "down")]
+    pub memory_used: Option<u64>,
+    /// With --down: the smaller plan's per-node memory limit, as the daemon would have
+    /// seen it (default: `memory_limits` of [scale_down], else unknown).
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, requires = "down")]
+    pub memory_limit: Option<u64>,
+    /// With --down: how many nodes the instance has now (default: the plan's -N suffix, else 1).
+    #[arg(long, value_name = "N", requires = "down")]
+    pub nodes: Option<u32>,
+}
+
+/// A byte count as written on the command line: `1073741824`, `1GiB`, `3.2 GiB`, `500MB`.
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|size| size.as_u64())
+        .map_err(|e| format!("{text:?} is not a size in bytes: {e}"))
+}
 
 /// Runs `explain`, reading the alarm from `--alarm` or else `stdin`.
 pub fn run(

@@ -5,7 +5,8 @@ use std::io::Write;
 
 use serde_json::json;
 
-use crate::cli::{CommandError, ExplainArgs, Format};
+use super::explain::ExplainArgs;
+use super::{CommandError, Format};
 use crate::cloudamqp::{BrokerNode, Plan};
 use crate::instance::InstanceRef;
 use crate::rules::{InstanceNames, RuleSet};
@@ -24,7 +25,9 @@ pub(super) fn run(
         )));
     };
     let floor = args.floor.as_deref().ok_or_else(|| {
-        CommandError::Setup("--down needs --floor PLAN (the plan before the daemon raised it)".into())
+        CommandError::Setup(
+            "--down needs --floor PLAN (the plan before the daemon raised it)".into(),
+        )
     })?;
     let (id, uuid) = match args.instance {
         Some(InstanceRef::Id(id)) => (Some(id.to_string()), None),

@@ -7,10 +7,54 @@ pub mod plans;
 pub mod serve;
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
-use crate::cli::CommandError;
+use clap::ValueEnum;
+
 use crate::rules::{RuleSet, RulesFailure};
 use crate::settings::Settings;
+
+/// How a command prints its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+/// A command's failure, mapped onto the contract's exit codes.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The thing checked is invalid, or the action failed: exit 1.
+    #[error("{0}")]
+    Invalid(String),
+    /// Usage, configuration or I/O: exit 2.
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl CommandError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::Invalid(_) => ExitCode::from(1),
+            Self::Setup(_) => ExitCode::from(2),
+        }
+    }
+}
+
+impl From<crate::cloudamqp::ApiError> for CommandError {
+    /// Talking to CloudAMQP failing (no key, refused key, unreachable) is a configuration
+    /// or I/O problem: exit 2. Nothing that was checked was found invalid.
+    fn from(e: crate::cloudamqp::ApiError) -> Self {
+        Self::Setup(format!("CloudAMQP API: {e}"))
+    }
+}
+
+impl From<crate::settings::SettingsError> for CommandError {
+    fn from(e: crate::settings::SettingsError) -> Self {
+        Self::Setup(e.to_string())
+    }
+}
 
 /// The rules file a command uses: `--rules`, else the `rules.path` setting; with the
 /// settings when they were read. A `--config` given is read and checked even when `--rules`

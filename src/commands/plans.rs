@@ -3,10 +3,17 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::cli::{CommandError, Format, PlansArgs};
+use super::{CommandError, Format};
 use crate::clock::SystemClock;
 use crate::cloudamqp::{self, Plan};
 use crate::settings::Settings;
+
+#[derive(Debug, clap::Args)]
+pub struct PlansArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
 
 /// Runs `plans`.
 pub fn run(

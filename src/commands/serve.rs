@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::cli::{CommandError, ServeArgs};
+use super::CommandError;
 use crate::fake::{FakeCloudAmqp, FakeConfig, RunningFake, SeedInstance, Timeline};
 use crate::settings::Settings;
 use crate::startup::{Application, StartError, StartOptions};
@@ -16,6 +16,20 @@ use crate::startup::{Application, StartError, StartOptions};
 const DEMO_INSTANCE: u64 = 359_559;
 /// The demo polls its simulated change this often.
 const DEMO_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The rules file (default: the `rules.path` setting, "rules.toml").
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<std::path::PathBuf>,
+    /// Act for real: send plan changes to CloudAMQP (same as `live = true`). Needs the API key.
+    #[arg(long)]
+    pub live: bool,
+    /// Run live against a built-in simulated CloudAMQP (one instance on bunny-1), with
+    /// the shipped rules and local state, and print how to send it an alarm.
+    #[arg(long)]
+    pub demo: bool,
+}
 
 /// Runs `serve` until SIGTERM/SIGINT.
 pub fn run(
@@ -28,7 +42,7 @@ pub fn run(
     if args.live {
         settings.live = true;
     }
-    let rules_path = args.rules.unwrap_or_else(|| settings.rules.path.clone());
+    let rules_path = args.rules.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -38,6 +52,13 @@ pub fn run(
             Some(start_demo(&mut settings).await?)
         } else {
             None
+        };
+        // The demo's own rules (the shipped ones with quick scale-down timings) unless
+        // --rules names a file.
+        let rules_path = match rules_path {
+            Some(path) => path,
+            None if args.demo => write_demo_rules(&settings.state.dir)?,
+            None => settings.rules.path.clone(),
         };
         let options = StartOptions {
             rules_path,
@@ -77,6 +98,7 @@ async fn start_demo(settings: &mut Settings) -> Result<RunningFake, CommandError
         .map_err(|e| CommandError::Setup(format!("cannot start the simulated CloudAMQP: {e}")))?;
     settings.live = true;
     settings.cloudamqp.api_url = running.base_url();
+    settings.cloudamqp.management_url = running.management_url();
     settings.cloudamqp.api_key = Some(SecretString::from(key));
     settings.cloudamqp.poll_interval = settings.cloudamqp.poll_interval.min(DEMO_POLL_INTERVAL);
     settings.state.dir = settings.state.dir.join("demo");
@@ -91,6 +113,35 @@ async fn start_demo(settings: &mut Settings) -> Result<RunningFake, CommandError
     Ok(running)
 }
 
+/// The demo's scale-down timings: minutes, not hours, so a newcomer sees the plan come
+/// back down while watching.
+const DEMO_SCALE_DOWN: &str = r#"
+# serve --demo: the shipped rules above, and scale-down timings short enough to watch.
+[scale_down]
+quiet_for = "60s"
+after_up = "20s"
+after_down = "60s"
+check_every = "5s"
+window = "15s"
+memory_headroom = 60
+"#;
+
+/// Writes the demo's rules (the shipped rules.toml with [`DEMO_SCALE_DOWN`]) into the demo's
+/// state directory and returns the path.
+fn write_demo_rules(state_dir: &Path) -> Result<std::path::PathBuf, CommandError> {
+    let path = state_dir.join("demo-rules.toml");
+    let text = format!("{}{DEMO_SCALE_DOWN}", include_str!("../../rules.toml"));
+    std::fs::create_dir_all(state_dir)
+        .and_then(|()| std::fs::write(&path, text))
+        .map_err(|e| {
+            CommandError::Setup(format!(
+                "cannot write the demo rules {}: {e}",
+                path.display()
+            ))
+        })?;
+    Ok(path)
+}
+
 fn demo_banner(addr: std::net::SocketAddr) -> String {
     format!(
         "\ncloudamqp-autoscaler demo: live against a simulated CloudAMQP with instance {DEMO_INSTANCE} (\"demo\") on bunny-1.\n\
@@ -98,6 +149,11 @@ fn demo_banner(addr: std::net::SocketAddr) -> String {
          curl -X POST http://{addr}/cloudamqp/alarm -d '{{\"alarm_type\":\"memory\",\"value\":85,\"instance_id\":{DEMO_INSTANCE}}}'\n\n\
          then watch the plan change to hare-1 within seconds:\n\n  \
          curl http://{addr}/status\n\n\
-         Send it again: the instance is cooling down, nothing is changed twice. Ctrl-C stops.\n\n"
+         Send it again: the instance is cooling down, nothing is changed twice.\n\n\
+         Then stay quiet. The demo's own timings (rules in the demo state directory): after 60 s with no\n\
+         alarm (quiet_for) it looks at the broker every 5 s (check_every) - the simulated broker uses\n\
+         300 MiB of bunny-1's 1.6 GiB per node, within the 60 % headroom - and once the looks have\n\
+         passed for 15 s (window) it steps back down to bunny-1. An alarm meanwhile starts the quiet\n\
+         minute again: watch instances.{DEMO_INSTANCE}.scale_down.last_look in /status. Ctrl-C stops.\n\n"
     )
 }

@@ -56,7 +56,12 @@ impl Executor {
         if !changed {
             return;
         }
-        tracing::info!(instance = id, plan, mem_limit = limit, "learned the memory limit of the plan");
+        tracing::info!(
+            instance = id,
+            plan,
+            mem_limit = limit,
+            "learned the memory limit of the plan"
+        );
         let write = inner.store.record_capacity(CapacityRow {
             instance_id: id,
             plan: plan.to_owned(),

@@ -145,7 +145,9 @@ impl Executor {
                 let verdict = LookVerdict {
                     passed: false,
                     reason: DownReason::MetricsUnavailable,
-                    detail: format!("the instance cannot be read from CloudAMQP ({why}): no evidence"),
+                    detail: format!(
+                        "the instance cannot be read from CloudAMQP ({why}): no evidence"
+                    ),
                     projected_memory_percent: None,
                 };
                 let now = inner.clock.now();
@@ -179,7 +181,9 @@ impl Executor {
         let (decision, streak) =
             scale_down::judge(section, &view, &step, &figures, state.streak, now);
         match decision {
-            DownDecision::Skip(verdict) => self.note_look(id, view.plan, &step, &verdict, streak, now),
+            DownDecision::Skip(verdict) => {
+                self.note_look(id, view.plan, &step, &verdict, streak, now)
+            }
             DownDecision::Change {
                 change,
                 detail,
@@ -189,14 +193,25 @@ impl Executor {
                     let verdict = LookVerdict {
                         passed: false,
                         reason: DownReason::MoveNotAllowed,
-                        detail: format!("step down {} -> {}, but {refusal}", change.from, change.to),
+                        detail: format!(
+                            "step down {} -> {}, but {refusal}",
+                            change.from, change.to
+                        ),
                         projected_memory_percent,
                     };
                     self.note_look(id, view.plan, &step, &verdict, Streak::default(), now);
                     return;
                 }
-                self.start_down(id, &step, change, detail, projected_memory_percent, started, now)
-                    .await;
+                self.start_down(
+                    id,
+                    &step,
+                    change,
+                    detail,
+                    projected_memory_percent,
+                    started,
+                    now,
+                )
+                .await;
             }
         }
     }
@@ -332,14 +347,15 @@ impl Executor {
         now: Timestamp,
     ) {
         let inner = &self.inner;
-        let alarmed = inner
-            .book
-            .read(id, |state| state.last_alarm.is_some_and(|alarm| alarm >= started));
+        let alarmed = inner.book.read(id, |state| {
+            state.last_alarm.is_some_and(|alarm| alarm >= started)
+        });
         if alarmed {
             let verdict = LookVerdict {
                 passed: false,
                 reason: DownReason::NotQuiet,
-                detail: "an alarm for the instance came while the look was deciding: no step down".into(),
+                detail: "an alarm for the instance came while the look was deciding: no step down"
+                    .into(),
                 projected_memory_percent,
             };
             self.note_look(id, &change.from, step, &verdict, Streak::default(), now);
@@ -375,7 +391,10 @@ impl Executor {
         let change_id = match inner.store.record_look(look, Some(new_change)).await {
             Ok(Some(change_id)) => change_id,
             Ok(None) | Err(_) => {
-                tracing::error!(instance = id, "could not record the intended step down: not sending it");
+                tracing::error!(
+                    instance = id,
+                    "could not record the intended step down: not sending it"
+                );
                 return;
             }
         };
@@ -438,7 +457,10 @@ mod tests {
             buckets[(at.as_secs() / 30) as usize] += 1;
         }
         // A thousand consecutive ids: every tenth of the interval gets close to a hundred.
-        assert!(buckets.iter().all(|n| (70..=130).contains(n)), "{buckets:?}");
+        assert!(
+            buckets.iter().all(|n| (70..=130).contains(n)),
+            "{buckets:?}"
+        );
         assert_eq!(spread(7, every), spread(7, every));
     }
 }

@@ -19,7 +19,7 @@ use super::{
     TypeIndex,
 };
 
-const TOP_KEYS: &[&str] = &["defaults", "ladders", "rules"];
+const TOP_KEYS: &[&str] = &["defaults", "ladders", "rules", "scale_down"];
 const DEFAULTS_KEYS: &[&str] = &["cooldown"];
 const RULE_KEYS: &[&str] = &[
     "name",
@@ -86,7 +86,7 @@ pub fn parse(file: &str, text: &str) -> Result<RuleSet, RulesFailure> {
     })
 }
 
-struct Loader<'t> {
+pub(super) struct Loader<'t> {
     file: &'t str,
     text: &'t str,
     errors: Vec<RuleError>,
@@ -95,12 +95,17 @@ struct Loader<'t> {
 }
 
 /// A ladder as read, with the span of each plan for later messages.
-struct RawLadder {
-    name: String,
-    plans: Vec<Spanned<String>>,
+pub(super) struct RawLadder {
+    pub(super) name: String,
+    pub(super) plans: Vec<Spanned<String>>,
 }
 
 impl Loader<'_> {
+    /// How many errors have been found so far.
+    pub(super) fn errors_len(&self) -> usize {
+        self.errors.len()
+    }
+
     fn problem(&self, span: Span, context: Option<&str>, message: String) -> RuleError {
         RuleError {
             location: Location::of_offset(self.file, self.text, span.start),
@@ -109,17 +114,17 @@ impl Loader<'_> {
         }
     }
 
-    fn error(&mut self, span: Span, context: Option<&str>, message: impl Into<String>) {
+    pub(super) fn error(&mut self, span: Span, context: Option<&str>, message: impl Into<String>) {
         let problem = self.problem(span, context, message.into());
         self.errors.push(problem);
     }
 
-    fn warn(&mut self, span: Span, context: Option<&str>, message: impl Into<String>) {
+    pub(super) fn warn(&mut self, span: Span, context: Option<&str>, message: impl Into<String>) {
         let problem = self.problem(span, context, message.into());
         self.warnings.push(problem);
     }
 
-    fn mention(&mut self, plan: &Spanned<String>, context: String) {
+    pub(super) fn mention(&mut self, plan: &Spanned<String>, context: String) {
         self.mentions.push(PlanMention {
             plan: plan.value.clone(),
             location: Location::of_offset(self.file, self.text, plan.span.start),
@@ -166,6 +171,9 @@ impl Loader<'_> {
             Some(value) => self.rules(value, &ladders),
             None => Vec::new(),
         };
+        let scale_down = table
+            .remove("scale_down")
+            .and_then(|value| self.scale_down(value, &ladders));
         self.unknown_keys(table, TOP_KEYS, None, "at the top level");
         if rules.is_empty() && self.errors.is_empty() {
             self.warn(
@@ -193,11 +201,11 @@ impl Loader<'_> {
             by_type,
             plan_mentions: Vec::new(),
             warnings: Vec::new(),
-            scale_down: None,
+            scale_down,
         })
     }
 
-    fn unknown_keys(
+    pub(super) fn unknown_keys(
         &mut self,
         table: Table<'_>,
         known: &[&str],
@@ -219,7 +227,7 @@ impl Loader<'_> {
         }
     }
 
-    fn table<'de>(
+    pub(super) fn table<'de>(
         &mut self,
         mut value: Value<'de>,
         context: &str,
@@ -600,7 +608,7 @@ impl Loader<'_> {
         valid.then_some(map)
     }
 
-    fn selectors(&mut self, mut value: Value<'_>, ctx: &str) -> Option<Vec<Selector>> {
+    pub(super) fn selectors(&mut self, mut value: Value<'_>, ctx: &str) -> Option<Vec<Selector>> {
         let span = value.span;
         let ValueInner::Array(items) = value.take() else {
             self.error(
@@ -648,7 +656,12 @@ impl Loader<'_> {
         None
     }
 
-    fn plan_name(&mut self, value: Value<'_>, ctx: &str, what: &str) -> Option<Spanned<String>> {
+    pub(super) fn plan_name(
+        &mut self,
+        value: Value<'_>,
+        ctx: &str,
+        what: &str,
+    ) -> Option<Spanned<String>> {
         let plan = self.string(value, ctx, what)?;
         if plan.value.trim().is_empty() || plan.value.trim() != plan.value {
             self.error(
@@ -664,7 +677,12 @@ impl Loader<'_> {
         Some(plan)
     }
 
-    fn string(&mut self, value: Value<'_>, ctx: &str, key: &str) -> Option<Spanned<String>> {
+    pub(super) fn string(
+        &mut self,
+        value: Value<'_>,
+        ctx: &str,
+        key: &str,
+    ) -> Option<Spanned<String>> {
         match value.as_ref() {
             ValueInner::String(s) if !s.is_empty() => {
                 Some(Spanned::with_span(s.to_string(), value.span))
@@ -684,7 +702,7 @@ impl Loader<'_> {
         }
     }
 
-    fn number(&mut self, value: Value<'_>, ctx: &str, key: &str) -> Option<f64> {
+    pub(super) fn number(&mut self, value: Value<'_>, ctx: &str, key: &str) -> Option<f64> {
         let number = match value.as_ref() {
             ValueInner::Integer(n) => Some(*n as f64),
             ValueInner::Float(f) if f.is_finite() => Some(*f),
@@ -711,7 +729,7 @@ impl Loader<'_> {
         number
     }
 
-    fn duration(&mut self, value: Value<'_>, ctx: &str, key: &str) -> Option<Duration> {
+    pub(super) fn duration(&mut self, value: Value<'_>, ctx: &str, key: &str) -> Option<Duration> {
         let text = self.string(value, ctx, key)?;
         match crate::duration::parse(&text.value) {
             Ok(duration) => Some(duration),
@@ -774,7 +792,10 @@ fn index(rules: &[Rule], ladders: &[Ladder]) -> HashMap<String, TypeIndex> {
     by_type
 }
 
-fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+pub(super) fn closest<'a>(
+    word: &str,
+    candidates: impl Iterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .map(|c| (strsim::damerau_levenshtein(word, c), c))
         .filter(|(distance, c)| *distance <= 2.max(c.len() / 3))
@@ -782,7 +803,7 @@ fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<
         .map(|(_, c)| c)
 }
 
-fn quoted(words: &[&str]) -> String {
+pub(super) fn quoted(words: &[&str]) -> String {
     words
         .iter()
         .map(|w| format!("{w:?}"))
@@ -790,7 +811,7 @@ fn quoted(words: &[&str]) -> String {
         .join(", ")
 }
 
-fn article(value: &ValueInner<'_>) -> &'static str {
+pub(super) fn article(value: &ValueInner<'_>) -> &'static str {
     match value {
         ValueInner::String(_) => "a string",
         ValueInner::Integer(_) => "an integer",

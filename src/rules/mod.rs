@@ -8,6 +8,7 @@ mod error;
 mod hours;
 mod load;
 mod scale_down;
+mod scale_down_load;
 mod selector;
 
 use std::collections::HashMap;

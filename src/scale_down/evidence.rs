@@ -26,7 +26,10 @@ pub struct Projection {
 /// Projects `nodes`' memory onto a plan of `nodes_after` nodes with `limit` bytes each.
 pub fn project(nodes: &[BrokerNode], nodes_after: u32, limit: u64) -> Projection {
     let busiest = nodes.iter().map(|n| n.mem_used).max().unwrap_or(0);
-    let total = nodes.iter().map(|n| n.mem_used).fold(0u64, u64::saturating_add);
+    let total = nodes
+        .iter()
+        .map(|n| n.mem_used)
+        .fold(0u64, u64::saturating_add);
     let spread = total / u64::from(nodes_after.max(1));
     let bytes = busiest.max(spread);
     #[allow(clippy::cast_precision_loss)]
@@ -47,11 +50,7 @@ pub fn project(nodes: &[BrokerNode], nodes_after: u32, limit: u64) -> Projection
 
 /// Weighs what a look read; `passed` when the instance is ready, every node runs without an
 /// alarm, and the projection fits the headroom.
-pub(super) fn weigh(
-    section: &ScaleDown,
-    step: &Step,
-    figures: &Figures<'_>,
-) -> LookVerdict {
+pub(super) fn weigh(section: &ScaleDown, step: &Step, figures: &Figures<'_>) -> LookVerdict {
     if !figures.ready {
         return LookVerdict::failed(
             DownReason::NotReady,

@@ -26,7 +26,11 @@ pub fn floor<'a>(rules: &RuleSet, section: &'a ScaleDown, baseline: &'a str) -> 
 /// The next step down from the view's plan: one rung down the ladder of the rule behind the
 /// last upward change that still stands (a targets rule: back to that change's `from`),
 /// never below the floor.
-pub fn step(rules: &RuleSet, section: &ScaleDown, view: &DownView<'_>) -> Result<Step, LookVerdict> {
+pub fn step(
+    rules: &RuleSet,
+    section: &ScaleDown,
+    view: &DownView<'_>,
+) -> Result<Step, LookVerdict> {
     let plan = view.plan;
     let Some(baseline) = view.baseline else {
         return Err(LookVerdict::failed(
@@ -38,7 +42,10 @@ pub fn step(rules: &RuleSet, section: &ScaleDown, view: &DownView<'_>) -> Result
     if plan == floor || compare(rules, plan, floor) == Some(Ordering::Less) {
         return Err(LookVerdict::failed(
             DownReason::AtFloor,
-            format!("plan {plan:?} is at the floor ({})", describe_floor(baseline, floor)),
+            format!(
+                "plan {plan:?} is at the floor ({})",
+                describe_floor(baseline, floor)
+            ),
         ));
     }
     let undone = view

@@ -228,7 +228,12 @@ pub fn time_gates(
     }
     for (what, key, wait, gate) in [
         ("upward", "after_up", section.after_up, gates.after_up),
-        ("downward", "after_down", section.after_down, gates.after_down),
+        (
+            "downward",
+            "after_down",
+            section.after_down,
+            gates.after_down,
+        ),
     ] {
         if let Some((finished, until)) = gate
             && now < until
@@ -309,7 +314,9 @@ pub fn judge(
     if !streak.is_full(section.window, now) {
         let full_at = streak
             .full_at(section.window)
-            .map_or_else(String::new, |at| format!(" (at {at} if they go on passing)"));
+            .map_or_else(String::new, |at| {
+                format!(" (at {at} if they go on passing)")
+            });
         let verdict = LookVerdict {
             passed: true,
             reason: DownReason::Stabilizing,

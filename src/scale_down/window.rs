@@ -6,11 +6,16 @@ use jiff::Timestamp;
 
 use crate::clock::{add, between};
 
+/// Late looks (a busy rate limit, a slow API) are still watching: this much past two
+/// `check_every` does not break the streak.
+pub const GAP_SLACK: Duration = Duration::from_secs(30);
+
 /// The run of passing looks up to now: since when, how many, the last one.
 ///
 /// A failed look ends it; so does an alarm received after it began, and a gap of more than
-/// two `check_every` between looks (the daemon was not watching, and alarms sent meanwhile
-/// may never have arrived). A restart starts afresh.
+/// two `check_every` (and [`GAP_SLACK`]) between looks: the daemon was not watching. A
+/// restart starts afresh (the streak lives in memory), since alarms sent while it was down
+/// never arrived.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Streak {
     pub since: Option<Timestamp>,
@@ -47,9 +52,9 @@ impl Streak {
         }
         let unbroken = self.since.is_some_and(|since| {
             last_alarm.is_none_or(|alarm| alarm < since)
-                && self
-                    .last
-                    .is_some_and(|last| between(last, at) <= check_every.saturating_mul(2))
+                && self.last.is_some_and(|last| {
+                    between(last, at) <= check_every.saturating_mul(2).saturating_add(GAP_SLACK)
+                })
         });
         if unbroken {
             Self {
@@ -89,9 +94,11 @@ mod tests {
     }
 
     fn run(looks: &[(i64, bool)], alarm: Option<i64>) -> Streak {
-        looks.iter().fold(Streak::default(), |streak, (at, passed)| {
-            streak.after_look(t(*at), *passed, alarm.map(t), EVERY)
-        })
+        looks
+            .iter()
+            .fold(Streak::default(), |streak, (at, passed)| {
+                streak.after_look(t(*at), *passed, alarm.map(t), EVERY)
+            })
     }
 
     #[test]
@@ -120,7 +127,8 @@ mod tests {
         let streak = Streak::whole_window(t(60), WINDOW).after_look(t(60), true, None, EVERY);
         assert!(streak.is_full(WINDOW, t(60)));
         // An alarm inside the window is not quiet for a whole window.
-        let streak = Streak::whole_window(t(60), WINDOW).after_look(t(60), true, Some(t(30)), EVERY);
+        let streak =
+            Streak::whole_window(t(60), WINDOW).after_look(t(60), true, Some(t(30)), EVERY);
         assert!(!streak.is_full(WINDOW, t(60)));
     }
 }

@@ -106,10 +106,13 @@ fn instance_json(
         .last_decision
         .as_ref()
         .map(|d| json!({ "at": d.at, "decision": d.decision, "reason": d.reason, "rule": d.rule }));
-    let floor = instance.baseline.as_ref().map(|baseline| match rules.scale_down() {
-        Some(section) => crate::scale_down::floor(rules, section, &baseline.plan).to_owned(),
-        None => baseline.plan.clone(),
-    });
+    let floor = instance
+        .baseline
+        .as_ref()
+        .map(|baseline| match rules.scale_down() {
+            Some(section) => crate::scale_down::floor(rules, section, &baseline.plan).to_owned(),
+            None => baseline.plan.clone(),
+        });
     json!({
         "name": instance.name,
         "plan": instance.plan,
@@ -124,7 +127,12 @@ fn instance_json(
 
 /// `scale_down`: where the next step goes, when the time gates allow it, the last look;
 /// null at the floor or when `[scale_down]` does not select the instance.
-fn scale_down_json(rules: &RuleSet, id: &str, instance: &InstanceState, now: jiff::Timestamp) -> Value {
+fn scale_down_json(
+    rules: &RuleSet,
+    id: &str,
+    instance: &InstanceState,
+    now: jiff::Timestamp,
+) -> Value {
     let Some(view) = instance.down_view(id) else {
         return Value::Null;
     };

@@ -121,9 +121,7 @@ impl Command {
             Command::UpsertInstance(instance) => upsert_instance(conn, instance).map(|()| None),
             Command::RecordLook(look, change) => record_look(conn, look, change.as_ref()),
             Command::SetBaseline(baseline) => set_baseline(conn, baseline).map(|()| None),
-            Command::RecordCapacity(capacity) => {
-                record_capacity(conn, capacity).map(|()| None)
-            }
+            Command::RecordCapacity(capacity) => record_capacity(conn, capacity).map(|()| None),
         }
     }
 }
@@ -264,7 +262,9 @@ fn record_look(
     look: &NewLook,
     change: Option<&NewChange>,
 ) -> Result<Done, Failure> {
-    let change_id = change.map(|change| insert_change(conn, change)).transpose()?;
+    let change_id = change
+        .map(|change| insert_change(conn, change))
+        .transpose()?;
     conn.prepare_cached(
         "INSERT INTO looks (instance_id, at, plan, to_plan, passed, reason, detail, \
          projected_memory_percent, decision, change_id) \
@@ -302,8 +302,9 @@ fn set_baseline(conn: &Connection, baseline: &BaselineRow) -> Result<(), Failure
 }
 
 fn record_capacity(conn: &Connection, capacity: &CapacityRow) -> Result<(), Failure> {
-    let mem_limit = i64::try_from(capacity.mem_limit)
-        .map_err(|_| Failure::Refused(format!("memory limit {} is too large", capacity.mem_limit)))?;
+    let mem_limit = i64::try_from(capacity.mem_limit).map_err(|_| {
+        Failure::Refused(format!("memory limit {} is too large", capacity.mem_limit))
+    })?;
     conn.prepare_cached(
         "INSERT INTO capacities (instance_id, plan, mem_limit, nodes, seen_at) \
          VALUES (?1, ?2, ?3, ?4, ?5) \

@@ -82,7 +82,10 @@ pub(crate) fn read(conn: &Connection) -> rusqlite::Result<Recovered> {
             .query_map([], |row| {
                 let at: Option<String> = row.get("received_at")?;
                 Ok(match at {
-                    Some(_) => Some((instance_id(row, "instance_id")?, timestamp(row, "received_at")?)),
+                    Some(_) => Some((
+                        instance_id(row, "instance_id")?,
+                        timestamp(row, "received_at")?,
+                    )),
                     None => None,
                 })
             })?

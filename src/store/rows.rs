@@ -12,8 +12,8 @@ use rusqlite::Row;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
 use super::{
-    BaselineRow, CapacityRow, ChangeRow, DecisionKind, DecisionRow, Direction, InstanceRow, LookRow,
-    Phase, StoreError,
+    BaselineRow, CapacityRow, ChangeRow, DecisionKind, DecisionRow, Direction, InstanceRow,
+    LookRow, Phase, StoreError,
 };
 
 /// `2026-11-26T17:00:00.000000000Z`: fixed width, so text order is time order.

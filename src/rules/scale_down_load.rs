@@ -1,0 +1,362 @@
+//! Reading and validating `[scale_down]`, in the loader's way: every problem reported with
+//! its file, line and column, the section refused with the file.
+
+use std::collections::HashMap;
+
+use jiff::civil::{Time, Weekday};
+use toml_span::Span;
+use toml_span::value::{Value, ValueInner};
+
+use super::hours::{DAY_NAMES, Hours};
+use super::load::{Loader, RawLadder, article, closest, quoted};
+use super::scale_down::ScaleDown;
+
+const CONTEXT: &str = "[scale_down]";
+const KEYS: &[&str] = &[
+    "instances",
+    "quiet_for",
+    "after_up",
+    "after_down",
+    "check_every",
+    "window",
+    "memory_headroom",
+    "min_plan",
+    "memory_limits",
+    "hours",
+];
+const HOURS_KEYS: &[&str] = &["days", "from", "to", "timezone"];
+
+impl Loader<'_> {
+    /// `[scale_down]`; `None` when it is invalid (the errors say why).
+    pub(super) fn scale_down(
+        &mut self,
+        value: Value<'_>,
+        ladders: &[RawLadder],
+    ) -> Option<ScaleDown> {
+        let mut table = self.table(value, CONTEXT, "[scale_down]")?;
+        let errors_before = self.errors_len();
+        let mut section = ScaleDown::with_defaults();
+        if let Some(value) = table.remove("instances")
+            && let Some(selectors) = self.selectors(value, CONTEXT)
+        {
+            section.selectors = selectors;
+        }
+        for (key, slot) in [
+            ("quiet_for", &mut section.quiet_for),
+            ("after_up", &mut section.after_up),
+            ("after_down", &mut section.after_down),
+        ] {
+            if let Some(value) = table.remove(key)
+                && let Some(duration) = self.duration(value, CONTEXT, key)
+            {
+                *slot = duration;
+            }
+        }
+        let check_every = table.remove("check_every").map(|v| (v.span, v));
+        let check_span = check_every.as_ref().map(|(span, _)| *span);
+        if let Some((span, value)) = check_every
+            && let Some(every) = self.duration(value, CONTEXT, "check_every")
+        {
+            if every.is_zero() {
+                self.error(
+                    span,
+                    Some(CONTEXT),
+                    "`check_every` must be more than zero: it is how often an instance above its floor is looked at",
+                );
+            } else {
+                section.check_every = every;
+            }
+        }
+        let window = table.remove("window").map(|v| (v.span, v));
+        let window_span = window.as_ref().map(|(span, _)| *span);
+        if let Some((_, value)) = window
+            && let Some(window) = self.duration(value, CONTEXT, "window")
+        {
+            section.window = window;
+        }
+        if section.window < section.check_every.saturating_mul(2) {
+            let span = window_span.or(check_span).unwrap_or(Span::new(0, 0));
+            self.error(
+                span,
+                Some(CONTEXT),
+                format!(
+                    "window {} is shorter than two check_every (2 × {} = {}): a step down needs at least two looks in the window; lengthen `window` or shorten `check_every`",
+                    crate::duration::display(section.window),
+                    crate::duration::display(section.check_every),
+                    crate::duration::display(section.check_every.saturating_mul(2)),
+                ),
+            );
+        }
+        if let Some(value) = table.remove("memory_headroom") {
+            let span = value.span;
+            if let Some(headroom) = self.number(value, CONTEXT, "memory_headroom") {
+                if (1.0..=100.0).contains(&headroom) {
+                    section.memory_headroom = headroom;
+                } else {
+                    self.error(
+                        span,
+                        Some(CONTEXT),
+                        format!(
+                            "`memory_headroom` is {headroom}; it is a percentage of the smaller plan's memory limit, from 1 to 100 (60 leaves room for the next spike)"
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(value) = table.remove("min_plan")
+            && let Some(plan) = self.plan_name(value, CONTEXT, "`min_plan`")
+        {
+            self.mention(&plan, format!("{CONTEXT}: min_plan"));
+            if ladders
+                .iter()
+                .any(|ladder| ladder.plans.iter().any(|p| p.value == plan.value))
+            {
+                section.min_plan = Some(plan.value);
+            } else {
+                self.error(
+                    plan.span,
+                    Some(CONTEXT),
+                    format!(
+                        "min_plan {:?} is on no ladder, so no plan can be compared with it; use a plan of a ladder",
+                        plan.value
+                    ),
+                );
+            }
+        }
+        if let Some(value) = table.remove("memory_limits")
+            && let Some(limits) = self.memory_limits(value, ladders)
+        {
+            section.memory_limits = limits;
+        }
+        if let Some(value) = table.remove("hours") {
+            section.hours = self.hours(value);
+        }
+        self.unknown_keys(table, KEYS, Some(CONTEXT), "in [scale_down]");
+        if let (Some(hours), Some(span)) = (&section.hours, window_span.or(check_span))
+            && hours.nominal_length() < section.window
+        {
+            self.warn(
+                span,
+                Some(CONTEXT),
+                format!(
+                    "the hours last {} and window is {}: a step down needs a whole window of passing looks inside the hours, so it can never happen; lengthen the hours or shorten the window",
+                    crate::duration::display(hours.nominal_length()),
+                    crate::duration::display(section.window)
+                ),
+            );
+        }
+        (self.errors_len() == errors_before).then_some(section)
+    }
+
+    /// `memory_limits = { "hare-1" = "3.2GiB" }`: sizes as strings or byte counts.
+    fn memory_limits(
+        &mut self,
+        value: Value<'_>,
+        ladders: &[RawLadder],
+    ) -> Option<HashMap<String, u64>> {
+        let table = self.table(value, CONTEXT, "`memory_limits`")?;
+        let mut entries: Vec<_> = table.into_iter().collect();
+        entries.sort_by_key(|(key, _)| key.span.start);
+        let mut limits = HashMap::new();
+        let mut valid = true;
+        for (key, value) in entries {
+            let plan = toml_span::Spanned::with_span(key.name.to_string(), key.span);
+            self.mention(&plan, format!("{CONTEXT}: memory_limits"));
+            if !ladders
+                .iter()
+                .any(|ladder| ladder.plans.iter().any(|p| p.value == plan.value))
+            {
+                self.warn(
+                    plan.span,
+                    Some(CONTEXT),
+                    format!(
+                        "memory_limits names {:?}, which is on no ladder: no step down goes to it",
+                        plan.value
+                    ),
+                );
+            }
+            let bytes = match value.as_ref() {
+                ValueInner::Integer(n) if *n > 0 => u64::try_from(*n).ok(),
+                ValueInner::String(text) => text
+                    .trim()
+                    .parse::<bytesize::ByteSize>()
+                    .ok()
+                    .map(|size| size.as_u64())
+                    .filter(|bytes| *bytes > 0),
+                _ => None,
+            };
+            match bytes {
+                Some(bytes) => {
+                    limits.insert(plan.value, bytes);
+                }
+                None => {
+                    self.error(
+                        value.span,
+                        Some(CONTEXT),
+                        format!(
+                            "the memory limit of {:?} must be a size above zero such as \"3.2GiB\" or \"3200MB\", or a number of bytes, not {}",
+                            plan.value,
+                            describe(value.as_ref())
+                        ),
+                    );
+                    valid = false;
+                }
+            }
+        }
+        valid.then_some(limits)
+    }
+
+    /// `hours = { days = [...], from = "02:00", to = "05:00", timezone = "Europe/Stockholm" }`.
+    fn hours(&mut self, value: Value<'_>) -> Option<Hours> {
+        let span = value.span;
+        let mut table = self.table(value, CONTEXT, "`hours`")?;
+        let days = match table.remove("days") {
+            None => Some(DAY_NAMES.iter().map(|(_, day)| *day).collect()),
+            Some(value) => self.days(value),
+        };
+        let from = match table.remove("from") {
+            Some(value) => self.time_of_day(value, "from"),
+            None => {
+                self.error(
+                    span,
+                    Some(CONTEXT),
+                    "`hours` needs `from = \"HH:MM\"`, when the daily window opens",
+                );
+                None
+            }
+        };
+        let to = match table.remove("to") {
+            Some(value) => self.time_of_day(value, "to"),
+            None => {
+                self.error(
+                    span,
+                    Some(CONTEXT),
+                    "`hours` needs `to = \"HH:MM\"`, when the daily window closes",
+                );
+                None
+            }
+        };
+        let zone = match table.remove("timezone") {
+            None => Some(("UTC".to_owned(), jiff::tz::TimeZone::UTC)),
+            Some(value) => {
+                let name = self.string(value, CONTEXT, "timezone")?;
+                match jiff::tz::TimeZone::get(&name.value) {
+                    Ok(zone) => Some((name.value, zone)),
+                    Err(_) => {
+                        self.error(
+                            name.span,
+                            Some(CONTEXT),
+                            format!(
+                                "unknown time zone {:?}; use an IANA name such as \"Europe/Stockholm\", \"America/New_York\" or \"UTC\"",
+                                name.value
+                            ),
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        self.unknown_keys(table, HOURS_KEYS, Some(CONTEXT), "in `hours`");
+        let (from, to) = (from?, to?);
+        if from.value == to.value {
+            self.error(
+                to.span,
+                Some(CONTEXT),
+                "`hours` opens and closes at the same time; give a window, e.g. from = \"02:00\", to = \"05:00\" (to before from runs past midnight)",
+            );
+            return None;
+        }
+        let (zone_name, timezone) = zone?;
+        Some(Hours {
+            days: days?,
+            from: from.value,
+            to: to.value,
+            timezone,
+            zone_name,
+        })
+    }
+
+    fn days(&mut self, mut value: Value<'_>) -> Option<Vec<Weekday>> {
+        let span = value.span;
+        let names: Vec<&str> = DAY_NAMES.iter().map(|(name, _)| *name).collect();
+        let ValueInner::Array(items) = value.take() else {
+            self.error(
+                span,
+                Some(CONTEXT),
+                format!(
+                    "`days` must be a list of days, e.g. [\"sat\", \"sun\"] (of {})",
+                    quoted(&names)
+                ),
+            );
+            return None;
+        };
+        if items.is_empty() {
+            self.error(span, Some(CONTEXT), "`days` is empty, so the window never opens; list days, or remove `days` for every day");
+            return None;
+        }
+        let mut days = Vec::new();
+        let mut valid = true;
+        for item in items {
+            let Some(text) = self.string(item, CONTEXT, "a `days` entry") else {
+                valid = false;
+                continue;
+            };
+            let lower = text.value.to_ascii_lowercase();
+            match DAY_NAMES.iter().find(|(name, _)| *name == lower) {
+                Some((_, day)) => {
+                    if !days.contains(day) {
+                        days.push(*day);
+                    }
+                }
+                None => {
+                    let hint = match closest(&lower, names.iter().copied()) {
+                        Some(near) => format!("did you mean {near:?}?"),
+                        None => format!("use {}", quoted(&names)),
+                    };
+                    self.error(
+                        text.span,
+                        Some(CONTEXT),
+                        format!("unknown day {:?}; {hint}", text.value),
+                    );
+                    valid = false;
+                }
+            }
+        }
+        valid.then_some(days)
+    }
+
+    /// `"HH:MM"`.
+    fn time_of_day(&mut self, value: Value<'_>, key: &str) -> Option<toml_span::Spanned<Time>> {
+        let text = self.string(value, CONTEXT, key)?;
+        let parsed = match text.value.split_once(':') {
+            Some((h, m)) if h.len() == 2 && m.len() == 2 => h
+                .parse::<i8>()
+                .ok()
+                .zip(m.parse::<i8>().ok())
+                .and_then(|(h, m)| Time::new(h, m, 0, 0).ok()),
+            _ => None,
+        };
+        match parsed {
+            Some(time) => Some(toml_span::Spanned::with_span(time, text.span)),
+            None => {
+                self.error(
+                    text.span,
+                    Some(CONTEXT),
+                    format!(
+                        "`{key}` {:?} is not a time of day; write it as \"HH:MM\", e.g. \"02:00\"",
+                        text.value
+                    ),
+                );
+                None
+            }
+        }
+    }
+}
+
+fn describe(value: &ValueInner<'_>) -> String {
+    match value {
+        ValueInner::String(text) => format!("{text:?}"),
+        ValueInner::Integer(n) => n.to_string(),
+        other => article(other).to_owned(),
+    }
+}
