@@ -148,7 +148,7 @@ async fn sigterm_under_load_answers_every_request_and_keeps_every_202() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_demo_changes_the_simulated_plan_within_seconds() {
+async fn serve_demo_goes_up_within_seconds_and_back_down_after_a_quiet_minute() {
     let dir = workdir();
     let mut command = Command::new(env!("CARGO_BIN_EXE_cloudamqp-autoscaler"));
     command.args(["serve", "--demo"]).current_dir(dir.path());
@@ -202,6 +202,43 @@ async fn serve_demo_changes_the_simulated_plan_within_seconds() {
     assert_eq!(status["mode"], "live");
     assert_eq!(status["instances"][ID.to_string()]["plan"], "hare-1");
     assert!(dir.path().join("state/demo/autoscaler.sqlite3").exists());
+
+    // The whole cycle: a second alarm in the quiet minute holds it; a minute after that
+    // alarm, and a window of passing looks, it is back on bunny-1.
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let second = jiff::Timestamp::now();
+    assert_eq!(daemon.alarm(&body_of(&curl)).await, 202);
+    let started = std::time::Instant::now();
+    let down = loop {
+        let status = daemon.status().await;
+        let instance = &status["instances"][ID.to_string()];
+        if instance["last_change"]["direction"] == "down"
+            && instance["last_change"]["result"] == "completed"
+        {
+            break instance.clone();
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(150),
+            "no step down: {status:#}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    assert_eq!(down["plan"], "bunny-1", "{down:#}");
+    assert_eq!(down["floor"], "bunny-1", "{down:#}");
+    let finished: jiff::Timestamp = down["last_change"]["finished_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        finished.duration_since(second) >= jiff::SignedDuration::from_secs(60),
+        "held for the quiet minute after the second alarm: {second} -> {finished}"
+    );
+}
+
+/// The JSON body of the banner's curl line.
+fn body_of(curl: &str) -> String {
+    curl.split('\'').nth(1).unwrap().to_owned()
 }
 
 /// A start refused because the port is taken has done nothing (the port is bound before the
