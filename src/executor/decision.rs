@@ -486,11 +486,11 @@ impl Executor {
             });
         });
         if !live {
-            tracing::info!(alarm_id = job.alarm_id, instance = id, rule = %change.rule, "would change plan {} -> {}", change.from, change.to);
+            tracing::info!(alarm_id = job.alarm_id, instance = id, rule = %change.rule, direction = %change.direction, "would change plan {} -> {}", change.from, change.to);
             self.finish_dry_run(id, change_id, &change, now);
             return;
         }
-        tracing::info!(alarm_id = job.alarm_id, instance = id, rule = %change.rule, "change plan {} -> {}", change.from, change.to);
+        tracing::info!(alarm_id = job.alarm_id, instance = id, rule = %change.rule, direction = %change.direction, "change plan {} -> {}", change.from, change.to);
         let in_flight = InFlight {
             id: change_id,
             from: change.from.clone(),
