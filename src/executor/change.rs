@@ -43,6 +43,35 @@ pub(super) fn why_not_resend(
 }
 
 impl Executor {
+    /// A change whose intent (`change_id`) is on disk: in flight from `now` on, sent and
+    /// followed in the background.
+    pub(super) fn send_recorded(
+        &self,
+        id: u64,
+        change_id: ChangeId,
+        change: &crate::decide::PlanChange,
+        now: Timestamp,
+    ) {
+        let inner = &self.inner;
+        let in_flight = InFlight {
+            id: change_id,
+            from: change.from.clone(),
+            to: change.to.clone(),
+            rule: change.rule.clone(),
+            phase: "intended",
+            started_at: now,
+            cooldown: change.cooldown,
+            direction: change.direction,
+        };
+        inner
+            .book
+            .update(id, |state| state.in_flight = Some(in_flight.clone()));
+        inner
+            .metrics
+            .changes_in_flight(inner.book.in_flight_count());
+        self.spawn_submit(id, in_flight, false);
+    }
+
     /// Sends the change and follows it, in the background; stops at shutdown (the store
     /// holds what is needed to resume).
     ///

@@ -6,7 +6,7 @@ use crate::instance::InstanceRef;
 use crate::rules::InstanceNames;
 use crate::store::{DecisionKind, NewChange, NewDecision};
 
-use super::state::{Finished, InFlight, InstanceState, LastDecision};
+use super::state::{Finished, InstanceState, LastDecision};
 use super::{Executor, Job};
 
 /// A decision not to act, about to be recorded.
@@ -491,23 +491,7 @@ impl Executor {
             return;
         }
         tracing::info!(alarm_id = job.alarm_id, instance = id, rule = %change.rule, direction = %change.direction, "change plan {} -> {}", change.from, change.to);
-        let in_flight = InFlight {
-            id: change_id,
-            from: change.from.clone(),
-            to: change.to.clone(),
-            rule: change.rule.clone(),
-            phase: "intended",
-            started_at: now,
-            cooldown: change.cooldown,
-            direction: change.direction,
-        };
-        inner
-            .book
-            .update(id, |state| state.in_flight = Some(in_flight.clone()));
-        inner
-            .metrics
-            .changes_in_flight(inner.book.in_flight_count());
-        self.spawn_submit(id, in_flight, false);
+        self.send_recorded(id, change_id, &change, now);
     }
 
     /// A dry run holds the cooldown (or `after_down`) as if the plan had changed `now`.

@@ -19,7 +19,7 @@ use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
 use super::Executor;
-use super::state::{InFlight, LastLook};
+use super::state::LastLook;
 use crate::clock::{add, between};
 use crate::cloudamqp::{ApiError, BrokerNode, Instance, ManagementAccess};
 use crate::decide::PlanChange;
@@ -415,23 +415,7 @@ impl Executor {
             return;
         }
         tracing::info!(instance = id, rule = %change.rule, direction = "down", %detail, "change plan {} -> {}", change.from, change.to);
-        let in_flight = InFlight {
-            id: change_id,
-            from: change.from.clone(),
-            to: change.to.clone(),
-            rule: change.rule.clone(),
-            phase: "intended",
-            started_at: now,
-            cooldown: change.cooldown,
-            direction: change.direction,
-        };
-        inner
-            .book
-            .update(id, |state| state.in_flight = Some(in_flight.clone()));
-        inner
-            .metrics
-            .changes_in_flight(inner.book.in_flight_count());
-        self.spawn_submit(id, in_flight, false);
+        self.send_recorded(id, change_id, &change, now);
     }
 }
 
