@@ -105,11 +105,7 @@ pub fn run(
         ))
     })?;
     let instance = args.instance.or(alarm.instance);
-    let (id, uuid) = match instance {
-        Some(InstanceRef::Id(id)) => (Some(id.to_string()), None),
-        Some(InstanceRef::Uuid(uuid)) => (None, Some(uuid.hyphenated().to_string())),
-        None => (None, None),
-    };
+    let (id, uuid) = id_forms(instance);
     let view = InstanceView {
         names: InstanceNames {
             id: id.as_deref(),
@@ -127,6 +123,15 @@ pub fn run(
     };
     out.write_all(text.as_bytes())
         .map_err(|e| CommandError::Setup(format!("cannot write output: {e}")))
+}
+
+/// The integer id and the UUID an instance given on the command line answers to, as text.
+pub(super) fn id_forms(instance: Option<InstanceRef>) -> (Option<String>, Option<String>) {
+    match instance {
+        Some(InstanceRef::Id(id)) => (Some(id.to_string()), None),
+        Some(InstanceRef::Uuid(uuid)) => (None, Some(uuid.hyphenated().to_string())),
+        None => (None, None),
+    }
 }
 
 /// The contract's JSON object for a decision.

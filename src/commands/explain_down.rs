@@ -8,7 +8,6 @@ use serde_json::json;
 use super::explain::ExplainArgs;
 use super::{CommandError, Format};
 use crate::cloudamqp::{BrokerNode, Plan};
-use crate::instance::InstanceRef;
 use crate::rules::{InstanceNames, RuleSet};
 use crate::scale_down::{self, DownDecision, DownView, Figures, Streak};
 
@@ -29,11 +28,7 @@ pub(super) fn run(
             "--down needs --floor PLAN (the plan before the daemon raised it)".into(),
         )
     })?;
-    let (id, uuid) = match args.instance {
-        Some(InstanceRef::Id(id)) => (Some(id.to_string()), None),
-        Some(InstanceRef::Uuid(uuid)) => (None, Some(uuid.hyphenated().to_string())),
-        None => (None, None),
-    };
+    let (id, uuid) = super::explain::id_forms(args.instance);
     let view = DownView {
         names: InstanceNames {
             id: id.as_deref(),
