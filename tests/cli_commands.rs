@@ -48,6 +48,109 @@ fn check_accepts_the_shipped_rules_with_exit_0() {
         ),
         "{stdout}"
     );
+    // The shipped [scale_down] is an example, commented out.
+    assert!(
+        stdout.ends_with("  scale down: off (no [scale_down]: plans are never moved down)\n"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_summarises_scale_down_in_text_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    let ladder_and_rule = "[ladders]\nsingle = [\"bunny-1\", \"hare-1\", \"rabbit-1\"]\n\n[[rules]]\nname = \"m\"\nalarm = \"memory\"\nladder = \"single\"\n";
+    std::fs::write(
+        &rules,
+        format!(
+            "{ladder_and_rule}\n[scale_down]\ninstances = [\"prod-*\", 359559]\ncheck_every = \"10m\"\nwindow = \"90m\"\nmemory_headroom = 62.5\nmin_plan = \"bunny-1\"\nmemory_limits = {{ \"rabbit-1\" = 8589934592, \"hare-1\" = \"3.2GiB\" }}\nhours = {{ days = [\"sat\", \"sun\"], from = \"02:00\", to = \"05:00\", timezone = \"Europe/Stockholm\" }}\n"
+        ),
+    )
+    .unwrap();
+    let path = rules.to_str().unwrap();
+
+    let out = run(&["check", "--rules", path], None);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    // After the rules, before any warning.
+    assert_eq!(lines.len(), 4, "{stdout}");
+    assert!(lines[2].starts_with("  rule m: "), "{stdout}");
+    assert_eq!(
+        lines[3],
+        "  scale down: instances prod-*, 359559; quiet for 2h, after up 6h, after down 24h; a look every 10m, a step after 1h 30m of passing looks; memory headroom 62.5 %; min plan bunny-1; memory limits hare-1 = 3.2 GiB, rabbit-1 = 8.0 GiB; hours sat,sun 02:00-05:00 Europe/Stockholm"
+    );
+
+    let out = run(&["check", "--rules", path, "--format", "json"], None);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let object: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        object["scale_down"],
+        serde_json::json!({
+            "instances": ["prod-*", "359559"],
+            "quiet_for": "2h",
+            "after_up": "6h",
+            "after_down": "24h",
+            "check_every": "10m",
+            "window": "1h 30m",
+            "memory_headroom": 62.5,
+            "min_plan": "bunny-1",
+            "memory_limits": {"hare-1": 3_435_973_836_u64, "rabbit-1": 8_589_934_592_u64},
+            "hours": {"days": ["sat", "sun"], "from": "02:00", "to": "05:00", "timezone": "Europe/Stockholm"},
+        })
+    );
+
+    // An empty section: every default, no optional part; a warning still comes last.
+    std::fs::write(
+        &rules,
+        format!(
+            "{ladder_and_rule}\n[scale_down]\nhours = {{ from = \"02:00\", to = \"02:30\" }}\n"
+        ),
+    )
+    .unwrap();
+    let out = run(&["check", "--rules", path], None);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[3],
+        "  scale down: all instances; quiet for 2h, after up 6h, after down 24h; a look every 5m, a step after 1h of passing looks; memory headroom 60 %; hours every day 02:00-02:30 UTC"
+    );
+    assert!(lines[4].starts_with("warning: "), "{stdout}");
+    assert!(
+        lines[4].contains("the hours last 30m and window is 1h"),
+        "{stdout}"
+    );
+    let out = run(&["check", "--rules", path, "--format", "json"], None);
+    let object: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(object["scale_down"]["instances"], serde_json::json!([]));
+    assert_eq!(object["scale_down"]["memory_headroom"], 60.0);
+    assert_eq!(object["scale_down"]["min_plan"], serde_json::Value::Null);
+    assert_eq!(object["scale_down"]["memory_limits"], serde_json::json!({}));
+    assert_eq!(
+        object["scale_down"]["hours"]["days"]
+            .as_array()
+            .unwrap()
+            .len(),
+        7
+    );
+    assert_eq!(object["scale_down"]["hours"]["timezone"], "UTC");
+    assert_eq!(object["warnings"].as_array().unwrap().len(), 1);
+
+    // Without the section: off, and null.
+    std::fs::write(&rules, ladder_and_rule).unwrap();
+    let out = run(&["check", "--rules", path], None);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout)
+            .ends_with("  scale down: off (no [scale_down]: plans are never moved down)\n"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(&["check", "--rules", path, "--format", "json"], None);
+    let object: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(object.get("scale_down").is_some(), "{object}");
+    assert_eq!(object["scale_down"], serde_json::Value::Null);
 }
 
 #[test]

@@ -120,3 +120,79 @@ fn default_settings_file_holds_every_contract_setting_with_a_comment() {
     }
     Settings::load_from(None, Vec::new()).expect("the defaults load");
 }
+
+/// The shipped file with its commented `[scale_down]` block uncommented: the leading `# `
+/// stripped from the block's lines (from `# [scale_down]` to the end of the comment), and
+/// nothing else touched. The block's own comments and optional keys stay commented.
+fn with_scale_down_uncommented(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| *l == "# [scale_down]")
+        .expect("rules.toml has a commented [scale_down] block");
+    let end = lines[start..]
+        .iter()
+        .position(|l| !l.starts_with('#'))
+        .map_or(lines.len(), |n| start + n);
+    let mut out: Vec<String> = lines[..start].iter().map(|l| (*l).to_owned()).collect();
+    for line in &lines[start..end] {
+        let line = line.strip_prefix("# ").or(line.strip_prefix('#')).unwrap();
+        out.push(line.to_owned());
+    }
+    out.extend(lines[end..].iter().map(|l| (*l).to_owned()));
+    out.join("\n") + "\n"
+}
+
+#[test]
+fn the_shipped_scale_down_block_is_commented_out_and_valid_once_uncommented() {
+    // As shipped the daemon never steps down (and `serve --demo` appends its own section).
+    assert!(shipped_rules().scale_down().is_none());
+    let text = std::fs::read_to_string("rules.toml").unwrap();
+    let uncommented = with_scale_down_uncommented(&text);
+    let rules = cloudamqp_autoscaler::rules::parse("rules.toml", &uncommented)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(rules.warnings().is_empty(), "{:?}", rules.warnings());
+    let section = rules.scale_down().expect("the block is a [scale_down]");
+    let selectors: Vec<&str> = section.selectors.iter().map(|s| s.as_str()).collect();
+    assert_eq!(selectors, ["*"]);
+    let hour = std::time::Duration::from_secs(3600);
+    assert_eq!(
+        (section.quiet_for, section.after_up, section.after_down),
+        (2 * hour, 6 * hour, 24 * hour)
+    );
+    assert_eq!(section.check_every, std::time::Duration::from_secs(300));
+    assert_eq!(section.window, hour);
+    assert_eq!(section.memory_headroom, 60.0);
+    // The optional keys stay commented.
+    assert_eq!(section.min_plan, None);
+    assert!(section.memory_limits.is_empty());
+    let hours = section.hours.as_ref().expect("hours are set");
+    assert_eq!(hours.describe(), "sat,sun 02:00-06:00 UTC");
+    assert!(hours.nominal_length() > section.window);
+    // Every key of the block has its comment right above it.
+    let block: Vec<&str> = uncommented
+        .lines()
+        .skip_while(|l| *l != "[scale_down]")
+        .take_while(|l| !l.is_empty())
+        .collect();
+    for pair in block.windows(2) {
+        if !pair[1].starts_with('#') {
+            assert!(
+                pair[0].starts_with('#'),
+                "{:?} has no comment above it",
+                pair[1]
+            );
+        }
+    }
+
+    // Its optional keys, uncommented too, are valid and mean what they say.
+    let optional = uncommented
+        .replace("# min_plan = ", "min_plan = ")
+        .replace("# memory_limits = ", "memory_limits = ");
+    let rules = cloudamqp_autoscaler::rules::parse("rules.toml", &optional)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(rules.warnings().is_empty(), "{:?}", rules.warnings());
+    let section = rules.scale_down().unwrap();
+    assert_eq!(section.min_plan.as_deref(), Some("bunny-1"));
+    assert_eq!(section.memory_limits.get("hare-1"), Some(&3_435_973_836));
+}

@@ -7,7 +7,9 @@ use serde_json::json;
 
 use super::{CommandError, Format};
 use crate::cloudamqp::{Catalogue, OnlineCheck, check_rules_online};
-use crate::rules::{Action, RuleError, RuleSet, RulesFailure, Threshold};
+use crate::rules::{
+    Action, Hours, RuleError, RuleSet, RulesFailure, ScaleDown, Selector, Threshold,
+};
 use crate::settings::Settings;
 
 #[derive(Debug, clap::Args)]
@@ -122,7 +124,7 @@ fn error_json(e: &RuleError) -> serde_json::Value {
     })
 }
 
-/// The human summary: ladders, then rules grouped by alarm type.
+/// The human summary: ladders, rules, `[scale_down]`, then warnings.
 pub fn summary(rules: &RuleSet) -> String {
     let mut text = format!(
         "{}: valid: {} ladder{}, {} rule{} (default cooldown {})\n",
@@ -139,6 +141,10 @@ pub fn summary(rules: &RuleSet) -> String {
     for rule in rules.rules() {
         text += &format!("  rule {}: {}\n", rule.name, describe_rule(rules, rule));
     }
+    text += &format!(
+        "  scale down: {}\n",
+        describe_scale_down(rules.scale_down())
+    );
     for warning in rules.warnings() {
         text += &format!("warning: {warning}\n");
     }
@@ -170,22 +176,112 @@ fn describe_rule(rules: &RuleSet, rule: &crate::rules::Rule) -> String {
             format!("targets {}", moves.join(", "))
         }
     };
-    let instances = if rule.selectors.is_empty() {
+    format!(
+        "{when}: {action}; {}; cooldown {}",
+        describe_instances(&rule.selectors),
+        crate::duration::display(rules.cooldown_of(rule))
+    )
+}
+
+/// `all instances` or `instances prod-*, 359559`, for rules and `[scale_down]` alike.
+fn describe_instances(selectors: &[Selector]) -> String {
+    if selectors.is_empty() {
         "all instances".to_owned()
     } else {
         format!(
             "instances {}",
-            rule.selectors
+            selectors
                 .iter()
-                .map(|s| s.as_str())
+                .map(Selector::as_str)
                 .collect::<Vec<_>>()
                 .join(", ")
         )
+    }
+}
+
+/// One line: what `[scale_down]` selects, its gates and its optional limits.
+fn describe_scale_down(scale_down: Option<&ScaleDown>) -> String {
+    let Some(section) = scale_down else {
+        return "off (no [scale_down]: plans are never moved down)".to_owned();
     };
-    format!(
-        "{when}: {action}; {instances}; cooldown {}",
-        crate::duration::display(rules.cooldown_of(rule))
-    )
+    let display = crate::duration::display;
+    let mut text = format!(
+        "{}; quiet for {}, after up {}, after down {}; a look every {}, a step after {} of passing looks; memory headroom {} %",
+        describe_instances(&section.selectors),
+        display(section.quiet_for),
+        display(section.after_up),
+        display(section.after_down),
+        display(section.check_every),
+        display(section.window),
+        section.memory_headroom,
+    );
+    if let Some(plan) = &section.min_plan {
+        text += &format!("; min plan {plan}");
+    }
+    if !section.memory_limits.is_empty() {
+        let limits: Vec<String> = sorted_limits(section)
+            .into_iter()
+            .map(|(plan, bytes)| format!("{plan} = {}", bytesize::ByteSize(bytes).display().iec()))
+            .collect();
+        text += &format!("; memory limits {}", limits.join(", "));
+    }
+    if let Some(hours) = &section.hours {
+        text += &format!("; hours {}", hours.describe());
+    }
+    text
+}
+
+/// `memory_limits` in plan-name order, so the summary is the same on every run.
+fn sorted_limits(section: &ScaleDown) -> Vec<(&str, u64)> {
+    let mut limits: Vec<(&str, u64)> = section
+        .memory_limits
+        .iter()
+        .map(|(plan, bytes)| (plan.as_str(), *bytes))
+        .collect();
+    limits.sort_unstable();
+    limits
+}
+
+fn scale_down_json(scale_down: Option<&ScaleDown>) -> serde_json::Value {
+    let Some(section) = scale_down else {
+        return serde_json::Value::Null;
+    };
+    let display = crate::duration::display;
+    let limits: serde_json::Map<String, serde_json::Value> = sorted_limits(section)
+        .into_iter()
+        .map(|(plan, bytes)| (plan.to_owned(), json!(bytes)))
+        .collect();
+    json!({
+        "instances": section.selectors.iter().map(Selector::as_str).collect::<Vec<_>>(),
+        "quiet_for": display(section.quiet_for),
+        "after_up": display(section.after_up),
+        "after_down": display(section.after_down),
+        "check_every": display(section.check_every),
+        "window": display(section.window),
+        "memory_headroom": section.memory_headroom,
+        "min_plan": section.min_plan,
+        "memory_limits": limits,
+        "hours": section.hours.as_ref().map(hours_json),
+    })
+}
+
+fn hours_json(hours: &Hours) -> serde_json::Value {
+    let days: Vec<&str> = hours
+        .days
+        .iter()
+        .filter_map(|day| {
+            crate::rules::DAY_NAMES
+                .iter()
+                .find(|(_, weekday)| weekday == day)
+                .map(|(name, _)| *name)
+        })
+        .collect();
+    json!({
+        "days": days,
+        "from": hours.from.strftime("%H:%M").to_string(),
+        "to": hours.to.strftime("%H:%M").to_string(),
+        "timezone": hours.zone_name,
+    })
 }
 
 fn json_summary(rules: &RuleSet) -> serde_json::Value {
@@ -195,6 +291,7 @@ fn json_summary(rules: &RuleSet) -> serde_json::Value {
         "hash": rules.source().hash,
         "ladders": rules.ladders().iter().map(|l| json!({"name": l.name, "plans": l.plans})).collect::<Vec<_>>(),
         "rules": rules.rules().iter().map(|r| json!({"name": r.name, "alarm": r.alarm, "summary": describe_rule(rules, r)})).collect::<Vec<_>>(),
+        "scale_down": scale_down_json(rules.scale_down()),
         "warnings": rules.warnings().iter().map(error_json).collect::<Vec<_>>(),
     })
 }

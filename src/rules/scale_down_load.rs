@@ -52,29 +52,34 @@ impl Loader<'_> {
                 *slot = duration;
             }
         }
+        // Both start valid (the defaults); one written but refused is not compared with the
+        // other, or the user would read about a default they never wrote.
+        let (mut check_valid, mut window_valid) = (true, true);
         let check_every = table.remove("check_every").map(|v| (v.span, v));
         let check_span = check_every.as_ref().map(|(span, _)| *span);
-        if let Some((span, value)) = check_every
-            && let Some(every) = self.duration(value, CONTEXT, "check_every")
-        {
-            if every.is_zero() {
-                self.error(
-                    span,
-                    Some(CONTEXT),
-                    "`check_every` must be more than zero: it is how often an instance above its floor is looked at",
-                );
-            } else {
-                section.check_every = every;
+        if let Some((span, value)) = check_every {
+            match self.duration(value, CONTEXT, "check_every") {
+                Some(every) if every.is_zero() => {
+                    self.error(
+                        span,
+                        Some(CONTEXT),
+                        "`check_every` must be more than zero: it is how often an instance above its floor is looked at",
+                    );
+                    check_valid = false;
+                }
+                Some(every) => section.check_every = every,
+                None => check_valid = false,
             }
         }
         let window = table.remove("window").map(|v| (v.span, v));
         let window_span = window.as_ref().map(|(span, _)| *span);
-        if let Some((_, value)) = window
-            && let Some(window) = self.duration(value, CONTEXT, "window")
-        {
-            section.window = window;
+        if let Some((_, value)) = window {
+            match self.duration(value, CONTEXT, "window") {
+                Some(window) => section.window = window,
+                None => window_valid = false,
+            }
         }
-        if section.window < section.check_every.saturating_mul(2) {
+        if check_valid && window_valid && section.window < section.check_every.saturating_mul(2) {
             let span = window_span.or(check_span).unwrap_or(Span::new(0, 0));
             self.error(
                 span,
@@ -104,7 +109,7 @@ impl Loader<'_> {
             }
         }
         if let Some(value) = table.remove("min_plan")
-            && let Some(plan) = self.plan_name(value, CONTEXT, "`min_plan`")
+            && let Some(plan) = self.plan_name(value, CONTEXT, "min_plan")
         {
             self.mention(&plan, format!("{CONTEXT}: min_plan"));
             if ladders
@@ -128,12 +133,16 @@ impl Loader<'_> {
         {
             section.memory_limits = limits;
         }
+        let mut hours_span = None;
         if let Some(value) = table.remove("hours") {
+            hours_span = Some(value.span);
             section.hours = self.hours(value);
         }
         self.unknown_keys(table, KEYS, Some(CONTEXT), "in [scale_down]");
-        if let (Some(hours), Some(span)) = (&section.hours, window_span.or(check_span))
-            && hours.nominal_length() < section.window
+        // The streak starts at the first passing look inside the hours and the step is made
+        // at a look still inside them: hours no longer than the window never hold a whole one.
+        if let (Some(hours), Some(span)) = (&section.hours, window_span.or(hours_span))
+            && hours.nominal_length() <= section.window
         {
             self.warn(
                 span,
@@ -238,9 +247,10 @@ impl Loader<'_> {
         };
         let zone = match table.remove("timezone") {
             None => Some(("UTC".to_owned(), jiff::tz::TimeZone::UTC)),
-            Some(value) => {
-                let name = self.string(value, CONTEXT, "timezone")?;
-                match jiff::tz::TimeZone::get(&name.value) {
+            // Not `?`: the unknown keys of `hours` are still reported.
+            Some(value) => match self.string(value, CONTEXT, "timezone") {
+                None => None,
+                Some(name) => match jiff::tz::TimeZone::get(&name.value) {
                     Ok(zone) => Some((name.value, zone)),
                     Err(_) => {
                         self.error(
@@ -253,8 +263,8 @@ impl Loader<'_> {
                         );
                         None
                     }
-                }
-            }
+                },
+            },
         };
         self.unknown_keys(table, HOURS_KEYS, Some(CONTEXT), "in `hours`");
         let (from, to) = (from?, to?);
@@ -297,10 +307,19 @@ impl Loader<'_> {
         let mut days = Vec::new();
         let mut valid = true;
         for item in items {
-            let Some(text) = self.string(item, CONTEXT, "a `days` entry") else {
+            let ValueInner::String(name) = item.as_ref() else {
+                self.error(
+                    item.span,
+                    Some(CONTEXT),
+                    format!(
+                        "a `days` entry must be a day such as \"sat\", not {}",
+                        article(item.as_ref())
+                    ),
+                );
                 valid = false;
                 continue;
             };
+            let text = toml_span::Spanned::with_span(name.to_string(), item.span);
             let lower = text.value.to_ascii_lowercase();
             match DAY_NAMES.iter().find(|(name, _)| *name == lower) {
                 Some((_, day)) => {
@@ -328,8 +347,9 @@ impl Loader<'_> {
     /// `"HH:MM"`.
     fn time_of_day(&mut self, value: Value<'_>, key: &str) -> Option<toml_span::Spanned<Time>> {
         let text = self.string(value, CONTEXT, key)?;
+        let two_digits = |part: &str| part.len() == 2 && part.bytes().all(|b| b.is_ascii_digit());
         let parsed = match text.value.split_once(':') {
-            Some((h, m)) if h.len() == 2 && m.len() == 2 => h
+            Some((h, m)) if two_digits(h) && two_digits(m) => h
                 .parse::<i8>()
                 .ok()
                 .zip(m.parse::<i8>().ok())
