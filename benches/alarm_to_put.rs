@@ -37,7 +37,17 @@ async fn main() {
     });
     let running = fake.start_local().await.expect("fake starts");
     let dir = tempfile::tempdir().expect("temp dir");
+    // `ALARM_TO_PUT_SCALE_DOWN=1`: the shipped rules with a `[scale_down]` selecting every
+    // instance, so each PUT waits for the read of the broker's management API before it.
+    let rules = dir.path().join("rules.toml");
+    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/rules.toml"))
+        .expect("the shipped rules");
+    let scale_down = std::env::var_os("ALARM_TO_PUT_SCALE_DOWN").is_some();
+    let extra = if scale_down { "\n[scale_down]\n" } else { "" };
+    std::fs::write(&rules, format!("{shipped}{extra}")).expect("rules written");
+    let management = running.base_url().replace("/api", "/management/{id}/api");
     let env = [
+        ("AUTOSCALER__CLOUDAMQP__MANAGEMENT_URL", management),
         ("AUTOSCALER__SERVER__BIND", "127.0.0.1:0".to_owned()),
         ("AUTOSCALER__CLOUDAMQP__API_URL", running.base_url()),
         (
@@ -49,10 +59,7 @@ async fn main() {
             "AUTOSCALER__STATE__DIR",
             dir.path().join("state").display().to_string(),
         ),
-        (
-            "AUTOSCALER__RULES__PATH",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/rules.toml").to_owned(),
-        ),
+        ("AUTOSCALER__RULES__PATH", rules.display().to_string()),
         ("AUTOSCALER__LIVE", "true".to_owned()),
         ("AUTOSCALER__LOG__LEVEL", "error".to_owned()),
         ("CLOUDAMQP_API_KEY", KEY.to_owned()),
@@ -98,7 +105,12 @@ async fn main() {
     latencies.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "alarm -> PUT received, {} alarms: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        "alarm -> PUT received{}, {} alarms: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        if scale_down {
+            " ([scale_down]: a management read before each PUT)"
+        } else {
+            ""
+        },
         latencies.len(),
         ms(percentile(&latencies, 50.0)),
         ms(percentile(&latencies, 90.0)),
