@@ -120,6 +120,14 @@ pub fn add(at: Timestamp, by: Duration) -> Timestamp {
         .unwrap_or(Timestamp::MAX)
 }
 
+/// `at - by`, saturating at the smallest timestamp jiff can represent.
+pub fn sub(at: Timestamp, by: Duration) -> Timestamp {
+    SignedDuration::try_from(by)
+        .ok()
+        .and_then(|by| at.checked_sub(by).ok())
+        .unwrap_or(Timestamp::MIN)
+}
+
 /// The time from `from` to `to`; zero when `to` is not later.
 pub fn between(from: Timestamp, to: Timestamp) -> Duration {
     Duration::try_from(to.duration_since(from)).unwrap_or_default()

@@ -73,6 +73,55 @@ impl Direction {
     }
 }
 
+/// Which directions a freeze or a pause holds (`directions = ["up", "down"]`,
+/// `"direction": "both"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Directions {
+    pub up: bool,
+    pub down: bool,
+}
+
+impl Directions {
+    pub const BOTH: Self = Self {
+        up: true,
+        down: true,
+    };
+
+    /// Whether a change in `direction` is held.
+    pub fn holds(self, direction: Direction) -> bool {
+        match direction {
+            Direction::Up => self.up,
+            Direction::Down => self.down,
+        }
+    }
+
+    /// `up`, `down` or `both`, as `/status` and the pause API write it.
+    pub fn as_str(self) -> &'static str {
+        match (self.up, self.down) {
+            (true, true) => "both",
+            (true, false) => "up",
+            (false, true) => "down",
+            (false, false) => "none",
+        }
+    }
+
+    /// From `up`, `down` or `both`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "up" => Some(Self {
+                up: true,
+                down: false,
+            }),
+            "down" => Some(Self {
+                up: false,
+                down: true,
+            }),
+            "both" => Some(Self::BOTH),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for Direction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -19,6 +19,7 @@ pub mod decide;
 pub mod duration;
 pub mod executor;
 pub mod fake;
+pub mod guard;
 pub mod instance;
 pub mod live_rules;
 pub mod metrics;

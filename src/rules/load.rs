@@ -15,8 +15,8 @@ use toml_span::{Span, Spanned};
 use super::error::{Location, RuleError, RulesFailure};
 use super::selector::Selector;
 use super::{
-    ALARM_TYPES, Action, DEFAULT_COOLDOWN, Ladder, PlanMention, Rule, RuleSet, Source, Threshold,
-    TypeIndex,
+    ALARM_TYPES, Action, DEFAULT_COOLDOWN, Ladder, Limits, PlanMention, Rule, RuleSet, Source,
+    Threshold, TypeIndex,
 };
 
 const TOP_KEYS: &[&str] = &["defaults", "ladders", "rules", "scale_down"];
@@ -202,6 +202,9 @@ impl Loader<'_> {
             plan_mentions: Vec::new(),
             warnings: Vec::new(),
             scale_down,
+            limits: Limits::default(),
+            freezes: Vec::new(),
+            schedules: Vec::new(),
         })
     }
 

@@ -4,7 +4,9 @@
 //! ([`RuleError`]s with file, line, column and rule). A `RuleSet` is immutable and indexed
 //! by alarm type and by current plan, so a decision looks only at the rules that can act.
 
+mod cron;
 mod error;
+mod guard;
 mod hours;
 mod load;
 mod scale_down;
@@ -15,7 +17,11 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
+pub use cron::CronExpr;
 pub use error::{Location, RuleError, RulesFailure};
+pub use guard::{
+    Freeze, FreezeWhen, Limits, MAX_CHANGES_COUNT, MaxChanges, OpenWindow, Schedule, ScheduleEnd,
+};
 pub use hours::{DAY_NAMES, Hours};
 pub use load::{load_file, parse};
 pub use scale_down::ScaleDown;
@@ -51,6 +57,12 @@ pub struct RuleSet {
     pub(crate) warnings: Vec<RuleError>,
     /// `[scale_down]`; `None`: the daemon never moves a plan down.
     pub(crate) scale_down: Option<ScaleDown>,
+    /// `[limits]` (every field `None` when the file has none).
+    pub(crate) limits: Limits,
+    /// `[[freeze]]` windows, in file order.
+    pub(crate) freezes: Vec<Freeze>,
+    /// `[[schedules]]`, in file order (names unique).
+    pub(crate) schedules: Vec<Schedule>,
 }
 
 /// Where a rule set came from.
@@ -185,6 +197,28 @@ impl RuleSet {
     /// `[scale_down]`, when the file has one.
     pub fn scale_down(&self) -> Option<&ScaleDown> {
         self.scale_down.as_ref()
+    }
+
+    /// `[limits]`.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// `[[freeze]]` windows, in file order.
+    pub fn freezes(&self) -> &[Freeze] {
+        &self.freezes
+    }
+
+    /// `[[schedules]]`, in file order.
+    pub fn schedules(&self) -> &[Schedule] {
+        &self.schedules
+    }
+
+    /// The ladder that holds both plans, the first in file order.
+    pub fn ladder_holding(&self, a: &str, b: &str) -> Option<&Ladder> {
+        self.ladders
+            .iter()
+            .find(|ladder| ladder.rung(a).is_some() && ladder.rung(b).is_some())
     }
 
     /// The cooldown `rule` holds an instance to.
