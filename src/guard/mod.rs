@@ -70,8 +70,21 @@ pub enum BudgetView<'a> {
     NotChecked,
 }
 
+impl fmt::Debug for BudgetView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Known { managed, .. } => f
+                .debug_struct("Known")
+                .field("managed", managed)
+                .finish_non_exhaustive(),
+            Self::Unknown(missing) => f.debug_tuple("Unknown").field(missing).finish(),
+            Self::NotChecked => f.write_str("NotChecked"),
+        }
+    }
+}
+
 /// The run-time figures the guardrails look at.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct GuardFigures<'a> {
     /// The pauses in force.
     pub pauses: &'a [Pause],

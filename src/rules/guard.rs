@@ -101,7 +101,7 @@ pub struct Schedule {
 #[derive(Debug, Clone)]
 pub enum ScheduleEnd {
     /// `end = "0 18 * * 1-5"`: at the first occurrence after the opening.
-    Cron(CronExpr),
+    Cron(Box<CronExpr>),
     /// `duration = "10h"` after the opening.
     Duration(Duration),
 }
@@ -175,7 +175,9 @@ mod tests {
 
     #[test]
     fn a_window_is_open_from_its_start_to_its_end() {
-        let cron = business_hours(ScheduleEnd::Cron(CronExpr::parse("0 18 * * 1-5").unwrap()));
+        let cron = business_hours(ScheduleEnd::Cron(Box::new(
+            CronExpr::parse("0 18 * * 1-5").unwrap(),
+        )));
         let hours = business_hours(ScheduleEnd::Duration(Duration::from_secs(10 * 3600)));
         for schedule in [cron, hours] {
             let open = schedule
