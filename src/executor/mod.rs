@@ -96,6 +96,8 @@ struct Inner {
     api: Option<Api>,
     config: ExecutorConfig,
     book: StateBook,
+    /// The pauses in force (the admin API writes them to the store, then here).
+    pauses: crate::guard::PauseBook,
     metrics: Metrics,
     clock: SharedClock,
     /// Alarms being decided.
@@ -122,6 +124,7 @@ impl Executor {
                 api,
                 config,
                 book: StateBook::default(),
+                pauses: crate::guard::PauseBook::default(),
                 metrics,
                 clock,
                 jobs: TaskTracker::new(),
@@ -134,6 +137,11 @@ impl Executor {
     /// What is known about every instance.
     pub fn book(&self) -> &StateBook {
         &self.inner.book
+    }
+
+    /// The pauses in force, consulted before every change.
+    pub fn pauses(&self) -> &crate::guard::PauseBook {
+        &self.inner.pauses
     }
 
     /// Whether plan changes are sent for real.
