@@ -112,6 +112,52 @@ impl Clock for ManualClock {
     }
 }
 
+/// Real time moved by an offset that can be changed while it runs: "now" is the system
+/// clock plus the offset, and waiting is real waiting, cut short when the clock is moved,
+/// so a test can jump a running daemon to 07:59:58 before a schedule opens, or across a
+/// DST change, and watch what it does in real time from there.
+#[derive(Debug)]
+pub struct OffsetClock {
+    offset: Mutex<SignedDuration>,
+    moved: tokio::sync::watch::Sender<u64>,
+}
+
+impl OffsetClock {
+    /// A clock that reads `at` now and runs on from there.
+    pub fn starting_at(at: Timestamp) -> Arc<Self> {
+        Arc::new(Self {
+            offset: Mutex::new(at.duration_since(Timestamp::now())),
+            moved: tokio::sync::watch::channel(0).0,
+        })
+    }
+
+    /// Moves the clock so that it reads `at` now; every sleeper wakes.
+    pub fn set(&self, at: Timestamp) {
+        *self.offset.lock().unwrap_or_else(PoisonError::into_inner) =
+            at.duration_since(Timestamp::now());
+        self.moved.send_modify(|n| *n += 1);
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> Timestamp {
+        let offset = *self.offset.lock().unwrap_or_else(PoisonError::into_inner);
+        Timestamp::now()
+            .checked_add(offset)
+            .unwrap_or(Timestamp::MAX)
+    }
+
+    fn sleep(&self, duration: Duration) -> Sleep {
+        let mut moved = self.moved.subscribe();
+        Box::pin(async move {
+            tokio::select! {
+                () = tokio::time::sleep(duration) => {}
+                _ = moved.changed() => {}
+            }
+        })
+    }
+}
+
 /// `at + by`, saturating at the largest timestamp jiff can represent.
 pub fn add(at: Timestamp, by: Duration) -> Timestamp {
     SignedDuration::try_from(by)

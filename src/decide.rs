@@ -162,6 +162,14 @@ pub enum Reason {
     /// Runtime only (an extension): an alarm found undecided at a start, accepted too long
     /// ago to say anything about the load now.
     Stale,
+    /// A guardrail: a pause set through the admin API holds the change.
+    Paused,
+    /// A guardrail: a `[[freeze]]` holds the change.
+    Frozen,
+    /// A guardrail: `[limits] max_changes` would be exceeded.
+    MaxChanges,
+    /// A guardrail: `[limits] max_monthly_price` would be exceeded (or cannot be checked).
+    Budget,
 }
 
 impl Reason {
@@ -180,6 +188,22 @@ impl Reason {
             Self::MoveNotAllowed => "move_not_allowed",
             Self::PlanUnknown => "plan_unknown",
             Self::Stale => "stale",
+            Self::Paused => "paused",
+            Self::Frozen => "frozen",
+            Self::MaxChanges => "max_changes",
+            Self::Budget => "budget",
+        }
+    }
+}
+
+impl From<crate::guard::Guardrail> for Reason {
+    fn from(guardrail: crate::guard::Guardrail) -> Self {
+        use crate::guard::Guardrail;
+        match guardrail {
+            Guardrail::Paused => Self::Paused,
+            Guardrail::Frozen => Self::Frozen,
+            Guardrail::MaxChanges => Self::MaxChanges,
+            Guardrail::Budget => Self::Budget,
         }
     }
 }

@@ -155,6 +155,14 @@ impl Metrics {
                 "autoscaler_store_healthy",
                 "1 if the last write to the state store succeeded.",
             ),
+            (
+                "autoscaler_schedule_next_opening_timestamp_seconds",
+                "Unix time of each schedule's next window opening, by schedule.",
+            ),
+            (
+                "autoscaler_managed_monthly_price",
+                "The sum of the catalogue prices of every instance the daemon manages.",
+            ),
         ] {
             r.describe_gauge(name.into(), None, help.into());
         }
@@ -250,6 +258,25 @@ impl Metrics {
             vec![Label::new("call", call), Label::new("status", status)],
         )
         .increment(1);
+    }
+
+    /// When schedule `name` next opens (Unix seconds).
+    pub fn schedule_next_opening(&self, name: &str, at: i64) {
+        self.inner
+            .recorder
+            .register_gauge(
+                &Key::from_parts(
+                    "autoscaler_schedule_next_opening_timestamp_seconds",
+                    vec![Label::new("schedule", name.to_owned())],
+                ),
+                &METADATA,
+            )
+            .set(at as f64);
+    }
+
+    /// The monthly catalogue price of every instance the daemon manages, summed.
+    pub fn managed_monthly_price(&self, total: f64) {
+        self.gauge("autoscaler_managed_monthly_price").set(total);
     }
 
     pub fn changes_in_flight(&self, count: usize) {

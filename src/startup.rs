@@ -216,6 +216,7 @@ impl Application {
 
         let mut tasks = vec![tokio::spawn(executor.clone().run(jobs, stop.clone()))];
         tasks.push(tokio::spawn(executor.clone().run_looks(stop.clone())));
+        tasks.push(tokio::spawn(executor.clone().run_schedules(stop.clone())));
         tasks.push(tokio::spawn(upkeep(state.clone(), stop.clone())));
         if let Some(signals) = signals {
             tasks.push(tokio::spawn(on_signals(
@@ -231,10 +232,12 @@ impl Application {
             ),
             None => "off: no [scale_down] in the rules, plans are never moved down".to_owned(),
         };
+        let guardrails = describe_guardrails(&rules.snapshot().rules);
         tracing::info!(
             %addr,
             mode = if settings.live { "live" } else { "dry-run" },
             %scale_down,
+            %guardrails,
             rules = %rules_path.display(),
             state = %settings.state.dir.display(),
             "cloudamqp-autoscaler serving"
@@ -369,5 +372,32 @@ mod token_tests {
         assert!(warning.contains("only 7 characters"), "{warning}");
         assert!(!warning.contains("hunter2"), "{warning}");
         assert_eq!(weak_token("0123456789abcdef"), None);
+    }
+}
+
+/// The guardrails of the rules in force, for the start-up line.
+fn describe_guardrails(rules: &crate::rules::RuleSet) -> String {
+    let limits = rules.limits();
+    let mut parts = Vec::new();
+    if let Some(max) = limits.max_changes {
+        parts.push(format!(
+            "at most {} changes per instance in {}",
+            max.count,
+            crate::duration::display(max.per)
+        ));
+    }
+    if let Some(cap) = limits.max_monthly_price {
+        parts.push(format!("a monthly price cap of {cap}"));
+    }
+    if !rules.freezes().is_empty() {
+        parts.push(format!("{} freeze window(s)", rules.freezes().len()));
+    }
+    if !rules.schedules().is_empty() {
+        parts.push(format!("{} schedule(s)", rules.schedules().len()));
+    }
+    if parts.is_empty() {
+        "none in the rules".to_owned()
+    } else {
+        parts.join(", ")
     }
 }

@@ -125,7 +125,14 @@ fn decide(rules: &RuleSet, row: &Row) -> DownDecision {
     let streak = row
         .streak
         .unwrap_or_else(|| Streak::whole_window(now, window));
-    decide_down(rules, &view, &figures, streak, now)
+    decide_down(
+        rules,
+        &view,
+        &cloudamqp_autoscaler::guard::GuardFigures::NONE,
+        &figures,
+        streak,
+        now,
+    )
 }
 
 #[test]

@@ -48,6 +48,8 @@ struct Cache {
     generation: u64,
     /// UUIDs a refresh did not find, with the time of that refresh.
     unknown: HashMap<Uuid, Timestamp>,
+    /// When the list was last read.
+    listed_at: Option<Timestamp>,
 }
 
 impl InstanceResolver {
@@ -114,6 +116,28 @@ impl InstanceResolver {
         self.lock().by_id.get(&id).cloned()
     }
 
+    /// Every instance of the account, from a list at most `max_age` old (listing again
+    /// when it is older): what schedules select from and the budget sums over.
+    pub async fn list_within(&self, max_age: Duration) -> Result<Vec<InstanceSummary>, ApiError> {
+        let fresh = |cache: &Cache| {
+            let now = self.client.clock().now();
+            cache
+                .listed_at
+                .is_some_and(|at| now < add(at, max_age))
+                .then(|| cache.by_id.values().cloned().collect::<Vec<_>>())
+        };
+        if let Some(list) = fresh(&self.lock()) {
+            return Ok(list);
+        }
+        let _refreshing = self.refreshing.lock().await;
+        // Another caller may have listed while this one waited.
+        if let Some(list) = fresh(&self.lock()) {
+            return Ok(list);
+        }
+        self.refresh_locked().await?;
+        Ok(self.lock().by_id.values().cloned().collect())
+    }
+
     /// Lists the instances now, replacing the cache.
     pub async fn refresh(&self) -> Result<(), ApiError> {
         let _refreshing = self.refreshing.lock().await;
@@ -142,6 +166,7 @@ impl InstanceResolver {
         cache.by_uuid = by_uuid;
         cache.by_id = by_id;
         cache.generation += 1;
+        cache.listed_at = Some(self.client.clock().now());
         Ok(())
     }
 

@@ -117,9 +117,22 @@ pub fn run(
     };
     let now = args.now.unwrap_or_else(jiff::Timestamp::now);
     let decision = decide::decide(&rules, &alarm, &view, now, None);
+    // The freezes hold here as in the daemon; pauses, max_changes and the budget need the
+    // daemon's run-time figures.
+    let instance_id = id.as_deref().and_then(|id| id.parse().ok()).unwrap_or(0);
+    let decision = crate::guard::gate(
+        &rules,
+        decision,
+        instance_id,
+        view.names,
+        &crate::guard::GuardFigures::NONE,
+        now,
+    );
     let text = match args.format {
         Format::Json => format!("{}\n", decision_json(&decision)),
-        Format::Text => explain_text(&rules, &alarm, &view, &decision),
+        Format::Text => {
+            explain_text(&rules, &alarm, &view, &decision) + &holding_back(&rules, &view, now)
+        }
     };
     out.write_all(text.as_bytes())
         .map_err(|e| CommandError::Setup(format!("cannot write output: {e}")))
@@ -185,6 +198,43 @@ fn explain_text(
             rule.name,
             decide::describe(rules, rule, alarm, view, &outcome)
         );
+    }
+    text
+}
+
+/// What holds the daemon back at `now` beyond the rules: the freezes in force and the
+/// schedules' open windows, and what only the running daemon knows.
+pub(super) fn holding_back(
+    rules: &RuleSet,
+    view: &InstanceView<'_>,
+    now: jiff::Timestamp,
+) -> String {
+    let mut text = String::new();
+    for freeze in rules.freezes() {
+        if let Some((_, until)) = freeze.window_around(now) {
+            text += &format!("freeze in force until {until}: {}\n", freeze.describe());
+        }
+    }
+    for schedule in rules.schedules() {
+        if let Some(window) = schedule.window_around(now) {
+            let selects = if schedule.selects(&view.names) {
+                "selects this instance"
+            } else {
+                "does not select this instance"
+            };
+            text += &format!(
+                "schedule {:?} is open (since {}, until {}): floor {} for the instances it selects; it {selects}\n",
+                schedule.name, window.opened, window.closes, schedule.min_plan
+            );
+        }
+    }
+    let limits = rules.limits();
+    if !rules.freezes().is_empty()
+        || !rules.schedules().is_empty()
+        || limits.max_changes.is_some()
+        || limits.max_monthly_price.is_some()
+    {
+        text += "pauses, max_changes and max_monthly_price are checked by the running daemon with its own figures\n";
     }
     text
 }

@@ -71,7 +71,14 @@ pub(super) fn run(
     };
     let now = args.now.unwrap_or_else(jiff::Timestamp::now);
     let streak = Streak::whole_window(now, section.window);
-    let decision = scale_down::decide_down(rules, &view, &figures, streak, now);
+    let decision = scale_down::decide_down(
+        rules,
+        &view,
+        &crate::guard::GuardFigures::NONE,
+        &figures,
+        streak,
+        now,
+    );
     let text = match args.format {
         Format::Json => format!("{}\n", decision_json(&decision)),
         Format::Text => match &decision {

@@ -224,6 +224,20 @@ impl Executor {
                 });
             }
         };
+        let proposed = crate::guard::Proposed {
+            instance_id: id,
+            names,
+            direction: change.direction,
+            from: &change.from,
+            to: &change.to,
+        };
+        if let Some(held) = self.held(rules, &proposed, inner.clock.now()).await {
+            return Some(Outcome {
+                instance_id: Some(id),
+                plan,
+                skip: held.skip(&change.rule),
+            });
+        }
         if let Some(catalogue) = &catalogue
             && let Err(refusal) = catalogue.move_allowed(&change.from, &change.to)
         {
@@ -374,6 +388,7 @@ impl Executor {
                     decision: "skip",
                     reason: Some(skip.reason.code().to_owned()),
                     rule: skip.rule.clone(),
+                    detail: skip.detail.clone(),
                 });
             });
         }
@@ -469,6 +484,7 @@ impl Executor {
                 return;
             }
         };
+        self.note_started(id, now);
         let decision_name = if live {
             "change_plan"
         } else {
@@ -483,6 +499,7 @@ impl Executor {
                 decision: decision_name,
                 reason: None,
                 rule: Some(change.rule.clone()),
+                detail: detail.clone(),
             });
         });
         if !live {

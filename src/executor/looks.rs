@@ -102,12 +102,13 @@ impl Executor {
 
     /// The instances a look would look at: above the floor, selected, nothing in flight.
     fn lookable(&self, rules: &crate::rules::RuleSet) -> Vec<u64> {
+        let now = self.inner.clock.now();
         self.inner.book.ids_where(|id, state| {
             let id_text = id.to_string();
             state.in_flight.is_none()
                 && state
                     .down_view(&id_text)
-                    .is_some_and(|view| scale_down::target(rules, &view).is_ok())
+                    .is_some_and(|view| scale_down::target(rules, &view, now).is_ok())
         })
     }
 
@@ -127,11 +128,15 @@ impl Executor {
         let Some(view) = state.down_view(&id_text) else {
             return;
         };
-        let Ok((section, step)) = scale_down::target(rules, &view) else {
+        let started = inner.clock.now();
+        let Ok((section, step)) = scale_down::target(rules, &view, started) else {
             return;
         };
-        let started = inner.clock.now();
         if let Err(verdict) = scale_down::time_gates(section, &view, started) {
+            self.note_look(id, view.plan, &step, &verdict, Streak::default(), started);
+            return;
+        }
+        if let Err(verdict) = self.down_guardrails(rules, id, &view, &step, started) {
             self.note_look(id, view.plan, &step, &verdict, Streak::default(), started);
             return;
         }
@@ -202,6 +207,11 @@ impl Executor {
                     self.note_look(id, view.plan, &step, &verdict, Streak::default(), now);
                     return;
                 }
+                // A pause may have come while the look was reading.
+                if let Err(verdict) = self.down_guardrails(rules, id, &view, &step, now) {
+                    self.note_look(id, view.plan, &step, &verdict, Streak::default(), now);
+                    return;
+                }
                 self.start_down(
                     id,
                     &step,
@@ -214,6 +224,24 @@ impl Executor {
                 .await;
             }
         }
+    }
+
+    /// The pauses, freezes and `max_changes` a step down must pass, from memory.
+    fn down_guardrails(
+        &self,
+        rules: &crate::rules::RuleSet,
+        id: u64,
+        view: &scale_down::DownView<'_>,
+        step: &Step,
+        now: Timestamp,
+    ) -> Result<(), LookVerdict> {
+        let (pauses, starts) = self.guard_memory(id, now);
+        let figures = crate::guard::GuardFigures {
+            pauses: &pauses,
+            change_starts: &starts,
+            budget: crate::guard::BudgetView::NotChecked,
+        };
+        scale_down::guardrails(rules, id, view, step, &figures, now)
     }
 
     /// The instance read, then (when it is ready and on the plan looked at) its nodes.
@@ -267,7 +295,7 @@ impl Executor {
     }
 
     /// Why CloudAMQP's catalogue forbids the step, when the catalogue is known and does.
-    async fn move_refused(&self, change: &PlanChange) -> Option<String> {
+    pub(super) async fn move_refused(&self, change: &PlanChange) -> Option<String> {
         let api = self.inner.api.as_ref()?;
         let catalogue = api.catalogue.get().await.ok()?;
         catalogue
@@ -398,6 +426,7 @@ impl Executor {
                 return;
             }
         };
+        self.note_started(id, now);
         inner.metrics.scale_down_look(true, "change");
         inner.book.update(id, |state| {
             state.streak = Streak::default();

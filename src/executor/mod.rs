@@ -9,7 +9,9 @@ mod capacity;
 mod change;
 mod decision;
 mod floor;
+mod guardrails;
 mod looks;
+mod schedules;
 pub mod state;
 
 use std::sync::Arc;

@@ -82,6 +82,8 @@ pub struct LastDecision {
     pub decision: &'static str,
     pub reason: Option<String>,
     pub rule: Option<String>,
+    /// The human sentence.
+    pub detail: String,
 }
 
 /// The last look at an instance above its floor.
@@ -141,6 +143,12 @@ pub struct InstanceState {
     /// The passing looks so far.
     pub streak: Streak,
     pub last_look: Option<LastLook>,
+    /// When its recent changes (up and down, dry runs too) were started, oldest first:
+    /// what `[limits] max_changes` counts.
+    pub change_starts: Vec<Timestamp>,
+    /// The opening of each schedule's window that last made a change (or tried to) here:
+    /// at most one per opening, across restarts.
+    pub schedule_runs: HashMap<String, Timestamp>,
 }
 
 /// Upward changes remembered per instance: a step down only ever needs the last few.
@@ -167,6 +175,16 @@ impl InstanceState {
             last_down: self.last_down,
             ups: &self.ups,
         })
+    }
+
+    /// A change was started (its intent recorded) at `at`.
+    pub fn note_started(&mut self, at: Timestamp) {
+        self.change_starts.push(at);
+        let keep = crate::rules::MAX_CHANGES_COUNT as usize;
+        if self.change_starts.len() > keep {
+            let extra = self.change_starts.len() - keep;
+            self.change_starts.drain(..extra);
+        }
     }
 
     /// An alarm for the instance was received at `at`: the quiet period starts again.
@@ -360,12 +378,22 @@ impl StateBook {
         for row in &recovered.open_changes {
             book.entry(row.instance_id).or_default().in_flight = Some(InFlight::from(row));
         }
+        for (id, at) in &recovered.change_starts {
+            book.entry(*id).or_default().note_started(*at);
+        }
+        for run in &recovered.schedule_runs {
+            book.entry(run.instance_id)
+                .or_default()
+                .schedule_runs
+                .insert(run.schedule.clone(), run.opened_at);
+        }
         for row in &recovered.last_decisions {
             book.entry(row.instance_id).or_default().last_decision = Some(LastDecision {
                 at: row.at,
                 decision: decision_name(row.kind),
                 reason: row.reason.clone(),
                 rule: row.rule.clone(),
+                detail: row.detail.clone(),
             });
         }
     }

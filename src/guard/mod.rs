@@ -122,6 +122,43 @@ pub fn hold(
         .or_else(|| budget(rules, proposed, figures.budget))
 }
 
+/// `decision` with the guardrails applied: a change a guardrail holds becomes a skip with
+/// the guardrail's reason. What `explain` does with the figures it knows.
+pub fn gate(
+    rules: &RuleSet,
+    decision: crate::decide::Decision,
+    instance_id: u64,
+    names: InstanceNames<'_>,
+    figures: &GuardFigures<'_>,
+    now: Timestamp,
+) -> crate::decide::Decision {
+    let crate::decide::Decision::Change(change) = decision else {
+        return decision;
+    };
+    let proposed = Proposed {
+        instance_id,
+        names,
+        direction: change.direction,
+        from: &change.from,
+        to: &change.to,
+    };
+    match hold(rules, &proposed, figures, now) {
+        None => crate::decide::Decision::Change(change),
+        Some(held) => crate::decide::Decision::Skip(held.skip(&change.rule)),
+    }
+}
+
+impl Held {
+    /// The skip a change of rule `rule` becomes.
+    pub fn skip(self, rule: &str) -> crate::decide::Skip {
+        crate::decide::Skip {
+            reason: self.guardrail.into(),
+            detail: format!("rule {rule:?}: {}", self.detail),
+            rule: Some(rule.to_owned()),
+        }
+    }
+}
+
 fn what(proposed: &Proposed<'_>) -> String {
     format!(
         "the change {} -> {} ({})",

@@ -214,6 +214,17 @@ impl RuleSet {
         &self.schedules
     }
 
+    /// Whether the daemon manages the instance with these names: a rule, `[scale_down]`
+    /// or a schedule selects it (what `[limits] max_monthly_price` sums over).
+    pub fn manages(&self, names: &InstanceNames<'_>) -> bool {
+        let picks = |selectors: &[Selector]| {
+            selectors.is_empty() || selectors.iter().any(|s| s.matches(names))
+        };
+        self.rules.iter().any(|rule| picks(&rule.selectors))
+            || self.scale_down.as_ref().is_some_and(|s| s.selects(names))
+            || self.schedules.iter().any(|s| s.selects(names))
+    }
+
     /// The ladder that holds both plans, the first in file order.
     pub fn ladder_holding(&self, a: &str, b: &str) -> Option<&Ladder> {
         self.ladders

@@ -14,13 +14,57 @@ pub struct Step {
     pub floor: String,
 }
 
-/// The floor of an instance with this baseline: the baseline, or `min_plan` when that is
-/// higher on a ladder holding both.
-pub fn floor<'a>(rules: &RuleSet, section: &'a ScaleDown, baseline: &'a str) -> &'a str {
-    match &section.min_plan {
-        Some(min) if compare(rules, min, baseline) == Some(Ordering::Greater) => min,
-        _ => baseline,
+/// An instance's floor, and what set it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Floor<'a> {
+    pub plan: &'a str,
+    pub set_by: SetBy<'a>,
+}
+
+/// What set a floor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetBy<'a> {
+    /// The plan before the daemon's first upward change.
+    Baseline,
+    /// `[scale_down] min_plan`.
+    MinPlan,
+    /// A schedule whose window is open until the given time.
+    Schedule(&'a str, jiff::Timestamp),
+}
+
+/// The floor of the instance named `names` with this baseline at `now`: the baseline, or
+/// `min_plan`, or the `min_plan` of a schedule whose window is open, whichever is highest on
+/// a ladder holding it and the baseline.
+pub fn floor<'a>(
+    rules: &'a RuleSet,
+    min_plan: Option<&'a str>,
+    baseline: &'a str,
+    names: &crate::rules::InstanceNames<'_>,
+    now: jiff::Timestamp,
+) -> Floor<'a> {
+    let mut floor = Floor {
+        plan: baseline,
+        set_by: SetBy::Baseline,
+    };
+    let mut raise = |plan: &'a str, set_by: SetBy<'a>| {
+        if compare(rules, plan, floor.plan) == Some(Ordering::Greater) {
+            floor = Floor { plan, set_by };
+        }
+    };
+    if let Some(min) = min_plan {
+        raise(min, SetBy::MinPlan);
     }
+    for schedule in rules.schedules() {
+        if schedule.selects(names)
+            && let Some(window) = schedule.window_around(now)
+        {
+            raise(
+                &schedule.min_plan,
+                SetBy::Schedule(&schedule.name, window.closes),
+            );
+        }
+    }
+    floor
 }
 
 /// The next step down from the view's plan: one rung down the ladder of the rule behind the
@@ -30,6 +74,7 @@ pub fn step(
     rules: &RuleSet,
     section: &ScaleDown,
     view: &DownView<'_>,
+    now: jiff::Timestamp,
 ) -> Result<Step, LookVerdict> {
     let plan = view.plan;
     let Some(baseline) = view.baseline else {
@@ -38,13 +83,20 @@ pub fn step(
             "the plan before the daemon's first upward change is not known: nothing is the daemon's to take back".into(),
         ));
     };
-    let floor = floor(rules, section, baseline);
+    let found = floor(
+        rules,
+        section.min_plan.as_deref(),
+        baseline,
+        &view.names,
+        now,
+    );
+    let floor = found.plan;
     if plan == floor || compare(rules, plan, floor) == Some(Ordering::Less) {
         return Err(LookVerdict::failed(
             DownReason::AtFloor,
             format!(
                 "plan {plan:?} is at the floor ({})",
-                describe_floor(baseline, floor)
+                describe_floor(baseline, &found)
             ),
         ));
     }
@@ -74,11 +126,16 @@ pub fn step(
     })
 }
 
-fn describe_floor(baseline: &str, floor: &str) -> String {
-    if floor == baseline {
-        format!("the plan before the daemon raised it, {baseline:?}")
-    } else {
-        format!("min_plan {floor:?}, above the plan before the daemon raised it, {baseline:?}")
+fn describe_floor(baseline: &str, floor: &Floor<'_>) -> String {
+    let plan = floor.plan;
+    match floor.set_by {
+        SetBy::Baseline => format!("the plan before the daemon raised it, {baseline:?}"),
+        SetBy::MinPlan => {
+            format!("min_plan {plan:?}, above the plan before the daemon raised it, {baseline:?}")
+        }
+        SetBy::Schedule(name, closes) => {
+            format!("schedule {name:?} holds it at {plan:?} until its window closes at {closes}")
+        }
     }
 }
 

@@ -29,7 +29,7 @@ use crate::decide::{Direction, PlanChange};
 use crate::rules::{InstanceNames, RuleSet, ScaleDown};
 
 pub use evidence::{Projection, project};
-pub use floor::{Step, floor, step};
+pub use floor::{Floor, SetBy, Step, floor, step};
 pub use window::Streak;
 
 /// The rule name a step down is recorded under.
@@ -57,6 +57,12 @@ pub enum DownReason {
     Stabilizing,
     /// CloudAMQP's catalogue forbids the move (the daemon checks it; an extension).
     MoveNotAllowed,
+    /// A guardrail (Part 3): a pause set through the admin API.
+    Paused,
+    /// A guardrail: a `[[freeze]]` that holds downward changes.
+    Frozen,
+    /// A guardrail: `[limits] max_changes`.
+    MaxChanges,
 }
 
 impl DownReason {
@@ -76,6 +82,9 @@ impl DownReason {
             Self::Headroom => "headroom",
             Self::Stabilizing => "stabilizing",
             Self::MoveNotAllowed => "move_not_allowed",
+            Self::Paused => "paused",
+            Self::Frozen => "frozen",
+            Self::MaxChanges => "max_changes",
         }
     }
 
@@ -94,6 +103,9 @@ impl DownReason {
         Self::Headroom,
         Self::Stabilizing,
         Self::MoveNotAllowed,
+        Self::Paused,
+        Self::Frozen,
+        Self::MaxChanges,
     ];
 }
 
@@ -183,6 +195,7 @@ pub enum DownDecision {
 pub fn target<'r>(
     rules: &'r RuleSet,
     view: &DownView<'_>,
+    now: Timestamp,
 ) -> Result<(&'r ScaleDown, Step), LookVerdict> {
     let Some(section) = rules.scale_down() else {
         return Err(LookVerdict::failed(
@@ -204,7 +217,7 @@ pub fn target<'r>(
             ),
         ));
     }
-    floor::step(rules, section, view).map(|step| (section, step))
+    floor::step(rules, section, view, now).map(|step| (section, step))
 }
 
 /// The time gates (`quiet_for`, `after_up`, `after_down`, `hours`): checked before any API
@@ -262,6 +275,40 @@ pub fn time_gates(
         ));
     }
     Ok(())
+}
+
+/// The guardrails a step down must pass (a pause, a freeze, `max_changes`; the budget only
+/// refuses ups): checked after the time gates and, like them, before any API call. A look
+/// they refuse is a failed look.
+pub fn guardrails(
+    rules: &RuleSet,
+    id: u64,
+    view: &DownView<'_>,
+    step: &Step,
+    figures: &crate::guard::GuardFigures<'_>,
+    now: Timestamp,
+) -> Result<(), LookVerdict> {
+    let proposed = crate::guard::Proposed {
+        instance_id: id,
+        names: view.names,
+        direction: Direction::Down,
+        from: view.plan,
+        to: &step.to,
+    };
+    match crate::guard::hold(rules, &proposed, figures, now) {
+        None => Ok(()),
+        Some(held) => Err(LookVerdict::failed(
+            match held.guardrail {
+                crate::guard::Guardrail::Paused => DownReason::Paused,
+                crate::guard::Guardrail::Frozen => DownReason::Frozen,
+                // The budget never refuses a change down; counted as max_changes otherwise.
+                crate::guard::Guardrail::MaxChanges | crate::guard::Guardrail::Budget => {
+                    DownReason::MaxChanges
+                }
+            },
+            held.detail,
+        )),
+    }
 }
 
 /// The earliest time the four time gates allow, from `now` on.
@@ -358,19 +405,25 @@ pub fn judge(
 }
 
 /// One whole look with the figures given, as `explain --down` asks it: the target, the
-/// time gates, then the evidence, with `streak` standing for the looks before this one.
+/// time gates, the guardrails (`guard`: what is known of pauses and recent changes), then
+/// the evidence, with `streak` standing for the looks before this one.
 pub fn decide_down(
     rules: &RuleSet,
     view: &DownView<'_>,
+    guard: &crate::guard::GuardFigures<'_>,
     figures: &Figures<'_>,
     streak: Streak,
     now: Timestamp,
 ) -> DownDecision {
-    let (section, step) = match target(rules, view) {
+    let (section, step) = match target(rules, view, now) {
         Ok(found) => found,
         Err(verdict) => return DownDecision::Skip(verdict),
     };
     if let Err(verdict) = time_gates(section, view, now) {
+        return DownDecision::Skip(verdict);
+    }
+    let id = view.names.id.and_then(|id| id.parse().ok()).unwrap_or(0);
+    if let Err(verdict) = guardrails(rules, id, view, &step, guard, now) {
         return DownDecision::Skip(verdict);
     }
     judge(section, view, &step, figures, streak, now).0

@@ -105,14 +105,18 @@ fn instance_json(
     let last_decision = instance
         .last_decision
         .as_ref()
-        .map(|d| json!({ "at": d.at, "decision": d.decision, "reason": d.reason, "rule": d.rule }));
-    let floor = instance
-        .baseline
-        .as_ref()
-        .map(|baseline| match rules.scale_down() {
-            Some(section) => crate::scale_down::floor(rules, section, &baseline.plan).to_owned(),
-            None => baseline.plan.clone(),
-        });
+        .map(|d| json!({ "at": d.at, "decision": d.decision, "reason": d.reason, "rule": d.rule, "detail": d.detail }));
+    let floor = instance.baseline.as_ref().map(|baseline| {
+        crate::scale_down::floor(
+            rules,
+            rules.scale_down().and_then(|s| s.min_plan.as_deref()),
+            &baseline.plan,
+            &names,
+            now,
+        )
+        .plan
+        .to_owned()
+    });
     json!({
         "name": instance.name,
         "plan": instance.plan,
@@ -136,7 +140,7 @@ fn scale_down_json(
     let Some(view) = instance.down_view(id) else {
         return Value::Null;
     };
-    let Ok((section, step)) = crate::scale_down::target(rules, &view) else {
+    let Ok((section, step)) = crate::scale_down::target(rules, &view, now) else {
         return Value::Null;
     };
     let last_look = instance.last_look.as_ref().map(|look| {

@@ -27,6 +27,8 @@ pub(crate) enum Command {
     UpsertInstance(InstanceRow),
     /// A look, and the step down it starts, if any.
     RecordLook(NewLook, Option<NewChange>),
+    /// What a schedule's opening did, and the change it starts, if any.
+    RecordScheduleRun(super::NewScheduleRun, Option<NewChange>),
     SetBaseline(BaselineRow),
     RecordCapacity(CapacityRow),
 }
@@ -93,6 +95,7 @@ impl Command {
             Command::FinishChange(..) => "finish_change",
             Command::UpsertInstance(_) => "upsert_instance",
             Command::RecordLook(..) => "record_look",
+            Command::RecordScheduleRun(..) => "record_schedule_run",
             Command::SetBaseline(_) => "set_baseline",
             Command::RecordCapacity(_) => "record_capacity",
         }
@@ -120,6 +123,14 @@ impl Command {
             }
             Command::UpsertInstance(instance) => upsert_instance(conn, instance).map(|()| None),
             Command::RecordLook(look, change) => record_look(conn, look, change.as_ref()),
+            Command::RecordScheduleRun(run, change) => {
+                let change_id = change
+                    .as_ref()
+                    .map(|change| insert_change(conn, change))
+                    .transpose()?;
+                super::runs::insert(conn, run, change_id)?;
+                Ok(change_id)
+            }
             Command::SetBaseline(baseline) => set_baseline(conn, baseline).map(|()| None),
             Command::RecordCapacity(capacity) => record_capacity(conn, capacity).map(|()| None),
         }

@@ -13,6 +13,7 @@ mod open;
 mod recover;
 pub mod replies;
 mod rows;
+mod runs;
 pub mod schema;
 mod writer;
 
@@ -102,6 +103,11 @@ pub struct Recovered {
     pub capacities: Vec<CapacityRow>,
     /// The latest look of each instance.
     pub last_looks: Vec<LookRow>,
+    /// When each instance's last changes started (at most
+    /// [`crate::rules::MAX_CHANGES_COUNT`] each), oldest first.
+    pub change_starts: Vec<(u64, Timestamp)>,
+    /// The latest opening of each schedule that made a change on each instance.
+    pub schedule_runs: Vec<ScheduleRunRow>,
 }
 
 #[derive(Debug, Clone)]
@@ -298,6 +304,28 @@ pub struct NewLook {
     pub kind: DecisionKind,
 }
 
+/// What one opening of a schedule's window did on an instance, about to be recorded.
+#[derive(Debug, Clone)]
+pub struct NewScheduleRun {
+    pub schedule: String,
+    pub instance_id: u64,
+    pub opened_at: Timestamp,
+    pub at: Timestamp,
+    pub plan: String,
+    pub to_plan: String,
+    pub kind: DecisionKind,
+    pub reason: Option<String>,
+    pub detail: String,
+}
+
+/// The latest opening of a schedule that made a change on an instance.
+#[derive(Debug, Clone)]
+pub struct ScheduleRunRow {
+    pub schedule: String,
+    pub instance_id: u64,
+    pub opened_at: Timestamp,
+}
+
 /// A recorded look.
 #[derive(Debug, Clone)]
 pub struct LookRow {
@@ -423,6 +451,16 @@ impl Store {
         change: Option<NewChange>,
     ) -> impl Future<Output = Result<Option<ChangeId>, StoreError>> + Send + 'static {
         self.submit(Command::RecordLook(look, change))
+    }
+
+    /// Records what an opening of a schedule did; with `change`, records the change in
+    /// phase `Intended` in the same transaction and returns its id.
+    pub fn record_schedule_run(
+        &self,
+        run: NewScheduleRun,
+        change: Option<NewChange>,
+    ) -> impl Future<Output = Result<Option<ChangeId>, StoreError>> + Send + 'static {
+        self.submit(Command::RecordScheduleRun(run, change))
     }
 
     /// Sets an instance's baseline (creating its row if needed).

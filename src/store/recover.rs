@@ -102,6 +102,8 @@ pub(crate) fn read(conn: &Connection) -> rusqlite::Result<Recovered> {
             )?
             .query_map([], look_row)?
             .collect::<rusqlite::Result<_>>()?,
+        change_starts: super::runs::change_starts(&tx, crate::rules::MAX_CHANGES_COUNT)?,
+        schedule_runs: super::runs::latest_changes(&tx)?,
     };
     tx.commit()?;
     Ok(recovered)

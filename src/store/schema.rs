@@ -265,6 +265,28 @@ CREATE TABLE looks (
 );
 CREATE INDEX looks_by_instance ON looks (instance_id, id);
 "#,
+    // 5: schedules, and max_changes' count of recent changes.
+    r#"
+-- What each opening of a schedule's window did on an instance: the change it made (at
+-- most one per opening, across restarts) or the guardrail that held it, with the reason.
+CREATE TABLE schedule_runs (
+    id          INTEGER PRIMARY KEY,
+    schedule    TEXT    NOT NULL,
+    instance_id INTEGER NOT NULL,
+    opened_at   TEXT    NOT NULL,   -- when the window opened
+    at          TEXT    NOT NULL,
+    plan        TEXT    NOT NULL,   -- the plan it was on
+    to_plan     TEXT    NOT NULL,   -- the schedule's min_plan
+    decision    TEXT    NOT NULL
+        CHECK (decision = 'skip' OR decision = 'change' OR decision = 'would_change'),
+    reason      TEXT,               -- the guardrail's reason code of a skip
+    detail      TEXT    NOT NULL,   -- one human sentence
+    change_id   INTEGER REFERENCES changes (id)
+);
+CREATE INDEX schedule_runs_by_instance ON schedule_runs (instance_id, schedule, opened_at);
+-- max_changes counts the changes an instance started lately.
+CREATE INDEX changes_by_start ON changes (instance_id, intended_at);
+"#,
 ];
 
 /// The schema version this build writes.

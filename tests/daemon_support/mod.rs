@@ -43,6 +43,8 @@ pub struct Spawn {
     /// Extra environment, applied last so it wins over the settings above (e.g.
     /// `AUTOSCALER__CLOUDAMQP__REQUEST_TIMEOUT`); see [`Spawn::env`].
     pub env: Vec<(String, String)>,
+    /// The daemon's clock; default: the system clock.
+    pub clock: Option<cloudamqp_autoscaler::clock::SharedClock>,
 }
 
 impl Spawn {
@@ -71,6 +73,7 @@ impl Default for Spawn {
             state_dir: None,
             fake: None,
             env: Vec::new(),
+            clock: None,
         }
     }
 }
@@ -192,10 +195,13 @@ pub async fn spawn_app(spawn: Spawn) -> TestApp {
     };
     std::fs::write(&rules_path, rules).unwrap();
     let settings = settings(&spawn, &fake_url, &state_dir, &rules_path);
-    let options = StartOptions {
+    let mut options = StartOptions {
         max_concurrent_decisions: spawn.max_concurrent,
         ..StartOptions::new(settings)
     };
+    if let Some(clock) = &spawn.clock {
+        options.clock = clock.clone();
+    }
     let app = Application::build(options).await.expect("the app starts");
     let base = format!("http://{}", app.addr());
     let handle = app.handle();
