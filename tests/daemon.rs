@@ -10,6 +10,8 @@ mod support;
 mod changes;
 #[path = "daemon/failures.rs"]
 mod failures;
+#[path = "daemon/guardrails.rs"]
+mod guardrails;
 #[path = "daemon/reload.rs"]
 mod reload;
 #[path = "daemon/restart.rs"]
@@ -18,5 +20,7 @@ mod restart;
 mod scale_down;
 #[path = "daemon/scale_down_floor.rs"]
 mod scale_down_floor;
+#[path = "daemon/schedules.rs"]
+mod schedules;
 #[path = "daemon/webhook.rs"]
 mod webhook;

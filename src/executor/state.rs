@@ -430,6 +430,7 @@ mod tests {
             decision,
             reason: None,
             rule: None,
+            detail: String::new(),
         }
     }
 
