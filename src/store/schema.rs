@@ -3,7 +3,9 @@
 //! Tables: `alarms` (the journal, one row per accepted webhook, raw body kept for audit
 //! with credentials redacted; once decided, the row also holds its decision and reason),
 //! `changes` (plan changes and their phase: `intended` → `submitted` → `completed` |
-//! `failed` | `timed_out`), `instances` (name, UUID and last known plan). Timestamps are
+//! `failed` | `timed_out`), `instances` (name, UUID, last known plan and baseline),
+//! `capacities`, `looks` (scale-down looks) and `schedule_runs` (what each opening of a
+//! schedule's window did). Timestamps are
 //! RFC 3339 UTC text with nine fractional digits (text order is time order; SQLite's
 //! `datetime()`/`julianday()` read them), booleans are 0/1, kinds and phases lowercase words.
 //!
