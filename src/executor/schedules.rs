@@ -45,7 +45,8 @@ impl Executor {
             let rules = &loaded.rules;
             let now = inner.clock.now();
             self.show_next_openings(rules, now);
-            if rules.schedules().is_empty() {
+            // The budget's sum is shown while a cap is set, even with no schedule.
+            if rules.schedules().is_empty() && rules.limits().max_monthly_price.is_none() {
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     changed = reloads.changed() => if changed.is_err() { return },

@@ -121,11 +121,16 @@ async fn the_budget_refuses_a_change_up_over_the_cap_and_allows_one_under_it() {
 
     let under = spawn_app(spawn("[limits]\nmax_monthly_price = 200\n")).await;
     changes_to(&under, "hare-1").await;
-    let metrics = under.metrics().await;
-    assert!(
-        metrics.contains("autoscaler_managed_monthly_price 199"),
-        "{metrics}"
-    );
+    // Shown at the schedule task's next tick (every 5 s).
+    let started = std::time::Instant::now();
+    loop {
+        let metrics = under.metrics().await;
+        if metrics.contains("autoscaler_managed_monthly_price 199") {
+            break;
+        }
+        assert!(started.elapsed() < WITHIN, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
