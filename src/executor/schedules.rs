@@ -30,16 +30,21 @@ const TICK: Duration = Duration::from_secs(5);
 /// How old the instance list a window selects from may be.
 const LIST_MAX_AGE: Duration = super::guardrails::LIST_MAX_AGE;
 
-/// What the task remembers between ticks: the refusals already recorded, per schedule and
-/// instance, with the opening and reason they were for.
-type Refusals = HashMap<(String, u64), (Timestamp, Reason)>;
+/// What the task remembers between ticks, per schedule and instance: the opening for which
+/// the instance was read and found at or above `min_plan` (no more reads for that opening),
+/// and the refusal already recorded, with its opening and reason (recorded once).
+#[derive(Debug, Default)]
+struct Memory {
+    checked: HashMap<(String, u64), Timestamp>,
+    refused: HashMap<(String, u64), (Timestamp, Reason)>,
+}
 
 impl Executor {
     /// Acts on the schedules' windows until `stop`.
     pub async fn run_schedules(self, stop: CancellationToken) {
         let inner = &self.inner;
         let mut reloads = inner.rules.subscribe();
-        let mut refusals = Refusals::new();
+        let mut memory = Memory::default();
         loop {
             let loaded = inner.rules.snapshot();
             let rules = &loaded.rules;
@@ -58,8 +63,7 @@ impl Executor {
                     return;
                 }
                 if let Some(window) = schedule.window_around(now) {
-                    self.open_window(rules, schedule, window, &mut refusals)
-                        .await;
+                    self.open_window(rules, schedule, window, &mut memory).await;
                 }
             }
             self.show_managed_price(rules).await;
@@ -112,7 +116,7 @@ impl Executor {
         rules: &RuleSet,
         schedule: &Schedule,
         window: OpenWindow,
-        refusals: &mut Refusals,
+        memory: &mut Memory,
     ) {
         let Some(api) = &self.inner.api else {
             tracing::debug!(schedule = %schedule.name, "no CloudAMQP API key: a schedule cannot list the instances it selects");
@@ -133,7 +137,7 @@ impl Executor {
                 name: Some(&instance.name),
             };
             if schedule.selects(&names) {
-                self.schedule_instance(rules, schedule, window, &instance, refusals)
+                self.schedule_instance(rules, schedule, window, &instance, memory)
                     .await;
             }
         }
@@ -147,34 +151,65 @@ impl Executor {
         schedule: &Schedule,
         window: OpenWindow,
         listed: &InstanceSummary,
-        refusals: &mut Refusals,
+        memory: &mut Memory,
     ) {
         let inner = &self.inner;
         let id = listed.id;
+        let key = (schedule.name.clone(), id);
         let done = |state: &super::state::InstanceState| {
-            state
-                .schedule_runs
-                .get(&schedule.name)
-                .is_some_and(|opened| *opened >= window.opened)
+            state.in_flight.is_some()
+                || state
+                    .schedule_runs
+                    .get(&schedule.name)
+                    .is_some_and(|opened| *opened >= window.opened)
         };
-        // Cheap first, from what is known: most ticks change nothing.
-        let (acted, known_plan) = inner.book.read(id, |state| {
-            (done(state) || state.in_flight.is_some(), state.plan.clone())
-        });
-        let plan = known_plan.unwrap_or_else(|| listed.plan.clone());
-        if acted || !below(rules, &plan, &schedule.min_plan) {
+        // From memory first: most ticks change nothing and cost nothing.
+        let (acted, known_plan) = inner
+            .book
+            .read(id, |state| (done(state), state.plan.clone()));
+        if acted || memory.checked.get(&key) == Some(&window.opened) {
             return;
+        }
+        let id_text = id.to_string();
+        let state = inner.book.get(id);
+        // Held at an earlier tick: the guardrails again, on the plan known, before any read.
+        if let Some((opened, _)) = memory.refused.get(&key)
+            && *opened == window.opened
+        {
+            let plan = known_plan.unwrap_or_else(|| listed.plan.clone());
+            let proposed = crate::guard::Proposed {
+                instance_id: id,
+                names: state.names(&id_text),
+                direction: Direction::Up,
+                from: &plan,
+                to: &schedule.min_plan,
+            };
+            if let Some(held) = self.held(rules, &proposed, inner.clock.now()).await {
+                let change = self.schedule_change(rules, schedule, &plan);
+                let reason = Reason::from(held.guardrail);
+                if memory.refused.get(&key) != Some(&(window.opened, reason)) {
+                    memory.refused.insert(key, (window.opened, reason));
+                    let now = inner.clock.now();
+                    self.record_schedule_skip(
+                        schedule,
+                        window,
+                        id,
+                        &change,
+                        (reason, held.detail),
+                        now,
+                    );
+                }
+                return;
+            }
         }
         let Some(api) = &inner.api else { return };
         let gate = inner.book.gate(id);
         let _single_flight = gate.lock().await;
-        if inner
-            .book
-            .read(id, |state| done(state) || state.in_flight.is_some())
-        {
+        if inner.book.read(id, done) {
             return;
         }
-        // The API is the truth: the plan may have moved since the list was read.
+        // The API is the truth: the plan may have moved since it was last seen (once per
+        // opening, unless a guardrail held the change).
         let instance = match api.client.instance(id).await {
             Ok(instance) => instance,
             Err(error) => {
@@ -184,17 +219,11 @@ impl Executor {
         };
         self.observe_instance(&instance);
         if !below(rules, &instance.plan, &schedule.min_plan) {
+            memory.checked.insert(key, window.opened);
             return;
         }
         let now = inner.clock.now();
-        let change = PlanChange {
-            from: instance.plan.clone(),
-            to: schedule.min_plan.clone(),
-            rule: schedule.name.clone(),
-            cooldown: rules.default_cooldown(),
-            direction: Direction::Up,
-        };
-        let id_text = id.to_string();
+        let change = self.schedule_change(rules, schedule, &instance.plan);
         let state = inner.book.get(id);
         let proposed = crate::guard::Proposed {
             instance_id: id,
@@ -213,9 +242,8 @@ impl Executor {
             }),
         };
         if let Some((reason, detail)) = held {
-            let key = (schedule.name.clone(), id);
-            if refusals.get(&key) != Some(&(window.opened, reason)) {
-                refusals.insert(key, (window.opened, reason));
+            if memory.refused.get(&key) != Some(&(window.opened, reason)) {
+                memory.refused.insert(key, (window.opened, reason));
                 self.record_schedule_skip(schedule, window, id, &change, (reason, detail), now);
             }
             return;
@@ -227,6 +255,17 @@ impl Executor {
             self.learn_capacity_before_up(&instance).await;
         }
         self.start_scheduled(schedule, window, id, change).await;
+    }
+
+    /// The change up to the schedule's `min_plan` from `plan`.
+    fn schedule_change(&self, rules: &RuleSet, schedule: &Schedule, plan: &str) -> PlanChange {
+        PlanChange {
+            from: plan.to_owned(),
+            to: schedule.min_plan.clone(),
+            rule: schedule.name.clone(),
+            cooldown: rules.default_cooldown(),
+            direction: Direction::Up,
+        }
     }
 
     /// Records a guardrail's refusal of a schedule's change, and shows it.

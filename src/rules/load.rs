@@ -19,7 +19,15 @@ use super::{
     Threshold, TypeIndex,
 };
 
-const TOP_KEYS: &[&str] = &["defaults", "ladders", "rules", "scale_down"];
+const TOP_KEYS: &[&str] = &[
+    "defaults",
+    "ladders",
+    "rules",
+    "scale_down",
+    "limits",
+    "freeze",
+    "schedules",
+];
 const DEFAULTS_KEYS: &[&str] = &["cooldown"];
 const RULE_KEYS: &[&str] = &[
     "name",
@@ -174,6 +182,20 @@ impl Loader<'_> {
         let scale_down = table
             .remove("scale_down")
             .and_then(|value| self.scale_down(value, &ladders));
+        let limits = match table.remove("limits") {
+            Some(value) => self.limits(value),
+            None => Limits::default(),
+        };
+        let freezes = match table.remove("freeze") {
+            Some(value) => self.freezes(value),
+            None => Vec::new(),
+        };
+        let rule_names: std::collections::HashSet<String> =
+            rules.iter().map(|rule| rule.name.clone()).collect();
+        let schedules = match table.remove("schedules") {
+            Some(value) => self.schedules(value, &ladders, &rule_names),
+            None => Vec::new(),
+        };
         self.unknown_keys(table, TOP_KEYS, None, "at the top level");
         if rules.is_empty() && self.errors.is_empty() {
             self.warn(
@@ -202,9 +224,9 @@ impl Loader<'_> {
             plan_mentions: Vec::new(),
             warnings: Vec::new(),
             scale_down,
-            limits: Limits::default(),
-            freezes: Vec::new(),
-            schedules: Vec::new(),
+            limits,
+            freezes,
+            schedules,
         })
     }
 

@@ -7,7 +7,9 @@
 mod cron;
 mod error;
 mod guard;
+mod guard_load;
 mod hours;
+mod hours_load;
 mod load;
 mod scale_down;
 mod scale_down_load;

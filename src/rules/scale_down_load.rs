@@ -3,12 +3,11 @@
 
 use std::collections::HashMap;
 
-use jiff::civil::{Time, Weekday};
 use toml_span::Span;
 use toml_span::value::{Value, ValueInner};
 
 use super::hours::{DAY_NAMES, Hours};
-use super::load::{Loader, RawLadder, article, closest, quoted};
+use super::load::{Loader, RawLadder, article};
 use super::scale_down::ScaleDown;
 
 const CONTEXT: &str = "[scale_down]";
@@ -221,10 +220,10 @@ impl Loader<'_> {
         let mut table = self.table(value, CONTEXT, "`hours`")?;
         let days = match table.remove("days") {
             None => Some(DAY_NAMES.iter().map(|(_, day)| *day).collect()),
-            Some(value) => self.days(value),
+            Some(value) => self.days(value, CONTEXT),
         };
         let from = match table.remove("from") {
-            Some(value) => self.time_of_day(value, "from"),
+            Some(value) => self.time_of_day(value, CONTEXT, "from"),
             None => {
                 self.error(
                     span,
@@ -235,7 +234,7 @@ impl Loader<'_> {
             }
         };
         let to = match table.remove("to") {
-            Some(value) => self.time_of_day(value, "to"),
+            Some(value) => self.time_of_day(value, CONTEXT, "to"),
             None => {
                 self.error(
                     span,
@@ -248,23 +247,7 @@ impl Loader<'_> {
         let zone = match table.remove("timezone") {
             None => Some(("UTC".to_owned(), jiff::tz::TimeZone::UTC)),
             // Not `?`: the unknown keys of `hours` are still reported.
-            Some(value) => match self.string(value, CONTEXT, "timezone") {
-                None => None,
-                Some(name) => match jiff::tz::TimeZone::get(&name.value) {
-                    Ok(zone) => Some((name.value, zone)),
-                    Err(_) => {
-                        self.error(
-                            name.span,
-                            Some(CONTEXT),
-                            format!(
-                                "unknown time zone {:?}; use an IANA name such as \"Europe/Stockholm\", \"America/New_York\" or \"UTC\"",
-                                name.value
-                            ),
-                        );
-                        None
-                    }
-                },
-            },
+            Some(value) => self.timezone(value, CONTEXT),
         };
         self.unknown_keys(table, HOURS_KEYS, Some(CONTEXT), "in `hours`");
         let (from, to) = (from?, to?);
@@ -284,92 +267,6 @@ impl Loader<'_> {
             timezone,
             zone_name,
         })
-    }
-
-    fn days(&mut self, mut value: Value<'_>) -> Option<Vec<Weekday>> {
-        let span = value.span;
-        let names: Vec<&str> = DAY_NAMES.iter().map(|(name, _)| *name).collect();
-        let ValueInner::Array(items) = value.take() else {
-            self.error(
-                span,
-                Some(CONTEXT),
-                format!(
-                    "`days` must be a list of days, e.g. [\"sat\", \"sun\"] (of {})",
-                    quoted(&names)
-                ),
-            );
-            return None;
-        };
-        if items.is_empty() {
-            self.error(span, Some(CONTEXT), "`days` is empty, so the window never opens; list days, or remove `days` for every day");
-            return None;
-        }
-        let mut days = Vec::new();
-        let mut valid = true;
-        for item in items {
-            let ValueInner::String(name) = item.as_ref() else {
-                self.error(
-                    item.span,
-                    Some(CONTEXT),
-                    format!(
-                        "a `days` entry must be a day such as \"sat\", not {}",
-                        article(item.as_ref())
-                    ),
-                );
-                valid = false;
-                continue;
-            };
-            let text = toml_span::Spanned::with_span(name.to_string(), item.span);
-            let lower = text.value.to_ascii_lowercase();
-            match DAY_NAMES.iter().find(|(name, _)| *name == lower) {
-                Some((_, day)) => {
-                    if !days.contains(day) {
-                        days.push(*day);
-                    }
-                }
-                None => {
-                    let hint = match closest(&lower, names.iter().copied()) {
-                        Some(near) => format!("did you mean {near:?}?"),
-                        None => format!("use {}", quoted(&names)),
-                    };
-                    self.error(
-                        text.span,
-                        Some(CONTEXT),
-                        format!("unknown day {:?}; {hint}", text.value),
-                    );
-                    valid = false;
-                }
-            }
-        }
-        valid.then_some(days)
-    }
-
-    /// `"HH:MM"`.
-    fn time_of_day(&mut self, value: Value<'_>, key: &str) -> Option<toml_span::Spanned<Time>> {
-        let text = self.string(value, CONTEXT, key)?;
-        let two_digits = |part: &str| part.len() == 2 && part.bytes().all(|b| b.is_ascii_digit());
-        let parsed = match text.value.split_once(':') {
-            Some((h, m)) if two_digits(h) && two_digits(m) => h
-                .parse::<i8>()
-                .ok()
-                .zip(m.parse::<i8>().ok())
-                .and_then(|(h, m)| Time::new(h, m, 0, 0).ok()),
-            _ => None,
-        };
-        match parsed {
-            Some(time) => Some(toml_span::Spanned::with_span(time, text.span)),
-            None => {
-                self.error(
-                    text.span,
-                    Some(CONTEXT),
-                    format!(
-                        "`{key}` {:?} is not a time of day; write it as \"HH:MM\", e.g. \"02:00\"",
-                        text.value
-                    ),
-                );
-                None
-            }
-        }
     }
 }
 

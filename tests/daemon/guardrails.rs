@@ -7,12 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloudamqp_autoscaler::clock::OffsetClock;
-use cloudamqp_autoscaler::fake::{Fault, FaultRule, PathMatch, Timeline};
+use cloudamqp_autoscaler::fake::{
+    FakeCloudAmqp, FakeConfig, Fault, FaultRule, PathMatch, SeedInstance, Timeline,
+};
 use jiff::Timestamp;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::support::{MEMORY_85, Spawn, TestApp, spawn_app};
+use crate::support::{ID, KEY, MEMORY_85, Spawn, TestApp, spawn_app};
 
 pub const WITHIN: Duration = Duration::from_secs(15);
 
@@ -87,6 +89,8 @@ async fn max_changes_refuses_within_its_window_and_allows_after() {
     ))
     .await;
     changes_to(&app, "hare-1").await;
+    // Past the 100 ms cooldown: only max_changes holds.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.alarm(MEMORY_85).await.status(), StatusCode::ACCEPTED);
     let instance = skipped(&app, "max_changes").await;
     let detail = instance["last_decision"]["detail"].as_str().unwrap();
@@ -135,19 +139,28 @@ async fn the_budget_refuses_a_change_up_over_the_cap_and_allows_one_under_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_catalogue_the_budget_refuses_rather_than_guesses() {
+    // CloudAMQP's catalogue is down from the start.
+    let fake = FakeCloudAmqp::new(FakeConfig {
+        api_key: KEY.into(),
+        timeline: quick(),
+        instances: vec![SeedInstance::new(ID, "prod", "bunny-1")],
+        ..FakeConfig::default()
+    });
+    fake.inject(
+        FaultRule::once(Fault::ServiceUnavailable)
+            .path(PathMatch::Exact("/api/plans".into()))
+            .times(100_000),
+    );
+    let running = fake.start_local().await.unwrap();
     let app = spawn_app(Spawn {
         env: vec![(
             "AUTOSCALER__CLOUDAMQP__RETRY_DEADLINE".into(),
             "300ms".into(),
         )],
+        fake: Some((fake, running.base_url())),
         ..spawn("[limits]\nmax_monthly_price = 3000\n")
     })
     .await;
-    app.fake.inject(
-        FaultRule::once(Fault::ServiceUnavailable)
-            .path(PathMatch::Exact("/api/plans".into()))
-            .times(1000),
-    );
     assert_eq!(app.alarm(MEMORY_85).await.status(), StatusCode::ACCEPTED);
     let instance = skipped(&app, "budget").await;
     let detail = instance["last_decision"]["detail"].as_str().unwrap();
@@ -156,6 +169,7 @@ async fn without_a_catalogue_the_budget_refuses_rather_than_guesses() {
     // The catalogue back: the same alarm goes through.
     app.fake.clear_faults();
     changes_to(&app, "hare-1").await;
+    drop(running);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,137 @@
+//! The built binary: `explain --now` with freezes and schedules — "what would happen at 16:30
+//! on Friday?" — answered by the same pure code as the daemon.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+const RULES: &str = r#"
+[ladders]
+single = ["bunny-1", "hare-1", "rabbit-1"]
+
+[[rules]]
+name = "memory-high"
+alarm = "memory"
+above = 80
+ladder = "single"
+
+[scale_down]
+memory_limits = { "bunny-1" = "1.6GiB" }
+
+[[freeze]]
+days = ["fri"]
+from = "16:00"
+to = "23:59"
+timezone = "Europe/Stockholm"
+directions = ["down"]
+
+[[freeze]]
+from = "2026-12-24T00:00:00+01:00"
+to = "2026-12-27T00:00:00+01:00"
+
+[[schedules]]
+name = "business-hours"
+instances = ["prod-*"]
+timezone = "Europe/Stockholm"
+start = "0 8 * * 1-5"
+end = "0 18 * * 1-5"
+min_plan = "hare-1"
+"#;
+
+const ALARM: &str = r#"{"alarm_type":"memory","value":85,"instance_id":359559}"#;
+
+fn run(args: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rules.toml");
+    std::fs::write(&path, RULES).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cloudamqp-autoscaler"));
+    command
+        .arg("explain")
+        .arg("--rules")
+        .arg(&path)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AUTOSCALER__") || key.starts_with("CLOUDAMQP_") {
+            command.env_remove(key);
+        }
+    }
+    let mut child = command.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(ALARM.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[test]
+fn a_christmas_freeze_turns_the_change_into_a_skip() {
+    let json: serde_json::Value = serde_json::from_str(&stdout(&run(&[
+        "--plan",
+        "bunny-1",
+        "--now",
+        "2026-12-25T12:00:00+01:00",
+        "--format",
+        "json",
+    ])))
+    .unwrap();
+    assert_eq!(json["decision"], "skip");
+    assert_eq!(json["reason"], "frozen");
+    assert!(
+        json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("until 2026-12-26T23:00:00Z"),
+        "{json}"
+    );
+}
+
+#[test]
+fn friday_afternoon_holds_downs_only_and_the_schedule_is_open() {
+    // Friday 2026-12-04 16:30 in Stockholm: the weekly freeze is for downs only.
+    let text = stdout(&run(&[
+        "--plan",
+        "bunny-1",
+        "--instance-name",
+        "prod-eu",
+        "--now",
+        "2026-12-04T16:30:00+01:00",
+    ]));
+    assert!(text.starts_with("change plan bunny-1 -> hare-1"), "{text}");
+    assert!(text.contains("freeze in force until"), "{text}");
+    assert!(
+        text.contains("schedule \"business-hours\" is open")
+            && text.contains("it selects this instance"),
+        "{text}"
+    );
+    assert!(text.contains("checked by the running daemon"), "{text}");
+
+    let down = run(&[
+        "--down",
+        "--plan",
+        "hare-1",
+        "--floor",
+        "bunny-1",
+        "--memory-used",
+        "100MiB",
+        "--now",
+        "2026-12-04T16:30:00+01:00",
+        "--format",
+        "json",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&down)).unwrap();
+    assert_eq!(json["reason"], "frozen", "{json}");
+}
