@@ -362,19 +362,6 @@ async fn upkeep(state: Arc<AppState>, stop: CancellationToken) {
     }
 }
 
-#[cfg(test)]
-mod token_tests {
-    use super::weak_token;
-
-    #[test]
-    fn a_short_token_is_warned_about_without_being_shown() {
-        let warning = weak_token("hunter2").expect("7 characters are weak");
-        assert!(warning.contains("only 7 characters"), "{warning}");
-        assert!(!warning.contains("hunter2"), "{warning}");
-        assert_eq!(weak_token("0123456789abcdef"), None);
-    }
-}
-
 /// The guardrails of the rules in force, for the start-up line.
 fn describe_guardrails(rules: &crate::rules::RuleSet) -> String {
     let limits = rules.limits();
@@ -399,5 +386,18 @@ fn describe_guardrails(rules: &crate::rules::RuleSet) -> String {
         "none in the rules".to_owned()
     } else {
         parts.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::weak_token;
+
+    #[test]
+    fn a_short_token_is_warned_about_without_being_shown() {
+        let warning = weak_token("hunter2").expect("7 characters are weak");
+        assert!(warning.contains("only 7 characters"), "{warning}");
+        assert!(!warning.contains("hunter2"), "{warning}");
+        assert_eq!(weak_token("0123456789abcdef"), None);
     }
 }
