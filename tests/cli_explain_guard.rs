@@ -135,3 +135,44 @@ fn friday_afternoon_holds_downs_only_and_the_schedule_is_open() {
     let json: serde_json::Value = serde_json::from_str(&stdout(&down)).unwrap();
     assert_eq!(json["reason"], "frozen", "{json}");
 }
+
+#[test]
+fn check_lists_the_next_openings_in_the_zone_and_utc_and_warns_about_dst() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rules.toml");
+    let night = "\n[[schedules]]\nname = \"night\"\ntimezone = \"Europe/Stockholm\"\nstart = \"30 2 * * *\"\nduration = \"1h\"\nmin_plan = \"hare-1\"\n";
+    std::fs::write(&path, format!("{RULES}{night}")).unwrap();
+    let run = |format: &str| {
+        Command::new(env!("CARGO_BIN_EXE_cloudamqp-autoscaler"))
+            .args(["check", "--rules"])
+            .arg(&path)
+            .args(["--now", "2027-03-26T12:00:00Z", "--format", format])
+            .env_remove("AUTOSCALER__RULES__PATH")
+            .output()
+            .unwrap()
+    };
+    let text = stdout(&run("text"));
+    assert!(
+        text.contains("  freeze: fri 16:00-23:59 Europe/Stockholm (down)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("    opens Mon 2027-03-29 08:00 Europe/Stockholm (2027-03-29T06:00:00Z), closes 2027-03-29 18:00"),
+        "{text}"
+    );
+    // The night the clocks go forward, 02:30 does not exist: it opens once, after the gap.
+    assert!(
+        text.contains("    opens Sun 2027-03-28 03:00 Europe/Stockholm (2027-03-28T01:00:00Z)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("warning: schedule \"night\": start \"30 2 * * *\" falls in the DST gap of Europe/Stockholm on 2027-03-28"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout(&run("json"))).unwrap();
+    let openings = &json["schedules"][0]["next_openings"];
+    assert_eq!(openings.as_array().unwrap().len(), 3);
+    assert_eq!(openings[0]["local"], "2027-03-29T08:00:00+02:00");
+    assert_eq!(openings[0]["utc"], "2027-03-29T06:00:00Z");
+    assert_eq!(json["freezes"].as_array().unwrap().len(), 2);
+}

@@ -21,6 +21,10 @@ pub struct CheckArgs {
     /// ladders that mix shared/dedicated plans or backends, or are not ascending by price.
     #[arg(long)]
     pub online: bool,
+    /// The time the schedules' next openings and DST warnings count from (RFC 3339);
+    /// default: now.
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<jiff::Timestamp>,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
@@ -36,6 +40,7 @@ pub fn run(
 ) -> Result<(), CommandError> {
     // Settings give the rules path when --rules is absent, and the API for --online.
     let (path, settings) = super::rules_path(config, args.rules, args.online)?;
+    let now = args.now.unwrap_or_else(jiff::Timestamp::now);
     let io = |e: std::io::Error| CommandError::Setup(format!("cannot write output: {e}"));
     match RuleSet::load(&path) {
         Ok(rules) => {
@@ -45,7 +50,7 @@ pub fn run(
             };
             match args.format {
                 Format::Text => {
-                    out.write_all(summary(&rules).as_bytes()).map_err(io)?;
+                    out.write_all(summary(&rules, now).as_bytes()).map_err(io)?;
                     if let Some(online) = &online {
                         for warning in &online.warnings {
                             writeln!(out, "warning: {warning}").map_err(io)?;
@@ -57,6 +62,9 @@ pub fn run(
                 }
                 Format::Json => {
                     let mut object = json_summary(&rules);
+                    for (key, value) in super::check_guard::json(&rules, now) {
+                        object[key] = value;
+                    }
                     if let Some(online) = &online {
                         object["valid"] = json!(online.errors.is_empty());
                         object["online"] =
@@ -125,7 +133,7 @@ fn error_json(e: &RuleError) -> serde_json::Value {
 }
 
 /// The human summary: ladders, rules, `[scale_down]`, then warnings.
-pub fn summary(rules: &RuleSet) -> String {
+pub fn summary(rules: &RuleSet, now: jiff::Timestamp) -> String {
     let mut text = format!(
         "{}: valid: {} ladder{}, {} rule{} (default cooldown {})\n",
         rules.source().path,
@@ -145,6 +153,7 @@ pub fn summary(rules: &RuleSet) -> String {
         "  scale down: {}\n",
         describe_scale_down(rules.scale_down())
     );
+    text += &super::check_guard::summary(rules, now);
     for warning in rules.warnings() {
         text += &format!("warning: {warning}\n");
     }
@@ -184,7 +193,7 @@ fn describe_rule(rules: &RuleSet, rule: &crate::rules::Rule) -> String {
 }
 
 /// `all instances` or `instances prod-*, 359559`, for rules and `[scale_down]` alike.
-fn describe_instances(selectors: &[Selector]) -> String {
+pub(super) fn describe_instances(selectors: &[Selector]) -> String {
     if selectors.is_empty() {
         "all instances".to_owned()
     } else {

@@ -1,6 +1,7 @@
 //! The one-shot commands: each reads its inputs, calls the library, and prints.
 
 pub mod check;
+mod check_guard;
 pub mod explain;
 mod explain_down;
 pub mod plans;

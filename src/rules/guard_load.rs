@@ -204,6 +204,7 @@ impl Loader<'_> {
         to: Value<'_>,
         ctx: &str,
     ) -> Option<FreezeWhen> {
+        let from_span = from.span;
         let days = match table.remove("days") {
             None => Some(DAY_NAMES.iter().map(|(_, day)| *day).collect()),
             Some(value) => self.days(value, ctx),
@@ -214,7 +215,7 @@ impl Loader<'_> {
             Some(value) => self.timezone(value, ctx),
             None => {
                 self.error(
-                    Span::new(0, 0),
+                    from_span,
                     Some(ctx),
                     "a weekly [[freeze]] needs `timezone`, an IANA zone such as \"Europe/Stockholm\"",
                 );

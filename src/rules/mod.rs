@@ -5,6 +5,7 @@
 //! by alarm type and by current plan, so a decision looks only at the rules that can act.
 
 mod cron;
+mod dst;
 mod error;
 mod guard;
 mod guard_load;
@@ -20,6 +21,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use cron::CronExpr;
+pub use dst::{DstMeeting, meetings as dst_meetings};
 pub use error::{Location, RuleError, RulesFailure};
 pub use guard::{
     Freeze, FreezeWhen, Limits, MAX_CHANGES_COUNT, MaxChanges, OpenWindow, Schedule, ScheduleEnd,
