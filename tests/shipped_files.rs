@@ -125,11 +125,16 @@ fn default_settings_file_holds_every_contract_setting_with_a_comment() {
 /// stripped from the block's lines (from `# [scale_down]` to the end of the comment), and
 /// nothing else touched. The block's own comments and optional keys stay commented.
 fn with_scale_down_uncommented(text: &str) -> String {
+    with_block_uncommented(text, "# [scale_down]")
+}
+
+/// `text` with the commented block that starts at the line `header` uncommented.
+fn with_block_uncommented(text: &str, header: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let start = lines
         .iter()
-        .position(|l| *l == "# [scale_down]")
-        .expect("rules.toml has a commented [scale_down] block");
+        .position(|l| *l == header)
+        .unwrap_or_else(|| panic!("rules.toml has a commented {header} block"));
     let end = lines[start..]
         .iter()
         .position(|l| !l.starts_with('#'))
@@ -187,7 +192,7 @@ fn the_shipped_scale_down_block_is_commented_out_and_valid_once_uncommented() {
 
     // Its optional keys, uncommented too, are valid and mean what they say.
     let optional = uncommented
-        .replace("# min_plan = ", "min_plan = ")
+        .replacen("# min_plan = ", "min_plan = ", 1)
         .replace("# memory_limits = ", "memory_limits = ");
     let rules = cloudamqp_autoscaler::rules::parse("rules.toml", &optional)
         .unwrap_or_else(|e| panic!("{e}"));
@@ -195,4 +200,22 @@ fn the_shipped_scale_down_block_is_commented_out_and_valid_once_uncommented() {
     let section = rules.scale_down().unwrap();
     assert_eq!(section.min_plan.as_deref(), Some("bunny-1"));
     assert_eq!(section.memory_limits.get("hare-1"), Some(&3_435_973_836));
+}
+
+#[test]
+fn the_shipped_guardrails_block_is_commented_out_and_valid_once_uncommented() {
+    let shipped = shipped_rules();
+    assert!(shipped.freezes().is_empty() && shipped.schedules().is_empty());
+    assert!(shipped.limits().max_changes.is_none());
+    let text = std::fs::read_to_string("rules.toml").unwrap();
+    let uncommented = with_block_uncommented(&text, "# [limits]");
+    let rules = cloudamqp_autoscaler::rules::parse("rules.toml", &uncommented)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(rules.warnings().is_empty(), "{:?}", rules.warnings());
+    let max = rules.limits().max_changes.unwrap();
+    assert_eq!((max.count, max.per.as_secs()), (4, 24 * 3600));
+    assert_eq!(rules.limits().max_monthly_price, Some(3000.0));
+    assert_eq!(rules.freezes().len(), 2);
+    assert_eq!(rules.schedules().len(), 1);
+    assert_eq!(rules.schedules()[0].min_plan, "hare-1");
 }
