@@ -8,7 +8,7 @@ use rusqlite::Connection;
 
 use super::rows::{
     baseline_row, capacity_row, change_row, decision_row, instance_id, instance_row, look_row,
-    timestamp,
+    pause_row, timestamp,
 };
 use super::{PendingAlarm, Recovered};
 
@@ -101,6 +101,10 @@ pub(crate) fn read(conn: &Connection) -> rusqlite::Result<Recovered> {
                  ORDER BY instance_id",
             )?
             .query_map([], look_row)?
+            .collect::<rusqlite::Result<_>>()?,
+        pauses: tx
+            .prepare("SELECT * FROM pauses WHERE ended_at IS NULL ORDER BY until, created_at")?
+            .query_map([], pause_row)?
             .collect::<rusqlite::Result<_>>()?,
     };
     tx.commit()?;

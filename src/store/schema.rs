@@ -3,7 +3,8 @@
 //! Tables: `alarms` (the journal, one row per accepted webhook, raw body kept for audit
 //! with credentials redacted; once decided, the row also holds its decision and reason),
 //! `changes` (plan changes and their phase: `intended` → `submitted` → `completed` |
-//! `failed` | `timed_out`), `instances` (name, UUID and last known plan). Timestamps are
+//! `failed` | `timed_out`), `instances` (name, UUID and last known plan), `pauses` (set
+//! through the admin API; `ended_at` once ended early). Timestamps are
 //! RFC 3339 UTC text with nine fractional digits (text order is time order; SQLite's
 //! `datetime()`/`julianday()` read them), booleans are 0/1, kinds and phases lowercase words.
 //!
@@ -34,6 +35,10 @@
 //! SELECT reason, count(*) AS alarms FROM decisions
 //!  WHERE decision = 'skip' AND at >= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-7 days')
 //!  GROUP BY reason ORDER BY alarms DESC;
+//!
+//! -- Pauses not ended early, newest first (those with `until` ahead are in force)
+//! SELECT id, datetime(until) AS until, directions, instances, reason FROM pauses
+//!  WHERE ended_at IS NULL ORDER BY created_at DESC;
 //!
 //! -- Alarms per day and type, and how many were resolve notifications
 //! SELECT date(received_at) AS day, kind, count(*) AS alarms, sum(resolved) AS resolves
@@ -264,6 +269,23 @@ CREATE TABLE looks (
     change_id                INTEGER REFERENCES changes (id)
 );
 CREATE INDEX looks_by_instance ON looks (instance_id, id);
+"#,
+    // 5: pauses set at run time through the admin API (`POST /pause`). A pause is in force
+    // from `created_at` until `until`, unless ended early (`DELETE /pause/{id}` sets
+    // `ended_at`); an expired one is simply past its `until` and keeps its row.
+    r#"
+CREATE TABLE pauses (
+    id          TEXT    PRIMARY KEY,            -- the pause_id the API answered (a UUID)
+    created_at  TEXT    NOT NULL,
+    until       TEXT    NOT NULL,
+    directions  TEXT    NOT NULL                -- up, down or both
+        CHECK (directions = 'both' OR directions = 'up' OR directions = 'down'),
+    instances   TEXT    NOT NULL,               -- JSON array of selectors; [] = every instance
+    reason      TEXT,
+    ended_at    TEXT                            -- NULL until ended early
+);
+-- Start-up reads the pauses not ended: found without a scan.
+CREATE INDEX pauses_not_ended ON pauses (until) WHERE ended_at IS NULL;
 "#,
 ];
 
