@@ -155,6 +155,10 @@ impl Metrics {
                 "autoscaler_store_healthy",
                 "1 if the last write to the state store succeeded.",
             ),
+            (
+                "autoscaler_pauses",
+                "Pauses in force (set through POST /pause, not yet ended or expired).",
+            ),
         ] {
             r.describe_gauge(name.into(), None, help.into());
         }
@@ -263,6 +267,11 @@ impl Metrics {
     pub fn store_healthy(&self, healthy: bool) {
         self.gauge("autoscaler_store_healthy")
             .set(if healthy { 1.0 } else { 0.0 });
+    }
+
+    /// How many pauses are in force.
+    pub fn pauses(&self, count: usize) {
+        self.gauge("autoscaler_pauses").set(count as f64);
     }
 
     /// A rules reload was attempted at `at`.
