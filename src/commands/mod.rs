@@ -1,9 +1,12 @@
 //! The one-shot commands: each reads its inputs, calls the library, and prints.
 
 pub mod check;
+mod daemon_client;
 pub mod explain;
 mod explain_down;
+pub mod pause;
 pub mod plans;
+pub mod resume;
 pub mod serve;
 
 use std::path::{Path, PathBuf};
