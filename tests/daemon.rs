@@ -10,6 +10,8 @@ mod support;
 mod changes;
 #[path = "daemon/failures.rs"]
 mod failures;
+#[path = "daemon/pauses.rs"]
+mod pauses;
 #[path = "daemon/reload.rs"]
 mod reload;
 #[path = "daemon/restart.rs"]
