@@ -205,7 +205,10 @@ impl Application {
         let pauses_in_force = executor.pauses().in_force(clock.now()).len();
         metrics.pauses(pauses_in_force);
         if pauses_in_force > 0 {
-            tracing::info!(pauses = pauses_in_force, "pauses in force from before the restart");
+            tracing::info!(
+                pauses = pauses_in_force,
+                "pauses in force from before the restart"
+            );
         }
         executor.resume(recovered);
 
@@ -405,7 +408,10 @@ mod token_tests {
     #[test]
     fn a_short_token_is_warned_about_without_being_shown() {
         let warning = weak_token("server.admin_token", "hunter2").expect("7 characters are weak");
-        assert!(warning.contains("server.admin_token is only 7 characters"), "{warning}");
+        assert!(
+            warning.contains("server.admin_token is only 7 characters"),
+            "{warning}"
+        );
         assert!(!warning.contains("hunter2"), "{warning}");
         assert_eq!(weak_token("server.webhook_token", "0123456789abcdef"), None);
     }

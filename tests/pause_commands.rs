@@ -61,7 +61,15 @@ async fn pause_and_resume_through_the_binary() {
         dir.path(),
         Some(ADMIN),
         &[
-            "pause", "--for", "2h", "--instance", "prod-*", "--reason", "x", "--url", url,
+            "pause",
+            "--for",
+            "2h",
+            "--instance",
+            "prod-*",
+            "--reason",
+            "x",
+            "--url",
+            url,
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -70,7 +78,10 @@ async fn pause_and_resume_through_the_binary() {
     assert_eq!(listed.len(), 1);
     let id = listed[0]["pause_id"].as_str().unwrap();
     assert!(printed.contains(id), "{printed}");
-    assert!(printed.contains(listed[0]["until"].as_str().unwrap()), "{printed}");
+    assert!(
+        printed.contains(listed[0]["until"].as_str().unwrap()),
+        "{printed}"
+    );
     assert_eq!(listed[0]["instances"], serde_json::json!(["prod-*"]));
     assert_eq!(listed[0]["reason"], "x");
     assert_eq!(listed[0]["direction"], "both");
@@ -78,7 +89,17 @@ async fn pause_and_resume_through_the_binary() {
     let out = cli(
         dir.path(),
         Some(ADMIN),
-        &["pause", "--until", "2999-01-01T00:00:00Z", "--direction", "down", "--url", url, "--format", "json"],
+        &[
+            "pause",
+            "--until",
+            "2999-01-01T00:00:00Z",
+            "--direction",
+            "down",
+            "--url",
+            url,
+            "--format",
+            "json",
+        ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let created: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -89,22 +110,59 @@ async fn pause_and_resume_through_the_binary() {
     for args in [
         &["pause", "--url", url][..],
         &["pause", "--for", "0s", "--url", url],
-        &["pause", "--for", "2h", "--until", "2999-01-01T00:00:00Z", "--url", url],
-        &["pause", "--for", "2h", "--direction", "sideways", "--url", url],
+        &[
+            "pause",
+            "--for",
+            "2h",
+            "--until",
+            "2999-01-01T00:00:00Z",
+            "--url",
+            url,
+        ],
+        &[
+            "pause",
+            "--for",
+            "2h",
+            "--direction",
+            "sideways",
+            "--url",
+            url,
+        ],
     ] {
         let out = cli(dir.path(), Some(ADMIN), args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
     }
     // No token, a wrong token, no daemon: 2, with a clear message.
     let out = cli(dir.path(), None, &["pause", "--for", "2h", "--url", url]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("server.admin_token"), "{}", text(&out.stderr));
-    let out = cli(dir.path(), Some("wrong"), &["pause", "--for", "2h", "--url", url]);
+    assert!(
+        text(&out.stderr).contains("server.admin_token"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = cli(
+        dir.path(),
+        Some("wrong"),
+        &["pause", "--for", "2h", "--url", url],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("401"), "{}", text(&out.stderr));
-    let out = cli(dir.path(), Some(ADMIN), &["resume", "--url", "http://127.0.0.1:9"]);
+    let out = cli(
+        dir.path(),
+        Some(ADMIN),
+        &["resume", "--url", "http://127.0.0.1:9"],
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("cannot reach the daemon"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cannot reach the daemon"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(pauses(&daemon).await.len(), 2);
 
     // One by id, then an unknown id (1), then every other one.
@@ -113,9 +171,17 @@ async fn pause_and_resume_through_the_binary() {
     assert!(text(&out.stdout).contains(id));
     let out = cli(dir.path(), Some(ADMIN), &["resume", id, "--url", url]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("no pause"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no pause"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(pauses(&daemon).await.len(), 1);
-    let out = cli(dir.path(), Some(ADMIN), &["resume", "--url", url, "--format", "json"]);
+    let out = cli(
+        dir.path(),
+        Some(ADMIN),
+        &["resume", "--url", url, "--format", "json"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let ended: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(ended["ended"], serde_json::json!([created["pause_id"]]));

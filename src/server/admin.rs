@@ -38,19 +38,20 @@ pub fn reads_need_token(bind: SocketAddr, admin_token_set: bool) -> bool {
     admin_token_set && !bind.ip().is_loopback()
 }
 
-/// Lets an admin request through, or answers it: 403 without `server.admin_token`, 401
-/// for a missing or wrong token, 429 once the address keeps sending wrong ones.
-fn admin_gate(request: &HttpRequest, state: &AppState) -> Result<(), HttpResponse> {
+/// The answer to an admin request that may not pass (`None`: it may): 403 without
+/// `server.admin_token`, 401 for a missing or wrong token, 429 once the address keeps
+/// sending wrong ones.
+fn admin_refusal(request: &HttpRequest, state: &AppState) -> Option<HttpResponse> {
     let Some(check) = &state.admin else {
-        return Err(error(
+        return Some(error(
             StatusCode::FORBIDDEN,
             "the admin API is off: server.admin_token is not set (AUTOSCALER__SERVER__ADMIN_TOKEN)",
         ));
     };
     if check.admits_header(request, false) {
-        return Ok(());
+        return None;
     }
-    Err(refused(
+    Some(refused(
         request,
         state,
         "admin API",
@@ -59,12 +60,13 @@ fn admin_gate(request: &HttpRequest, state: &AppState) -> Result<(), HttpRespons
     ))
 }
 
-/// Lets a read (`/status`, `/pauses`) through, or answers 401 (429 when throttled) when
-/// it needs the admin token and does not carry it as Bearer or as a Basic password.
-pub(super) fn read_gate(request: &HttpRequest, state: &AppState) -> Result<(), HttpResponse> {
+/// The answer to a read (`/status`, `/pauses`) that may not pass (`None`: it may): 401
+/// (429 when throttled) when it needs the admin token and does not carry it as Bearer or
+/// as a Basic password.
+pub(super) fn read_refusal(request: &HttpRequest, state: &AppState) -> Option<HttpResponse> {
     match &state.admin {
         Some(check) if state.reads_need_token && !check.admits_header(request, true) => {
-            Err(refused(
+            Some(refused(
                 request,
                 state,
                 "reads",
@@ -73,7 +75,7 @@ pub(super) fn read_gate(request: &HttpRequest, state: &AppState) -> Result<(), H
                 "Basic realm=\"cloudamqp-autoscaler\"",
             ))
         }
-        _ => Ok(()),
+        _ => None,
     }
 }
 
@@ -153,7 +155,9 @@ pub fn parse_request(body: &[u8], now: Timestamp) -> Result<PauseSpec, String> {
                 )
             })?;
             if until <= now {
-                return Err(format!(r#""until" {until} is not in the future (now {now})"#));
+                return Err(format!(
+                    r#""until" {until} is not in the future (now {now})"#
+                ));
             }
             until
         }
@@ -197,9 +201,7 @@ pub fn parse_request(body: &[u8], now: Timestamp) -> Result<PauseSpec, String> {
         .as_ref()
         .is_some_and(|reason| reason.chars().count() > MAX_REASON_CHARS)
     {
-        return Err(format!(
-            r#""reason" is over {MAX_REASON_CHARS} characters"#
-        ));
+        return Err(format!(r#""reason" is over {MAX_REASON_CHARS} characters"#));
     }
     Ok(PauseSpec {
         until,
@@ -212,7 +214,11 @@ pub fn parse_request(body: &[u8], now: Timestamp) -> Result<PauseSpec, String> {
 /// The executor's pause from its stored row.
 pub fn pause_from_row(row: PauseRow) -> Pause {
     Pause {
-        selectors: row.instances.iter().map(|text| Selector::new(text)).collect(),
+        selectors: row
+            .instances
+            .iter()
+            .map(|text| Selector::new(text))
+            .collect(),
         id: row.id,
         until: row.until,
         directions: row.directions,
@@ -257,7 +263,7 @@ pub async fn create(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    if let Err(response) = admin_gate(&request, &state) {
+    if let Some(response) = admin_refusal(&request, &state) {
         return response;
     }
     let body = match read_body(&request, payload).await {
@@ -304,7 +310,7 @@ pub async fn end(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    if let Err(response) = admin_gate(&request, &state) {
+    if let Some(response) = admin_refusal(&request, &state) {
         return response;
     }
     let id = path.into_inner();
@@ -349,7 +355,7 @@ pub async fn end(
 
 /// `GET /pauses`.
 pub async fn list(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if let Err(response) = read_gate(&request, &state) {
+    if let Some(response) = read_refusal(&request, &state) {
         return response;
     }
     HttpResponse::Ok().json(json!({ "pauses": pauses_json(&state) }))
@@ -398,7 +404,10 @@ mod tests {
     #[test]
     fn every_bad_request_is_refused_with_a_clear_message() {
         for (body, expected) in [
-            (r#"{"for": "2h", "until": "2026-11-27T00:00:00Z"}"#, "not both"),
+            (
+                r#"{"for": "2h", "until": "2026-11-27T00:00:00Z"}"#,
+                "not both",
+            ),
             (r#"{}"#, r#"give "for""#),
             (r#"{"for": "0s"}"#, "positive"),
             (r#"{"for": "-2h"}"#, "positive"),
@@ -406,9 +415,15 @@ mod tests {
             (r#"{"until": "2026-11-26T17:00:00Z"}"#, "not in the future"),
             (r#"{"until": "2026-11-26T16:00:00Z"}"#, "not in the future"),
             (r#"{"until": "tomorrow"}"#, "not an RFC 3339 time"),
-            (r#"{"for": "2h", "direction": "sideways"}"#, r#""direction" must be"#),
+            (
+                r#"{"for": "2h", "direction": "sideways"}"#,
+                r#""direction" must be"#,
+            ),
             (r#"{"for": "2h", "instances": [""]}"#, "non-empty"),
-            (r#"{"for": "2h", "instances": "prod"}"#, "invalid pause request"),
+            (
+                r#"{"for": "2h", "instances": "prod"}"#,
+                "invalid pause request",
+            ),
             (r#"{"for": "2h", "paws": 1}"#, "unknown field `paws`"),
             (r#"{"for": 7200}"#, "invalid pause request"),
             ("{", "invalid pause request"),

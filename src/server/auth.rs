@@ -84,7 +84,8 @@ fn basic_password(encoded: &str) -> Option<String> {
         .decode(encoded)
         .ok()?;
     let text = String::from_utf8(decoded).ok()?;
-    text.split_once(':').map(|(_, password)| password.to_owned())
+    text.split_once(':')
+        .map(|(_, password)| password.to_owned())
 }
 
 #[derive(Deserialize)]

@@ -43,7 +43,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 }
 
 pub async fn status(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if let Err(response) = super::admin::read_gate(&request, &state) {
+    if let Some(response) = super::admin::read_refusal(&request, &state) {
         return response;
     }
     HttpResponse::Ok().json(status_json(&state))

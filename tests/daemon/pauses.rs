@@ -64,7 +64,11 @@ async fn without_an_admin_token_the_admin_api_is_off_and_the_reads_open() {
     let app = spawn_app(Spawn::default()).await;
     let response = app.post_pause(Some(ADMIN), r#"{"for":"2h"}"#).await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    assert!(error_of(response).await.contains("server.admin_token is not set"));
+    assert!(
+        error_of(response)
+            .await
+            .contains("server.admin_token is not set")
+    );
     let response = app.delete_pause(None, "x").await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     assert!(app.pauses().await.is_empty());
@@ -78,7 +82,11 @@ async fn a_missing_or_wrong_admin_token_is_refused_and_a_guesser_throttled() {
     let response = app.post_pause(None, r#"{"for":"2h"}"#).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(response.headers()["www-authenticate"], "Bearer");
-    assert!(error_of(response).await.contains("missing or wrong admin token"));
+    assert!(
+        error_of(response)
+            .await
+            .contains("missing or wrong admin token")
+    );
     // Neither the webhook token nor the token in the query string will do.
     let response = app
         .post_pause(Some(crate::support::TOKEN), r#"{"for":"2h"}"#)
@@ -172,9 +180,7 @@ async fn a_pause_is_listed_shown_in_status_and_ended_once() {
     let until: jiff::Timestamp = created["until"].as_str().unwrap().parse().unwrap();
     assert!(until >= before + jiff::SignedDuration::from_hours(2));
     assert!(until <= jiff::Timestamp::now() + jiff::SignedDuration::from_hours(2));
-    let later = app
-        .pause(r#"{"until":"2999-01-01T00:00:00+01:00"}"#)
-        .await;
+    let later = app.pause(r#"{"until":"2999-01-01T00:00:00+01:00"}"#).await;
 
     let expected = json!([
         {"pause_id": id, "until": created["until"], "direction": "up",
@@ -186,7 +192,10 @@ async fn a_pause_is_listed_shown_in_status_and_ended_once() {
     assert_eq!(app.status().await["pauses"], expected);
     assert!(app.metrics().await.contains("autoscaler_pauses 2"));
     // On disk before the 201.
-    assert_eq!(app.query("SELECT count(*) FROM pauses WHERE ended_at IS NULL")[0][0], 2);
+    assert_eq!(
+        app.query("SELECT count(*) FROM pauses WHERE ended_at IS NULL")[0][0],
+        2
+    );
 
     assert_eq!(
         app.delete_pause(Some(ADMIN), &id).await.status(),
@@ -196,12 +205,16 @@ async fn a_pause_is_listed_shown_in_status_and_ended_once() {
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert!(error_of(response).await.contains("is in force"));
     assert_eq!(
-        app.delete_pause(Some(ADMIN), "no-such-pause").await.status(),
+        app.delete_pause(Some(ADMIN), "no-such-pause")
+            .await
+            .status(),
         StatusCode::NOT_FOUND
     );
     assert_eq!(app.pauses().await.len(), 1);
     assert_eq!(
-        app.query(&format!("SELECT ended_at IS NOT NULL FROM pauses WHERE id = '{id}'"))[0][0],
+        app.query(&format!(
+            "SELECT ended_at IS NOT NULL FROM pauses WHERE id = '{id}'"
+        ))[0][0],
         1
     );
     // A known path with another method.
@@ -271,7 +284,11 @@ async fn pauses_survive_a_restart_and_ended_or_expired_ones_stay_gone() {
         })
         .await;
     let after = app.pauses().await;
-    assert_eq!(Value::Array(after), json!([before[1]]), "{expiring} expired");
+    assert_eq!(
+        Value::Array(after),
+        json!([before[1]]),
+        "{expiring} expired"
+    );
     assert_eq!(before[1]["pause_id"], kept.as_str());
     assert!(app.metrics().await.contains("autoscaler_pauses 1"));
     app.stop().await;

@@ -6,10 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use cloudamqp_autoscaler::clock::SharedClock;
 use cloudamqp_autoscaler::fake::{
     FakeCloudAmqp, FakeConfig, RecordedRequest, RunningFake, SeedInstance, Timeline,
 };
-use cloudamqp_autoscaler::clock::SharedClock;
 use cloudamqp_autoscaler::settings::Settings;
 use cloudamqp_autoscaler::startup::{AppHandle, Application, StartError, StartOptions};
 use serde_json::Value;
