@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{self, check, explain, plans, serve};
+use crate::commands::{self, check, explain, pause, plans, resume, serve};
 
 /// Keeps a CloudAMQP cluster on the right plan: alarm webhook in, plan change out.
 #[derive(Debug, Parser)]
@@ -36,6 +36,11 @@ pub enum Command {
     Explain(Box<explain::ExplainArgs>),
     /// List the broker plans of the live CloudAMQP catalogue (needs the API key).
     Plans(plans::PlansArgs),
+    /// Hold plan changes back for a while, through the running daemon's admin API (needs
+    /// server.admin_token).
+    Pause(pause::PauseArgs),
+    /// End a pause (or, without an id, every pause in force) through the running daemon.
+    Resume(resume::ResumeArgs),
 }
 
 /// Runs a parsed command line, printing to `out` and `err`.
@@ -50,6 +55,8 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
             out,
         ),
         Command::Plans(args) => commands::plans::run(cli.config.as_deref(), args, out),
+        Command::Pause(args) => commands::pause::run(cli.config.as_deref(), args, out),
+        Command::Resume(args) => commands::resume::run(cli.config.as_deref(), args, out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -163,6 +163,10 @@ impl Metrics {
                 "autoscaler_managed_monthly_price",
                 "The sum of the catalogue prices of every instance the daemon manages.",
             ),
+            (
+                "autoscaler_pauses",
+                "Pauses in force (set through POST /pause, not yet ended or expired).",
+            ),
         ] {
             r.describe_gauge(name.into(), None, help.into());
         }
@@ -290,6 +294,11 @@ impl Metrics {
     pub fn store_healthy(&self, healthy: bool) {
         self.gauge("autoscaler_store_healthy")
             .set(if healthy { 1.0 } else { 0.0 });
+    }
+
+    /// How many pauses are in force.
+    pub fn pauses(&self, count: usize) {
+        self.gauge("autoscaler_pauses").set(count as f64);
     }
 
     /// A rules reload was attempted at `at`.

@@ -56,6 +56,11 @@ pub struct ServerSettings {
     /// Secret the webhook URL must carry. Default unset.
     #[serde(default)]
     pub webhook_token: Option<SecretString>,
+    /// Secret of the admin API (`POST /pause`, `DELETE /pause/{id}`), sent as
+    /// `Authorization: Bearer`; on a non-loopback `bind` it also guards the reads
+    /// (`/status`, `/pauses`). Default unset: the admin API answers 403.
+    #[serde(default)]
+    pub admin_token: Option<SecretString>,
     /// Alarms recorded and waiting for a decision before the webhook answers 503.
     /// Default 1024.
     pub queue_capacity: usize,
@@ -299,6 +304,7 @@ impl Settings {
         // TOKEN unset must not open the webhook (`?token=` would match it).
         for (key, secret) in [
             ("server.webhook_token", &self.server.webhook_token),
+            ("server.admin_token", &self.server.admin_token),
             ("cloudamqp.api_key", &api.api_key),
         ] {
             if secret
@@ -472,9 +478,26 @@ mod tests {
     }
 
     #[test]
+    fn the_admin_token_is_read_from_the_environment_and_never_shown() {
+        let s = Settings::load_from(
+            None,
+            env(&[("AUTOSCALER__SERVER__ADMIN_TOKEN", "admin-s3cret-9f1")]),
+        )
+        .unwrap();
+        assert!(!format!("{s:?}").contains("admin-s3cret-9f1"));
+        assert_eq!(
+            s.server.admin_token.unwrap().expose_secret(),
+            "admin-s3cret-9f1"
+        );
+        let unset = Settings::load_from(None, env(&[])).unwrap();
+        assert!(unset.server.admin_token.is_none());
+    }
+
+    #[test]
     fn an_empty_secret_is_refused_naming_its_key() {
         for (var, key) in [
             ("AUTOSCALER__SERVER__WEBHOOK_TOKEN", "server.webhook_token"),
+            ("AUTOSCALER__SERVER__ADMIN_TOKEN", "server.admin_token"),
             ("AUTOSCALER__CLOUDAMQP__API_KEY", "cloudamqp.api_key"),
         ] {
             for value in ["", "  "] {

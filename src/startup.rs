@@ -146,7 +146,7 @@ impl Application {
         let rules = LiveRules::load(&rules_path, clock.clone(), metrics.clone())
             .map_err(|failure| StartError::Rules(failure.to_string()))?;
         let rules = Arc::new(rules);
-        let (store, recovered) = Store::open(&settings.state.dir)?;
+        let (store, mut recovered) = Store::open(&settings.state.dir)?;
         tracing::info!(
             dir = %settings.state.dir.display(),
             pending_alarms = recovered.pending_alarms.len(),
@@ -194,6 +194,22 @@ impl Application {
             metrics.clone(),
             clock.clone(),
         );
+        // Before the pending alarms are decided: they must see the pauses too.
+        let pauses = std::mem::take(&mut recovered.pauses);
+        executor.pauses().replace(
+            pauses
+                .into_iter()
+                .map(crate::server::admin::pause_from_row)
+                .collect(),
+        );
+        let pauses_in_force = executor.pauses().in_force(clock.now()).len();
+        metrics.pauses(pauses_in_force);
+        if pauses_in_force > 0 {
+            tracing::info!(
+                pauses = pauses_in_force,
+                "pauses in force from before the restart"
+            );
+        }
         executor.resume(recovered);
 
         let (queue, jobs) = mpsc::channel(settings.server.queue_capacity.max(1));
@@ -206,6 +222,12 @@ impl Application {
             clock,
             token: settings.server.webhook_token.as_ref().map(TokenCheck::new),
             throttle: AuthThrottle::default(),
+            admin: settings.server.admin_token.as_ref().map(TokenCheck::new),
+            admin_throttle: AuthThrottle::default(),
+            reads_need_token: crate::server::admin::reads_need_token(
+                settings.server.bind,
+                settings.server.admin_token.is_some(),
+            ),
         });
         let server = crate::server::serve(
             listener,
@@ -297,26 +319,43 @@ fn check_start(settings: &Settings) -> Result<(), StartError> {
     }
     // The right token is never throttled (a reverse proxy's address is every sender's), so
     // the token's own strength is what stops a guesser.
-    if let Some(warning) = settings
-        .server
-        .webhook_token
-        .as_ref()
-        .and_then(|token| weak_token(secrecy::ExposeSecret::expose_secret(token)))
-    {
-        tracing::warn!("{warning}");
+    for (key, token) in [
+        ("server.webhook_token", &settings.server.webhook_token),
+        ("server.admin_token", &settings.server.admin_token),
+    ] {
+        if let Some(warning) = token
+            .as_ref()
+            .and_then(|token| weak_token(key, secrecy::ExposeSecret::expose_secret(token)))
+        {
+            tracing::warn!("{warning}");
+        }
+    }
+    if settings.server.admin_token.is_none() {
+        tracing::info!(
+            "pausing is off: server.admin_token (AUTOSCALER__SERVER__ADMIN_TOKEN) is not set, so \
+             POST /pause and DELETE /pause/{{id}} answer 403"
+        );
+        if !settings.server.bind.ip().is_loopback() {
+            tracing::warn!(
+                "server.bind {} is reachable from other hosts and server.admin_token is not set: \
+                 /status and /pauses are public",
+                settings.server.bind
+            );
+        }
     }
     Ok(())
 }
 
-/// Below this, `serve` warns that the webhook token is weak.
+/// Below this, `serve` warns that a token is weak.
 const MIN_TOKEN_CHARS: usize = 16;
 
-/// The warning for a webhook token too short to stand up to guessing (never the token).
-fn weak_token(token: &str) -> Option<String> {
+/// The warning for a token (setting `key`) too short to stand up to guessing (never the
+/// token).
+fn weak_token(key: &str, token: &str) -> Option<String> {
     let length = token.chars().count();
     (length < MIN_TOKEN_CHARS).then(|| {
         format!(
-            "server.webhook_token is only {length} characters: the right token is never \
+            "{key} is only {length} characters: the right token is never \
              throttled, so nothing but its length stops a guesser; use at least \
              {MIN_TOKEN_CHARS} random ones (openssl rand -hex 32)"
         )
@@ -348,7 +387,7 @@ async fn on_signals(
     }
 }
 
-/// Periodic housekeeping: histogram buckets, the auth throttle's memory.
+/// Periodic housekeeping: histogram buckets, the auth throttles' memory, the pause gauge.
 async fn upkeep(state: Arc<AppState>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
     loop {
@@ -357,6 +396,9 @@ async fn upkeep(state: Arc<AppState>, stop: CancellationToken) {
             _ = tick.tick() => {
                 state.metrics.upkeep();
                 state.throttle.prune();
+                state.admin_throttle.prune();
+                // Pauses expire by themselves: the gauge follows between scrapes too.
+                state.metrics.pauses(state.executor.pauses().in_force(state.clock.now()).len());
             }
         }
     }
@@ -395,9 +437,12 @@ mod token_tests {
 
     #[test]
     fn a_short_token_is_warned_about_without_being_shown() {
-        let warning = weak_token("hunter2").expect("7 characters are weak");
-        assert!(warning.contains("only 7 characters"), "{warning}");
+        let warning = weak_token("server.admin_token", "hunter2").expect("7 characters are weak");
+        assert!(
+            warning.contains("server.admin_token is only 7 characters"),
+            "{warning}"
+        );
         assert!(!warning.contains("hunter2"), "{warning}");
-        assert_eq!(weak_token("0123456789abcdef"), None);
+        assert_eq!(weak_token("server.webhook_token", "0123456789abcdef"), None);
     }
 }

@@ -401,6 +401,8 @@ fn every_command_has_help() {
         &["explain", "--help"],
         &["plans", "--help"],
         &["serve", "--help"],
+        &["pause", "--help"],
+        &["resume", "--help"],
     ] {
         let out = run(args, None);
         assert_eq!(code(&out), 0, "{args:?}");

@@ -12,6 +12,8 @@ mod changes;
 mod failures;
 #[path = "daemon/guardrails.rs"]
 mod guardrails;
+#[path = "daemon/pauses.rs"]
+mod pauses;
 #[path = "daemon/reload.rs"]
 mod reload;
 #[path = "daemon/restart.rs"]

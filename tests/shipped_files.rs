@@ -98,6 +98,7 @@ fn default_settings_file_holds_every_contract_setting_with_a_comment() {
         "live",
         "bind",
         "webhook_token",
+        "admin_token",
         "api_url",
         "api_key",
         "default_instance",

@@ -2,9 +2,12 @@
 
 pub mod check;
 mod check_guard;
+mod daemon_client;
 pub mod explain;
 mod explain_down;
+pub mod pause;
 pub mod plans;
+pub mod resume;
 pub mod serve;
 
 use std::path::{Path, PathBuf};

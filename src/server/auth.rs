@@ -1,6 +1,8 @@
 //! Who may post alarms: the secret token in the webhook URL (CloudAMQP's webhook
 //! recipients carry no headers and no signature), compared in constant time, and a
-//! throttle that answers 429 to addresses that keep guessing.
+//! throttle that answers 429 to addresses that keep guessing. The admin token (the admin
+//! API, and the reads off loopback) is checked the same way, from the `Authorization`
+//! header only.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -38,14 +40,52 @@ impl TokenCheck {
     /// Digests are compared in constant time, so neither the token's content nor its
     /// length leaks through timing.
     pub fn admits(&self, request: &HttpRequest) -> bool {
-        presented_tokens(request).iter().any(|candidate| {
-            bool::from(
-                Sha256::digest(candidate.as_bytes())
-                    .as_slice()
-                    .ct_eq(&self.digest),
-            )
-        })
+        presented_tokens(request)
+            .iter()
+            .any(|candidate| self.matches(candidate))
     }
+
+    /// Whether the request carries the token in its `Authorization` header: as `Bearer`,
+    /// or (`basic`) as the password of HTTP Basic with any user name, so a browser can
+    /// open a page. Never from the query string: an admin token in a URL ends up in proxy
+    /// logs and browser history.
+    pub fn admits_header(&self, request: &HttpRequest, basic: bool) -> bool {
+        let Some(value) = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return false;
+        };
+        let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value, ""));
+        let rest = rest.trim();
+        if scheme.eq_ignore_ascii_case("bearer") {
+            self.matches(rest)
+        } else if basic && scheme.eq_ignore_ascii_case("basic") {
+            basic_password(rest).is_some_and(|password| self.matches(&password))
+        } else {
+            false
+        }
+    }
+
+    fn matches(&self, candidate: &str) -> bool {
+        bool::from(
+            Sha256::digest(candidate.as_bytes())
+                .as_slice()
+                .ct_eq(&self.digest),
+        )
+    }
+}
+
+/// The password of an HTTP Basic credential (`base64(user:password)`).
+fn basic_password(encoded: &str) -> Option<String> {
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    text.split_once(':')
+        .map(|(_, password)| password.to_owned())
 }
 
 #[derive(Deserialize)]
@@ -128,6 +168,21 @@ impl AuthThrottle {
         Some(wait)
     }
 
+    /// A request from `address` with a missing or wrong token: how long it must wait, when
+    /// it is throttled. Already throttled: refused without counting. Else counted, and
+    /// throttled (logged once, naming `what` was guessed at) once the address has used up
+    /// its budget.
+    pub fn refuse(&self, address: Option<IpAddr>, what: &str) -> Option<Duration> {
+        let address = address?;
+        self.blocked_for(address).or_else(|| {
+            let wait = self.failed(address);
+            if wait.is_some() {
+                tracing::warn!(%address, "{what}: too many wrong tokens, address throttled");
+            }
+            wait
+        })
+    }
+
     /// Forgets addresses that are no longer throttled (run now and then).
     pub fn prune(&self) {
         self.failures.retain_recent();
@@ -136,5 +191,44 @@ impl AuthThrottle {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .retain(|_, until| *until > now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    fn check() -> TokenCheck {
+        TokenCheck::new(&SecretString::from("admin-token-1"))
+    }
+
+    fn with(value: &str) -> HttpRequest {
+        TestRequest::default()
+            .insert_header((header::AUTHORIZATION, value))
+            .to_http_request()
+    }
+
+    #[test]
+    fn the_admin_token_comes_as_bearer_or_as_a_basic_password_where_allowed() {
+        use base64::Engine as _;
+        let check = check();
+        assert!(check.admits_header(&with("Bearer admin-token-1"), false));
+        assert!(check.admits_header(&with("bearer  admin-token-1 "), false));
+        assert!(!check.admits_header(&with("Bearer admin-token-2"), true));
+        let basic = |user_password: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(user_password)
+            )
+        };
+        assert!(check.admits_header(&with(&basic("anyone:admin-token-1")), true));
+        assert!(check.admits_header(&with(&basic(":admin-token-1")), true));
+        assert!(!check.admits_header(&with(&basic("anyone:admin-token-1")), false));
+        assert!(!check.admits_header(&with(&basic("admin-token-1")), true));
+        assert!(!check.admits_header(&with("Basic !!!"), true));
+        let query = TestRequest::with_uri("/pause?token=admin-token-1").to_http_request();
+        assert!(!check.admits_header(&query, true), "never from the query");
     }
 }

@@ -39,10 +39,10 @@ pub async fn not_found(request: HttpRequest) -> HttpResponse {
 }
 
 pub async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
-    let allowed = if request.path() == "/cloudamqp/alarm" {
-        "POST"
-    } else {
-        "GET"
+    let allowed = match request.path() {
+        "/cloudamqp/alarm" | "/pause" => "POST",
+        path if path.starts_with("/pause/") => "DELETE",
+        _ => "GET",
     };
     let mut response = error(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -58,7 +58,7 @@ pub async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
     response
 }
 
-fn truncate(text: &str, max: usize) -> String {
+pub(super) fn truncate(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         text.to_owned()
     } else {

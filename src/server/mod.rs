@@ -1,7 +1,8 @@
-//! The HTTP face: the webhook, health, readiness, metrics and status, as the contract
-//! lists them. Handlers only authenticate, parse, record and enqueue; nothing here waits
+//! The HTTP face: the webhook, health, readiness, metrics and status, and the admin API
+//! (pauses), as the contract lists them. Handlers only authenticate, parse, record and enqueue; nothing here waits
 //! on CloudAMQP.
 
+pub mod admin;
 mod auth;
 mod errors;
 mod observe;
@@ -41,6 +42,12 @@ pub struct AppState {
     /// `None`: no token configured (allowed on loopback binds only).
     pub token: Option<TokenCheck>,
     pub throttle: AuthThrottle,
+    /// `None`: no `server.admin_token`, the admin API answers 403.
+    pub admin: Option<TokenCheck>,
+    /// Wrong admin tokens, throttled like the webhook's (a budget of their own).
+    pub admin_throttle: AuthThrottle,
+    /// `/status` and `/pauses` need the admin token ([`admin::reads_need_token`]).
+    pub reads_need_token: bool,
 }
 
 /// Starts serving on `listener` until `stop` completes.
@@ -83,6 +90,9 @@ pub fn serve(
             .service(endpoint("/readyz", web::get().to(observe::readyz)))
             .service(endpoint("/metrics", web::get().to(observe::metrics)))
             .service(endpoint("/status", web::get().to(observe::status)))
+            .service(endpoint("/pause", web::post().to(admin::create)))
+            .service(endpoint("/pause/{pause_id}", web::delete().to(admin::end)))
+            .service(endpoint("/pauses", web::get().to(admin::list)))
             .default_service(web::to(errors::not_found))
     })
     .workers(workers)
@@ -127,6 +137,9 @@ fn route_label(path: &str) -> &'static str {
         "/readyz" => "/readyz",
         "/metrics" => "/metrics",
         "/status" => "/status",
+        "/pause" => "/pause",
+        "/pauses" => "/pauses",
+        path if path.starts_with("/pause/") => "/pause/{pause_id}",
         _ => "other",
     }
 }

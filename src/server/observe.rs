@@ -1,7 +1,7 @@
 //! `/healthz`, `/readyz`, `/metrics`, `/status`: what an operator and a monitoring system see.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -34,12 +34,18 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .metrics
         .queue_depth(state.queue.max_capacity() - state.queue.capacity());
     state.metrics.store_healthy(state.store.healthy());
+    state
+        .metrics
+        .pauses(state.executor.pauses().in_force(state.clock.now()).len());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render())
 }
 
-pub async fn status(state: web::Data<AppState>) -> HttpResponse {
+pub async fn status(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Some(response) = super::admin::read_refusal(&request, &state) {
+        return response;
+    }
     HttpResponse::Ok().json(status_json(&state))
 }
 
@@ -73,6 +79,7 @@ pub fn status_json(state: &AppState) -> Value {
         "queue": { "waiting": state.queue.max_capacity() - state.queue.capacity(), "capacity": state.queue.max_capacity() },
         "store": { "healthy": state.store.healthy() },
         "instances": instances,
+        "pauses": super::admin::pauses_json(state),
     })
 }
 

@@ -31,18 +31,7 @@ pub async fn receive(
     if let Some(check) = &state.token
         && !check.admits(&request)
     {
-        // Throttled already: refused without counting. Else counted, and throttled once the
-        // address has used up its budget.
-        let throttled = address.and_then(|address| {
-            state.throttle.blocked_for(address).or_else(|| {
-                let wait = state.throttle.failed(address);
-                if wait.is_some() {
-                    tracing::warn!(%address, "webhook: too many wrong tokens, address throttled");
-                }
-                wait
-            })
-        });
-        if let Some(wait) = throttled {
+        if let Some(wait) = state.throttle.refuse(address, "webhook") {
             state.metrics.alarm_received("", "throttled");
             return retry_later(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -146,7 +135,7 @@ enum Next<'a> {
 }
 
 /// The body, at most [`MAX_BODY_BYTES`], within [`REQUEST_BODY_TIMEOUT`].
-async fn read_body(
+pub(super) async fn read_body(
     request: &HttpRequest,
     mut payload: web::Payload,
 ) -> Result<Vec<u8>, HttpResponse> {

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, ToSql, params, params_from_iter};
 use super::rows::{instance_id_sql, seconds, timestamp_text};
 use super::{
     AlarmId, BaselineRow, CapacityRow, ChangeFinish, ChangeId, InstanceRow, NewAlarm, NewChange,
-    NewDecision, NewLook, Phase, StoreError,
+    NewDecision, NewLook, PauseRow, Phase, StoreError,
 };
 
 /// One write, as queued to the writer thread.
@@ -31,6 +31,9 @@ pub(crate) enum Command {
     RecordScheduleRun(super::NewScheduleRun, Option<NewChange>),
     SetBaseline(BaselineRow),
     RecordCapacity(CapacityRow),
+    AddPause(PauseRow),
+    /// Ends the pause with this id (`None`: every pause) not yet ended; answers how many.
+    EndPauses(Option<String>, jiff::Timestamp),
 }
 
 /// What a command produced: the id of the row it created, if it created one.
@@ -98,6 +101,8 @@ impl Command {
             Command::RecordScheduleRun(..) => "record_schedule_run",
             Command::SetBaseline(_) => "set_baseline",
             Command::RecordCapacity(_) => "record_capacity",
+            Command::AddPause(_) => "add_pause",
+            Command::EndPauses(..) => "end_pauses",
         }
     }
 
@@ -133,6 +138,8 @@ impl Command {
             }
             Command::SetBaseline(baseline) => set_baseline(conn, baseline).map(|()| None),
             Command::RecordCapacity(capacity) => record_capacity(conn, capacity).map(|()| None),
+            Command::AddPause(pause) => add_pause(conn, pause).map(|()| None),
+            Command::EndPauses(id, at) => end_pauses(conn, id.as_deref(), *at).map(Some),
         }
     }
 }
@@ -421,4 +428,32 @@ fn upsert_instance(conn: &Connection, instance: &InstanceRow) -> Result<(), Fail
         timestamp_text(instance.updated_at),
     ])?;
     Ok(())
+}
+
+fn add_pause(conn: &Connection, pause: &PauseRow) -> Result<(), Failure> {
+    let instances = serde_json::to_string(&pause.instances)
+        .map_err(|e| Failure::Refused(format!("cannot store the pause's instances: {e}")))?;
+    conn.prepare_cached(
+        "INSERT INTO pauses (id, created_at, until, directions, instances, reason) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        pause.id,
+        timestamp_text(pause.created_at),
+        timestamp_text(pause.until),
+        pause.directions.as_str(),
+        instances,
+        pause.reason,
+    ])?;
+    Ok(())
+}
+
+/// Sets `ended_at` on the pause `id` (every pause with `None`) not ended yet; how many.
+fn end_pauses(conn: &Connection, id: Option<&str>, at: jiff::Timestamp) -> Result<i64, Failure> {
+    let ended = conn
+        .prepare_cached(
+            "UPDATE pauses SET ended_at = ?1 WHERE ended_at IS NULL AND (?2 IS NULL OR id = ?2)",
+        )?
+        .execute(params![timestamp_text(at), id])?;
+    Ok(i64::try_from(ended).unwrap_or(i64::MAX))
 }

@@ -108,6 +108,9 @@ pub struct Recovered {
     pub change_starts: Vec<(u64, Timestamp)>,
     /// The latest opening of each schedule that made a change on each instance.
     pub schedule_runs: Vec<ScheduleRunRow>,
+    /// Pauses not ended early, soonest to end first; the expired ones are the caller's to
+    /// drop (the store has no clock).
+    pub pauses: Vec<PauseRow>,
 }
 
 #[derive(Debug, Clone)]
@@ -339,6 +342,19 @@ pub struct LookRow {
     pub projected_memory_percent: Option<f64>,
 }
 
+/// A pause set through the admin API, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PauseRow {
+    /// The `pause_id` (a UUID).
+    pub id: String,
+    pub created_at: Timestamp,
+    pub until: Timestamp,
+    pub directions: crate::decide::Directions,
+    /// Selectors as given; empty means every instance.
+    pub instances: Vec<String>,
+    pub reason: Option<String>,
+}
+
 /// The store could not do what was asked; the message is fit for logs and a 503.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -477,6 +493,34 @@ impl Store {
         capacity: CapacityRow,
     ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
         self.submit_unit(Command::RecordCapacity(capacity))
+    }
+
+    /// Records a pause; resolves once it is on disk.
+    pub fn add_pause(
+        &self,
+        pause: PauseRow,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        self.submit_unit(Command::AddPause(pause))
+    }
+
+    /// Ends pause `id` early at `at`; resolves with whether a pause not yet ended had that
+    /// id, once the end is on disk.
+    pub fn end_pause(
+        &self,
+        id: String,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send + 'static {
+        let done = self.submit(Command::EndPauses(Some(id), at));
+        async move { Ok(done.await?.is_some_and(|ended| ended > 0)) }
+    }
+
+    /// Ends every pause not yet ended at `at`; resolves with how many it ended.
+    pub fn end_all_pauses(
+        &self,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send + 'static {
+        let done = self.submit(Command::EndPauses(None, at));
+        async move { Ok(done.await?.map_or(0, |ended| ended.unsigned_abs())) }
     }
 
     /// Whether the last write succeeded (for `/readyz`). False once closed.

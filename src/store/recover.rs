@@ -8,7 +8,7 @@ use rusqlite::Connection;
 
 use super::rows::{
     baseline_row, capacity_row, change_row, decision_row, instance_id, instance_row, look_row,
-    timestamp,
+    pause_row, timestamp,
 };
 use super::{PendingAlarm, Recovered};
 
@@ -104,6 +104,10 @@ pub(crate) fn read(conn: &Connection) -> rusqlite::Result<Recovered> {
             .collect::<rusqlite::Result<_>>()?,
         change_starts: super::runs::change_starts(&tx, crate::rules::MAX_CHANGES_COUNT)?,
         schedule_runs: super::runs::latest_changes(&tx)?,
+        pauses: tx
+            .prepare("SELECT * FROM pauses WHERE ended_at IS NULL ORDER BY until, created_at")?
+            .query_map([], pause_row)?
+            .collect::<rusqlite::Result<_>>()?,
     };
     tx.commit()?;
     Ok(recovered)

@@ -13,7 +13,7 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, 
 
 use super::{
     BaselineRow, CapacityRow, ChangeRow, DecisionKind, DecisionRow, Direction, InstanceRow,
-    LookRow, Phase, StoreError,
+    LookRow, PauseRow, Phase, StoreError,
 };
 
 /// `2026-11-26T17:00:00.000000000Z`: fixed width, so text order is time order.
@@ -231,6 +231,35 @@ pub(crate) fn look_row(row: &Row<'_>) -> rusqlite::Result<LookRow> {
         reason: row.get("reason")?,
         detail: row.get("detail")?,
         projected_memory_percent: row.get("projected_memory_percent")?,
+    })
+}
+
+/// A `pauses` row. A `directions` or `instances` a human edited into nonsense is a
+/// conversion error naming the column.
+pub(crate) fn pause_row(row: &Row<'_>) -> rusqlite::Result<PauseRow> {
+    let bad = |column: &str, why: String| {
+        let index = row.as_ref().column_index(column).unwrap_or(0);
+        rusqlite::Error::FromSqlConversionFailure(
+            index,
+            rusqlite::types::Type::Text,
+            format!("pauses.{column}: {why}").into(),
+        )
+    };
+    let directions: String = row.get("directions")?;
+    let instances: String = row.get("instances")?;
+    Ok(PauseRow {
+        id: row.get("id")?,
+        created_at: timestamp(row, "created_at")?,
+        until: timestamp(row, "until")?,
+        directions: crate::decide::Directions::from_name(&directions).ok_or_else(|| {
+            bad(
+                "directions",
+                format!("{directions:?} is not up, down or both"),
+            )
+        })?,
+        instances: serde_json::from_str(&instances)
+            .map_err(|e| bad("instances", format!("not a JSON list of strings: {e}")))?,
+        reason: row.get("reason")?,
     })
 }
 

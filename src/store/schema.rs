@@ -4,8 +4,9 @@
 //! with credentials redacted; once decided, the row also holds its decision and reason),
 //! `changes` (plan changes and their phase: `intended` → `submitted` → `completed` |
 //! `failed` | `timed_out`), `instances` (name, UUID, last known plan and baseline),
-//! `capacities`, `looks` (scale-down looks) and `schedule_runs` (what each opening of a
-//! schedule's window did). Timestamps are
+//! `capacities`, `looks` (scale-down looks), `schedule_runs` (what each opening of a
+//! schedule's window did) and `pauses` (set through the admin API; `ended_at` once ended
+//! early). Timestamps are
 //! RFC 3339 UTC text with nine fractional digits (text order is time order; SQLite's
 //! `datetime()`/`julianday()` read them), booleans are 0/1, kinds and phases lowercase words.
 //!
@@ -36,6 +37,10 @@
 //! SELECT reason, count(*) AS alarms FROM decisions
 //!  WHERE decision = 'skip' AND at >= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-7 days')
 //!  GROUP BY reason ORDER BY alarms DESC;
+//!
+//! -- Pauses not ended early, newest first (those with `until` ahead are in force)
+//! SELECT id, datetime(until) AS until, directions, instances, reason FROM pauses
+//!  WHERE ended_at IS NULL ORDER BY created_at DESC;
 //!
 //! -- Alarms per day and type, and how many were resolve notifications
 //! SELECT date(received_at) AS day, kind, count(*) AS alarms, sum(resolved) AS resolves
@@ -288,6 +293,23 @@ CREATE TABLE schedule_runs (
 CREATE INDEX schedule_runs_by_instance ON schedule_runs (instance_id, schedule, opened_at);
 -- max_changes counts the changes an instance started lately.
 CREATE INDEX changes_by_start ON changes (instance_id, intended_at);
+"#,
+    // 6: pauses set at run time through the admin API (`POST /pause`). A pause is in force
+    // from `created_at` until `until`, unless ended early (`DELETE /pause/{id}` sets
+    // `ended_at`); an expired one is simply past its `until` and keeps its row.
+    r#"
+CREATE TABLE pauses (
+    id          TEXT    PRIMARY KEY,            -- the pause_id the API answered (a UUID)
+    created_at  TEXT    NOT NULL,
+    until       TEXT    NOT NULL,
+    directions  TEXT    NOT NULL                -- up, down or both
+        CHECK (directions = 'both' OR directions = 'up' OR directions = 'down'),
+    instances   TEXT    NOT NULL,               -- JSON array of selectors; [] = every instance
+    reason      TEXT,
+    ended_at    TEXT                            -- NULL until ended early
+);
+-- Start-up reads the pauses not ended: found without a scan.
+CREATE INDEX pauses_not_ended ON pauses (until) WHERE ended_at IS NULL;
 "#,
 ];
 

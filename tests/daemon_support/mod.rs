@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use cloudamqp_autoscaler::clock::SharedClock;
 use cloudamqp_autoscaler::fake::{
     FakeCloudAmqp, FakeConfig, RecordedRequest, RunningFake, SeedInstance, Timeline,
 };
@@ -43,8 +44,8 @@ pub struct Spawn {
     /// Extra environment, applied last so it wins over the settings above (e.g.
     /// `AUTOSCALER__CLOUDAMQP__REQUEST_TIMEOUT`); see [`Spawn::env`].
     pub env: Vec<(String, String)>,
-    /// The daemon's clock; default: the system clock.
-    pub clock: Option<cloudamqp_autoscaler::clock::SharedClock>,
+    /// The application's clock; default: the system clock.
+    pub clock: Option<SharedClock>,
 }
 
 impl Spawn {
@@ -75,6 +76,30 @@ impl Default for Spawn {
             env: Vec::new(),
             clock: None,
         }
+    }
+}
+
+/// Wall time moved on by hand: `now` is the system time plus what [`ShiftClock::advance`]
+/// added, while sleeps are real (a [`ManualClock`](cloudamqp_autoscaler::clock::ManualClock)
+/// would let the daemon's own loops run time away).
+#[derive(Debug, Default)]
+pub struct ShiftClock {
+    ahead: std::sync::Mutex<Duration>,
+}
+
+impl ShiftClock {
+    pub fn advance(&self, by: Duration) {
+        *self.ahead.lock().unwrap() += by;
+    }
+}
+
+impl cloudamqp_autoscaler::clock::Clock for ShiftClock {
+    fn now(&self) -> jiff::Timestamp {
+        cloudamqp_autoscaler::clock::add(jiff::Timestamp::now(), *self.ahead.lock().unwrap())
+    }
+
+    fn sleep(&self, duration: Duration) -> cloudamqp_autoscaler::clock::Sleep {
+        Box::pin(tokio::time::sleep(duration))
     }
 }
 
@@ -203,7 +228,13 @@ pub async fn spawn_app(spawn: Spawn) -> TestApp {
         options.clock = clock.clone();
     }
     let app = Application::build(options).await.expect("the app starts");
-    let base = format!("http://{}", app.addr());
+    // A wildcard bind (tests of reads off loopback) is reached through loopback.
+    let addr = app.addr();
+    let base = if addr.ip().is_unspecified() {
+        format!("http://127.0.0.1:{}", addr.port())
+    } else {
+        format!("http://{addr}")
+    };
     let handle = app.handle();
     let task = tokio::spawn(app.run_until_stopped());
     TestApp {

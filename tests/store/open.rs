@@ -44,6 +44,7 @@ async fn open_creates_the_directory_and_the_schema() {
             "latest_decisions",
             "latest_finished_changes",
             "looks",
+            "pauses",
             "pending_alarms",
             "recent_decisions",
             "write_probe",
