@@ -47,6 +47,7 @@ async fn open_creates_the_directory_and_the_schema() {
             "pauses",
             "pending_alarms",
             "recent_decisions",
+            "schedule_runs",
             "write_probe",
         ]
     );
