@@ -2,7 +2,6 @@
 //! `/status` `pauses`, durability across restarts, expiry on the daemon's clock, and the
 //! reads off loopback.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -10,7 +9,8 @@ use cloudamqp_autoscaler::store::Fault;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{ShiftClock, Spawn, TestApp, spawn_app};
+use crate::support::{Spawn, TestApp, spawn_app};
+use cloudamqp_autoscaler::clock::OffsetClock;
 
 const ADMIN: &str = "admin-token-8d41c07e";
 
@@ -160,7 +160,7 @@ async fn every_bad_pause_request_is_a_400_with_a_json_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pause_is_listed_shown_in_status_and_ended_once() {
-    let clock = Arc::new(ShiftClock::default());
+    let clock = OffsetClock::starting_at(jiff::Timestamp::now());
     let app = spawn_app(Spawn {
         clock: Some(clock.clone()),
         ..with_admin()
@@ -229,7 +229,7 @@ async fn a_pause_is_listed_shown_in_status_and_ended_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pause_expires_by_itself_on_the_daemons_clock() {
-    let clock = Arc::new(ShiftClock::default());
+    let clock = OffsetClock::starting_at(jiff::Timestamp::now());
     let app = spawn_app(Spawn {
         clock: Some(clock.clone()),
         ..with_admin()
@@ -260,7 +260,7 @@ async fn a_pause_expires_by_itself_on_the_daemons_clock() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pauses_survive_a_restart_and_ended_or_expired_ones_stay_gone() {
-    let clock = Arc::new(ShiftClock::default());
+    let clock = OffsetClock::starting_at(jiff::Timestamp::now());
     let app = spawn_app(Spawn {
         clock: Some(clock.clone()),
         ..with_admin()

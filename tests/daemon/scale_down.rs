@@ -278,3 +278,40 @@ async fn an_unknown_capacity_holds_it_up_until_the_rules_give_one() {
     stepped_down_to(&app, "bunny-1").await;
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freeze_on_downs_holds_the_step_down_until_it_ends_and_lets_ups_through() {
+    let clock = cloudamqp_autoscaler::clock::OffsetClock::starting_at(
+        "2026-12-04T17:00:00Z".parse().unwrap(),
+    );
+    let freeze = "[[freeze]]\nfrom = \"2026-12-04T16:00:00Z\"\nto = \"2026-12-04T18:00:00Z\"\ndirections = [\"down\"]\n";
+    let app = spawn_app(Spawn {
+        clock: Some(clock.clone() as std::sync::Arc<_>),
+        ..spawn(freeze)
+    })
+    .await;
+    // Ups are not frozen: the spike goes up.
+    spike(&app, MEMORY_85, "hare-1").await;
+    // The quiet broker would step down, but the freeze refuses the look, with its reason,
+    // before any call to CloudAMQP's API.
+    let held = look_says(&app, "frozen").await;
+    assert_eq!(held["plan"], "hare-1", "{held:#}");
+    let detail = held["scale_down"]["last_look"]["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(detail.contains("2026-12-04T18:00:00Z"), "{held:#}");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        put_plans(&app),
+        ["hare-1"],
+        "nothing stepped down while frozen"
+    );
+    let refused = app.query("SELECT count(*) FROM looks WHERE reason = 'frozen'");
+    assert!(refused[0][0].as_i64().unwrap() >= 1, "{refused:?}");
+
+    clock.set("2026-12-04T18:00:00Z".parse().unwrap());
+    stepped_down_to(&app, "bunny-1").await;
+    assert_eq!(put_plans(&app), ["hare-1", "bunny-1"]);
+    app.stop().await;
+}

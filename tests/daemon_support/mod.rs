@@ -79,30 +79,6 @@ impl Default for Spawn {
     }
 }
 
-/// Wall time moved on by hand: `now` is the system time plus what [`ShiftClock::advance`]
-/// added, while sleeps are real (a [`ManualClock`](cloudamqp_autoscaler::clock::ManualClock)
-/// would let the daemon's own loops run time away).
-#[derive(Debug, Default)]
-pub struct ShiftClock {
-    ahead: std::sync::Mutex<Duration>,
-}
-
-impl ShiftClock {
-    pub fn advance(&self, by: Duration) {
-        *self.ahead.lock().unwrap() += by;
-    }
-}
-
-impl cloudamqp_autoscaler::clock::Clock for ShiftClock {
-    fn now(&self) -> jiff::Timestamp {
-        cloudamqp_autoscaler::clock::add(jiff::Timestamp::now(), *self.ahead.lock().unwrap())
-    }
-
-    fn sleep(&self, duration: Duration) -> cloudamqp_autoscaler::clock::Sleep {
-        Box::pin(tokio::time::sleep(duration))
-    }
-}
-
 pub struct TestApp {
     pub base: String,
     pub fake: FakeCloudAmqp,
