@@ -34,6 +34,13 @@ pub(crate) enum Command {
     AddPause(PauseRow),
     /// Ends the pause with this id (`None`: every pause) not yet ended; answers how many.
     EndPauses(Option<String>, jiff::Timestamp),
+    /// A write and the notifications it causes, in one transaction.
+    Notifying(Box<Command>, Vec<super::NewNotification>),
+    /// Notifications caused by nothing else the store holds.
+    Notify(Vec<super::NewNotification>),
+    RecordDelivery(super::DeliveryAttempt),
+    /// Deletes one batch of what retention lets go; answers how many rows.
+    Prune(super::prune::Prune),
 }
 
 /// What a command produced: the id of the row it created, if it created one.
@@ -103,6 +110,18 @@ impl Command {
             Command::RecordCapacity(_) => "record_capacity",
             Command::AddPause(_) => "add_pause",
             Command::EndPauses(..) => "end_pauses",
+            Command::Notifying(command, _) => command.name(),
+            Command::Notify(_) => "notify",
+            Command::RecordDelivery(_) => "record_delivery",
+            Command::Prune(_) => "prune",
+        }
+    }
+
+    /// The notifications this command records: handed to the senders once committed.
+    pub(crate) fn notes(&self) -> &[super::NewNotification] {
+        match self {
+            Command::Notifying(_, notes) | Command::Notify(notes) => notes,
+            _ => &[],
         }
     }
 
@@ -140,6 +159,16 @@ impl Command {
             Command::RecordCapacity(capacity) => record_capacity(conn, capacity).map(|()| None),
             Command::AddPause(pause) => add_pause(conn, pause).map(|()| None),
             Command::EndPauses(id, at) => end_pauses(conn, id.as_deref(), *at).map(Some),
+            Command::Notifying(command, notes) => {
+                let done = command.execute(conn)?;
+                super::outbox::insert(conn, notes)?;
+                Ok(done)
+            }
+            Command::Notify(notes) => super::outbox::insert(conn, notes).map(|()| None),
+            Command::RecordDelivery(attempt) => {
+                super::outbox::record_attempt(conn, attempt).map(|()| None)
+            }
+            Command::Prune(prune) => super::prune::batch(conn, prune).map(Some),
         }
     }
 }

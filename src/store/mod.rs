@@ -10,6 +10,8 @@
 mod commands;
 mod lifecycle;
 mod open;
+mod outbox;
+mod prune;
 mod recover;
 pub mod replies;
 mod rows;
@@ -31,6 +33,10 @@ use commands::{Command, Done};
 use lifecycle::Inner;
 use writer::Job;
 
+pub use outbox::{
+    DeliveryAttempt, DeliveryOutcome, NewNotification, NoticeRow, PendingDelivery, WithNotes,
+};
+pub use prune::{Prune, Pruned};
 pub use schema::SCHEMA_VERSION;
 
 /// The database file inside `state.dir`.
@@ -111,6 +117,12 @@ pub struct Recovered {
     /// Pauses not ended early, soonest to end first; the expired ones are the caller's to
     /// drop (the store has no clock).
     pub pauses: Vec<PauseRow>,
+    /// Notifications not yet delivered, in the order the events happened.
+    pub pending_deliveries: Vec<PendingDelivery>,
+    /// Deliveries given up, within retention.
+    pub dropped_deliveries: u64,
+    /// Each instance's latest `change.blocked` and `ladder.top`.
+    pub notices: Vec<NoticeRow>,
 }
 
 #[derive(Debug, Clone)]
@@ -406,7 +418,8 @@ impl Store {
         decision: NewDecision,
         change: Option<NewChange>,
     ) -> impl Future<Output = Result<Option<ChangeId>, StoreError>> + Send + 'static {
-        self.submit(Command::RecordDecision(alarm_id, decision, change))
+        self.with_notes(Vec::new())
+            .record_decision(alarm_id, decision, change)
     }
 
     /// CloudAMQP accepted the PUT.
@@ -445,7 +458,7 @@ impl Store {
         change: ChangeId,
         finish: ChangeFinish,
     ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
-        self.submit_unit(Command::FinishChange(change, finish))
+        self.with_notes(Vec::new()).finish_change(change, finish)
     }
 
     /// Remembers an instance's name, UUID and last known plan.
@@ -466,7 +479,7 @@ impl Store {
         look: NewLook,
         change: Option<NewChange>,
     ) -> impl Future<Output = Result<Option<ChangeId>, StoreError>> + Send + 'static {
-        self.submit(Command::RecordLook(look, change))
+        self.with_notes(Vec::new()).record_look(look, change)
     }
 
     /// Records what an opening of a schedule did; with `change`, records the change in
@@ -476,7 +489,7 @@ impl Store {
         run: NewScheduleRun,
         change: Option<NewChange>,
     ) -> impl Future<Output = Result<Option<ChangeId>, StoreError>> + Send + 'static {
-        self.submit(Command::RecordScheduleRun(run, change))
+        self.with_notes(Vec::new()).record_schedule_run(run, change)
     }
 
     /// Sets an instance's baseline (creating its row if needed).

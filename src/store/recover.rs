@@ -108,6 +108,9 @@ pub(crate) fn read(conn: &Connection) -> rusqlite::Result<Recovered> {
             .prepare("SELECT * FROM pauses WHERE ended_at IS NULL ORDER BY until, created_at")?
             .query_map([], pause_row)?
             .collect::<rusqlite::Result<_>>()?,
+        pending_deliveries: super::outbox::recover_pending(&tx)?,
+        dropped_deliveries: super::outbox::count_dropped(&tx)?,
+        notices: super::outbox::recover_notices(&tx)?,
     };
     tx.commit()?;
     Ok(recovered)

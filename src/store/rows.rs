@@ -63,6 +63,17 @@ pub(crate) fn instance_id(row: &Row<'_>, column: &str) -> rusqlite::Result<u64> 
     })
 }
 
+pub(crate) fn optional_instance_id(row: &Row<'_>, column: &str) -> rusqlite::Result<Option<u64>> {
+    let id: Option<i64> = row.get(column)?;
+    id.map(|id| {
+        u64::try_from(id).map_err(|_| {
+            let index = row.as_ref().column_index(column).unwrap_or(0);
+            rusqlite::Error::IntegralValueOutOfRange(index, id)
+        })
+    })
+    .transpose()
+}
+
 /// Cooldowns are stored as seconds in a `NUMERIC` column: `1800` for 30 minutes reads well,
 /// and a sub-second cooldown (tests, demos) survives as `0.5`.
 pub(crate) fn seconds(duration: Duration) -> f64 {

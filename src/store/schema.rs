@@ -6,7 +6,8 @@
 //! `failed` | `timed_out`), `instances` (name, UUID, last known plan and baseline),
 //! `capacities`, `looks` (scale-down looks), `schedule_runs` (what each opening of a
 //! schedule's window did) and `pauses` (set through the admin API; `ended_at` once ended
-//! early). Timestamps are
+//! early), `notifications` and `deliveries` (the outbox: each event, and its delivery to
+//! each sink). Timestamps are
 //! RFC 3339 UTC text with nine fractional digits (text order is time order; SQLite's
 //! `datetime()`/`julianday()` read them), booleans are 0/1, kinds and phases lowercase words.
 //!
@@ -310,6 +311,39 @@ CREATE TABLE pauses (
 );
 -- Start-up reads the pauses not ended: found without a scan.
 CREATE INDEX pauses_not_ended ON pauses (until) WHERE ended_at IS NULL;
+"#,
+    // 7: the notification outbox. Each event is written with the decision or change that
+    // causes it, with a delivery per sink it goes to; a delivery stays `pending` until
+    // sent, or dropped (refused, a day old, its sink no longer configured). The sinks are
+    // named only: their URLs and keys never reach the store.
+    r#"
+CREATE TABLE notifications (
+    id          INTEGER PRIMARY KEY,
+    event_id    TEXT    NOT NULL UNIQUE,        -- the event's id, as the sinks see it
+    kind        TEXT    NOT NULL,               -- change.started, change.blocked, ...
+    instance_id INTEGER,
+    reason      TEXT,                           -- the reason code of a change.blocked
+    at          TEXT    NOT NULL,
+    body        TEXT    NOT NULL                -- the event as JSON
+);
+CREATE INDEX notifications_by_instance ON notifications (instance_id, kind, id);
+CREATE INDEX notifications_by_time ON notifications (at);
+CREATE TABLE deliveries (
+    notification_id INTEGER NOT NULL REFERENCES notifications (id),
+    sink            TEXT    NOT NULL,           -- webhook, slack or pagerduty
+    state           TEXT    NOT NULL
+        CHECK (state = 'pending' OR state = 'sent' OR state = 'dropped'),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    last_attempt_at TEXT,
+    last_error      TEXT,                       -- why the last attempt failed (no URL)
+    finished_at     TEXT,                       -- sent or dropped
+    PRIMARY KEY (notification_id, sink)
+) WITHOUT ROWID;
+CREATE INDEX deliveries_pending ON deliveries (notification_id) WHERE state = 'pending';
+-- Retention asks, of each old change and alarm, whether anything kept refers to it.
+CREATE INDEX looks_by_change ON looks (change_id) WHERE change_id IS NOT NULL;
+CREATE INDEX schedule_runs_by_change ON schedule_runs (change_id) WHERE change_id IS NOT NULL;
+CREATE INDEX changes_by_alarm ON changes (alarm_id) WHERE alarm_id IS NOT NULL;
 "#,
 ];
 

@@ -14,9 +14,9 @@
 //! `/readyz` turns green again even when no traffic comes (a load balancer sends none to
 //! an unready daemon).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
@@ -62,9 +62,26 @@ pub(crate) struct Shared {
     pub(crate) commits: AtomicU64,
     pub(crate) failed: AtomicU64,
     pub(crate) largest_batch: AtomicU64,
+    /// Where committed deliveries go (see `Store::take_outbox`); unset, they wait in the
+    /// store for the next start.
+    pub(crate) outbox: OnceLock<tokio::sync::mpsc::UnboundedSender<super::PendingDelivery>>,
 }
 
 impl Shared {
+    /// Hands the deliveries a committed command created to the sender tasks.
+    fn hand_out(&self, command: &Command) {
+        let notes = command.notes();
+        if notes.is_empty() {
+            return;
+        }
+        if let Some(outbox) = self.outbox.get() {
+            for delivery in super::outbox::pending(notes) {
+                // The senders are gone only at shutdown: the row waits for the next start.
+                let _ = outbox.send(delivery);
+            }
+        }
+    }
+
     pub(crate) fn stats(&self) -> super::StoreStats {
         super::StoreStats {
             commands: self.commands.load(Ordering::Relaxed),
@@ -133,7 +150,8 @@ fn write_batch(conn: &mut Connection, batch: &mut Vec<(Command, Reply)>, shared:
                 shared.commits.fetch_add(1, Ordering::Relaxed);
                 shared.healthy.store(true, Ordering::Relaxed);
                 // Replies go out only now, after the commit's fsync: an id means "on disk".
-                for ((_, reply), done) in batch.drain(..).zip(results) {
+                for ((command, reply), done) in batch.drain(..).zip(results) {
+                    shared.hand_out(&command);
                     answers.push(reply, Ok(done));
                 }
                 return;
@@ -180,6 +198,7 @@ fn write_one_by_one(
             Ok(_) => {
                 shared.commits.fetch_add(1, Ordering::Relaxed);
                 shared.healthy.store(true, Ordering::Relaxed);
+                shared.hand_out(&command);
             }
             Err(Failure::Storage(_)) => shared.healthy.store(false, Ordering::Relaxed),
             Err(Failure::Refused(_)) => {}
