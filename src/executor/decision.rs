@@ -231,6 +231,7 @@ impl Executor {
             from: &change.from,
             to: &change.to,
         };
+        let _budget_turn = self.budget_turn(rules, change.direction).await;
         if let Some(held) = self.held(rules, &proposed, inner.clock.now()).await {
             return Some(Outcome {
                 instance_id: Some(id),
@@ -259,6 +260,14 @@ impl Executor {
             .is_some_and(|section| section.selects(&names))
         {
             self.learn_capacity_before_up(&instance).await;
+            // A pause may have come during the read.
+            if let Some(held) = self.held_without_budget(rules, &proposed, inner.clock.now()) {
+                return Some(Outcome {
+                    instance_id: Some(id),
+                    plan,
+                    skip: held.skip(&change.rule),
+                });
+            }
         }
         self.start_change(job, id, change).await;
         None
@@ -315,6 +324,31 @@ impl Executor {
                 plan: state.plan.clone(),
                 skip,
             }),
+            // A pause, a freeze or a full `max_changes` holds whatever the plan is now
+            // (from memory): an alarm they hold costs no call, however many come.
+            Decision::Change(change) if !names_pending && state.plan.is_some() => {
+                let proposed = crate::guard::Proposed {
+                    instance_id: id,
+                    names,
+                    direction: change.direction,
+                    from: &change.from,
+                    to: &change.to,
+                };
+                // From `state` itself: the book may be locked by the caller (`decide_now`).
+                let now = self.inner.clock.now();
+                let pauses = self.inner.pauses.in_force(now);
+                let figures = crate::guard::GuardFigures {
+                    pauses: &pauses,
+                    change_starts: &state.change_starts,
+                    budget: crate::guard::BudgetView::NotChecked,
+                };
+                let held = crate::guard::hold(rules, &proposed, &figures, now)?;
+                Some(Outcome {
+                    instance_id: Some(id),
+                    plan: state.plan.clone(),
+                    skip: held.skip(&change.rule),
+                })
+            }
             _ => None,
         }
     }

@@ -133,16 +133,39 @@ impl Executor {
                 })
             })
             .map(|instance| {
+                // A change up in flight is counted at the plan it goes to.
                 let plan = self
                     .inner
                     .book
-                    .read(instance.id, |state| state.plan.clone())
+                    .read(instance.id, |state| {
+                        state
+                            .in_flight
+                            .as_ref()
+                            .filter(|change| change.direction == Direction::Up)
+                            .map(|change| change.to.clone())
+                            .or_else(|| state.plan.clone())
+                    })
                     .unwrap_or(instance.plan);
                 (instance.id, plan)
             })
             .collect();
         managed.sort_unstable();
         Ok(managed)
+    }
+
+    /// For a change up under `max_monthly_price`: one at a time from the budget check
+    /// until its intent is recorded (and its plan counted), so two changes checked at
+    /// once cannot both fit a budget only one fits. Hold the guard that long.
+    pub(super) async fn budget_turn(
+        &self,
+        rules: &RuleSet,
+        direction: Direction,
+    ) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        if direction == Direction::Up && rules.limits().max_monthly_price.is_some() {
+            Some(self.inner.budget_turn.lock().await)
+        } else {
+            None
+        }
     }
 
     /// A change of instance `id` was started (its intent recorded) at `at`.

@@ -183,6 +183,13 @@ impl Executor {
             seen_limit: state.capacities.get(&step.to).copied(),
         };
         let now = inner.clock.now();
+        // The floor again, at `now`: a schedule's window may have opened during the reads.
+        let Ok((section, again)) = scale_down::target(rules, &view, now) else {
+            return;
+        };
+        if again.to != step.to {
+            return;
+        }
         let (decision, streak) =
             scale_down::judge(section, &view, &step, &figures, state.streak, now);
         match decision {

@@ -108,6 +108,8 @@ struct Inner {
     /// start from what the store recorded).
     changes: TaskTracker,
     stop_changes: CancellationToken,
+    /// Changes up under a budget are checked one at a time ([`Executor::budget_turn`]).
+    budget_turn: tokio::sync::Mutex<()>,
 }
 
 impl Executor {
@@ -132,6 +134,7 @@ impl Executor {
                 jobs: TaskTracker::new(),
                 changes: TaskTracker::new(),
                 stop_changes: CancellationToken::new(),
+                budget_turn: tokio::sync::Mutex::new(()),
             }),
         }
     }

@@ -232,15 +232,19 @@ impl Executor {
             from: &change.from,
             to: &change.to,
         };
-        let held = match self.held(rules, &proposed, now).await {
-            Some(held) => Some((Reason::from(held.guardrail), held.detail)),
-            None => self.move_refused(&change).await.map(|refusal| {
-                (
-                    Reason::MoveNotAllowed,
-                    format!("{} -> {}, but {refusal}", change.from, change.to),
-                )
-            }),
-        };
+        if let Some(refusal) = self.move_refused(&change).await {
+            // The catalogue will not change during the window: final for this opening.
+            memory.checked.insert(key.clone(), window.opened);
+            let detail = format!("{} -> {}, but {refusal}", change.from, change.to);
+            let reason = (Reason::MoveNotAllowed, detail);
+            self.record_schedule_skip(schedule, window, id, &change, reason, now);
+            return;
+        }
+        let _budget_turn = self.budget_turn(rules, Direction::Up).await;
+        let held = self
+            .held(rules, &proposed, now)
+            .await
+            .map(|held| (Reason::from(held.guardrail), held.detail));
         if let Some((reason, detail)) = held {
             if memory.refused.get(&key) != Some(&(window.opened, reason)) {
                 memory.refused.insert(key, (window.opened, reason));
@@ -253,6 +257,13 @@ impl Executor {
             .is_some_and(|section| section.selects(&state.names(&id_text)))
         {
             self.learn_capacity_before_up(&instance).await;
+            // A pause may have come during the read: held at the next tick.
+            if self
+                .held_without_budget(rules, &proposed, inner.clock.now())
+                .is_some()
+            {
+                return;
+            }
         }
         self.start_scheduled(schedule, window, id, change).await;
     }

@@ -58,21 +58,36 @@ impl CronExpr {
 
     /// The latest occurrence at or before `at` in `zone` (searching at most about a
     /// year back, croner's limit).
+    ///
+    /// A wall-clock time that happens twice (an autumn overlap) is one occurrence, at its
+    /// first instant, whatever the expression: croner repeats it for an expression with
+    /// several times (`*/30 1 * * *`), and a repeat would be a second window opening.
     pub fn previous(&self, at: Timestamp, zone: &TimeZone) -> Option<Timestamp> {
         let start = Z(at.to_zoned_datetime(zone.clone()));
-        self.cron
-            .find_previous_occurrence(&start, true)
-            .ok()
-            .map(|z| z.0.timestamp())
+        let found = self.cron.find_previous_occurrence(&start, true).ok()?.0;
+        Some(first_of_fold(&found, zone))
     }
 
-    /// The first occurrence strictly after `at` in `zone`.
+    /// The first occurrence strictly after `at` in `zone` (the repeat of a wall-clock
+    /// time in an overlap is not one, as for [`previous`](Self::previous)).
     pub fn next_after(&self, at: Timestamp, zone: &TimeZone) -> Option<Timestamp> {
-        let start = Z(at.to_zoned_datetime(zone.clone()));
-        self.cron
-            .find_next_occurrence(&start, false)
-            .ok()
-            .map(|z| z.0.timestamp())
+        let mut start = Z(at.to_zoned_datetime(zone.clone()));
+        // An overlap is an hour or two: a few repeats at most.
+        for _ in 0..240 {
+            let found = self.cron.find_next_occurrence(&start, false).ok()?.0;
+            if first_of_fold(&found, zone) == found.timestamp() {
+                return Some(found.timestamp());
+            }
+            start = Z(found);
+        }
+        None
+    }
+
+    /// Whether croner treats the expression as a fixed time of day (one minute, one hour):
+    /// such a time inside a spring gap happens once, just after it; any other expression's
+    /// times inside a gap do not happen that day.
+    pub fn fixed_time(&self) -> bool {
+        self.cron.determine_job_type() == croner::JobType::FixedTime
     }
 
     /// Whether the wall-clock minute `civil` matches (ignoring whether that minute exists
@@ -80,6 +95,14 @@ impl CronExpr {
     pub fn matches_civil(&self, civil: DateTime) -> bool {
         self.cron.is_time_matching(&Civil(civil)).unwrap_or(false)
     }
+}
+
+/// The first instant with `zoned`'s wall-clock time in `zone` (itself but in an overlap's
+/// second half).
+fn first_of_fold(zoned: &Zoned, zone: &TimeZone) -> Timestamp {
+    zone.to_ambiguous_timestamp(zoned.datetime())
+        .earlier()
+        .map_or(zoned.timestamp(), |first| first.min(zoned.timestamp()))
 }
 
 /// A zoned instant, as croner searches it.
@@ -251,5 +274,34 @@ mod tests {
         assert_eq!(first, at("2026-11-01T01:30:00-04:00"));
         let second = cron.next_after(first, &zone).unwrap();
         assert_eq!(second, at("2026-11-02T01:30:00-05:00"));
+    }
+
+    #[test]
+    fn an_overlap_repeats_no_time_of_an_expression_with_several() {
+        // New York 2026-11-01: 01:00-02:00 happens twice; croner would repeat 01:00 and
+        // 01:30 for this expression.
+        let zone = TimeZone::get("America/New_York").unwrap();
+        let cron = CronExpr::parse("*/30 1 * * *").unwrap();
+        assert!(!cron.fixed_time());
+        assert!(CronExpr::parse("30 1 * * *").unwrap().fixed_time());
+        let mut at_ = at("2026-11-01T00:00:00-04:00");
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            at_ = cron.next_after(at_, &zone).unwrap();
+            seen.push(at_);
+        }
+        assert_eq!(
+            seen,
+            [
+                at("2026-11-01T01:00:00-04:00"),
+                at("2026-11-01T01:30:00-04:00"),
+                at("2026-11-02T01:00:00-05:00"),
+            ]
+        );
+        // In the second pass the latest opening is still the first 01:30.
+        assert_eq!(
+            cron.previous(at("2026-11-01T01:45:00-05:00"), &zone),
+            Some(at("2026-11-01T01:30:00-04:00"))
+        );
     }
 }

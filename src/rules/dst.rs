@@ -1,7 +1,8 @@
 //! Where a schedule's cron times meet a daylight-saving change: a start or end that falls in
 //! a gap (the wall-clock time does not exist that day) or an overlap (it happens twice).
-//! `check` warns about them; croner's search handles both (a time in a gap happens once,
-//! just after it; a time in an overlap once, at its first occurrence).
+//! `check` warns about them; croner's search handles both (a fixed time of day in a gap
+//! happens once, just after it; other expressions' times in a gap not at all; a time in an
+//! overlap once, at its first occurrence: see [`CronExpr`]).
 
 use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
@@ -18,6 +19,10 @@ pub struct DstMeeting {
     /// `true`: the clocks go forward and the range does not exist; `false`: they go back and
     /// it happens twice.
     pub gap: bool,
+    /// Whether the expression is one fixed time of day ([`CronExpr::fixed_time`]): such a
+    /// time in a gap happens just after it; the times of any other expression in a gap
+    /// do not happen that day.
+    pub fixed_time: bool,
 }
 
 impl DstMeeting {
@@ -30,8 +35,13 @@ impl DstMeeting {
         );
         if self.gap {
             format!(
-                "falls in the DST gap of {zone_name} on {} ({range} does not exist): it happens once, just after the gap",
-                self.from.date()
+                "falls in the DST gap of {zone_name} on {} ({range} does not exist): {}",
+                self.from.date(),
+                if self.fixed_time {
+                    "it happens once, just after the gap"
+                } else {
+                    "its times inside the gap do not happen that day (give one fixed time, such as `30 2 * * *`, to have it just after the gap)"
+                }
             )
         } else {
             format!(
@@ -85,6 +95,7 @@ pub fn meetings(
                 from: range_from,
                 to: range_to,
                 gap,
+                fixed_time: cron.fixed_time(),
             });
         }
     }

@@ -138,6 +138,42 @@ async fn the_budget_refuses_a_change_up_over_the_cap_and_allows_one_under_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_alarms_at_once_cannot_both_fit_a_budget_only_one_fits() {
+    // Two managed instances on bunny-1 ($99 each): $398 if both went to hare-1, $298 if
+    // one did. A cap of $300 lets exactly one change up through.
+    let other: u64 = ID + 1;
+    let app = spawn_app(Spawn {
+        instances: vec![
+            SeedInstance::new(ID, "prod", "bunny-1"),
+            SeedInstance::new(other, "prod-2", "bunny-1"),
+        ],
+        ..spawn("[limits]\nmax_monthly_price = 300\n")
+    })
+    .await;
+    let second = format!(r#"{{"alarm_type":"memory","value":85,"instance_id":{other}}}"#);
+    let (a, b) = tokio::join!(app.alarm(MEMORY_85), app.alarm(&second));
+    assert_eq!(a.status(), StatusCode::ACCEPTED);
+    assert_eq!(b.status(), StatusCode::ACCEPTED);
+    let started = std::time::Instant::now();
+    let decided = loop {
+        let decided = app.query(
+            "SELECT instance_id, coalesce(reason, decision) FROM decisions \
+             ORDER BY instance_id",
+        );
+        if decided.len() == 2 {
+            break decided;
+        }
+        assert!(started.elapsed() < WITHIN, "{decided:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut reasons: Vec<&str> = decided.iter().map(|row| row[1].as_str().unwrap()).collect();
+    reasons.sort_unstable();
+    assert_eq!(reasons, ["budget", "change"], "{decided:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.puts().len(), 1, "one PUT only");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_catalogue_the_budget_refuses_rather_than_guesses() {
     // CloudAMQP's catalogue is down from the start.
     let fake = FakeCloudAmqp::new(FakeConfig {
