@@ -8,11 +8,22 @@ use jiff::SignedDuration;
 ///
 /// Negative durations are refused: every duration we take is a length of time to wait.
 pub fn parse(text: &str) -> Result<Duration, String> {
-    let signed: SignedDuration = text.trim().parse().map_err(|_| {
+    let text_trimmed = text.trim();
+    let not_one = || {
         format!(
-            "{text:?} is not a duration; write it like \"200ms\", \"15s\", \"30m\" or \"1h 30m\""
+            "{text:?} is not a duration; write it like \"200ms\", \"15s\", \"30m\", \"1h 30m\" or \"90d\""
         )
-    })?;
+    };
+    let signed: SignedDuration = match text_trimmed.parse() {
+        Ok(signed) => signed,
+        // Days and weeks: a `Span`, with days of 24 hours (a retention or a cooldown is
+        // an amount of time, not a calendar date).
+        Err(_) => {
+            let span: jiff::Span = text_trimmed.parse().map_err(|_| not_one())?;
+            span.to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+                .map_err(|_| not_one())?
+        }
+    };
     Duration::try_from(signed)
         .map_err(|_| format!("{text:?} is negative; a duration must be zero or more"))
 }
@@ -52,6 +63,10 @@ mod tests {
         assert_eq!(parse("30m"), Ok(Duration::from_secs(1800)));
         assert_eq!(parse("1h 30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse("PT15S"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse("90d"), Ok(Duration::from_secs(90 * 86_400)));
+        assert_eq!(parse("2w"), Ok(Duration::from_secs(14 * 86_400)));
+        assert_eq!(parse("1d 12h"), Ok(Duration::from_secs(36 * 3600)));
+        assert!(parse("1mo").is_err(), "a month has no fixed length");
         assert!(parse("soon").is_err());
         assert!(parse("15").is_err());
         assert!(parse("-5m").is_err());

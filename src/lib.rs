@@ -24,6 +24,7 @@ pub mod instance;
 pub mod live_rules;
 pub mod metrics;
 pub mod redact;
+pub mod retention;
 pub mod rules;
 pub mod scale_down;
 pub mod server;

@@ -119,6 +119,10 @@ pub struct RulesSettings {
 pub struct StateSettings {
     /// Where durable state lives. Default `state`.
     pub dir: PathBuf,
+    /// How long alarms, decisions, finished changes and delivered notifications are kept.
+    /// Default `90d`.
+    #[serde(with = "serde_human")]
+    pub retention: Duration,
 }
 
 /// `[log]`
@@ -286,6 +290,7 @@ impl Settings {
             ("cloudamqp.connect_timeout", api.connect_timeout),
             ("cloudamqp.request_timeout", api.request_timeout),
             ("cloudamqp.retry_deadline", api.retry_deadline),
+            ("state.retention", self.state.retention),
         ] {
             if value.is_zero() {
                 return invalid(key, "must be more than zero".into());

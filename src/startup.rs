@@ -228,6 +228,7 @@ impl Application {
                 settings.server.bind,
                 settings.server.admin_token.is_some(),
             ),
+            retention: settings.state.retention,
         });
         let server = crate::server::serve(
             listener,
@@ -240,6 +241,13 @@ impl Application {
         tasks.push(tokio::spawn(executor.clone().run_looks(stop.clone())));
         tasks.push(tokio::spawn(executor.clone().run_schedules(stop.clone())));
         tasks.push(tokio::spawn(upkeep(state.clone(), stop.clone())));
+        tasks.push(tokio::spawn(crate::retention::run(
+            store.clone(),
+            settings.state.retention,
+            rules.clone(),
+            state.clock.clone(),
+            stop.clone(),
+        )));
         if let Some(signals) = signals {
             tasks.push(tokio::spawn(on_signals(
                 signals,

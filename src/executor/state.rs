@@ -178,6 +178,21 @@ impl InstanceState {
     }
 
     /// A change was started (its intent recorded) at `at`.
+    /// When the daemon last had to do with the instance: an alarm, a decision, a change,
+    /// a look (`None`: never, as far as the state knows).
+    pub fn last_seen(&self) -> Option<Timestamp> {
+        [
+            self.last_alarm,
+            self.last_decision.as_ref().map(|d| d.at),
+            self.last_change.as_ref().map(|c| c.finished_at),
+            self.last_look.as_ref().map(|l| l.at),
+            self.change_starts.last().copied(),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+    }
+
     pub fn note_started(&mut self, at: Timestamp) {
         self.change_starts.push(at);
         let keep = crate::rules::MAX_CHANGES_COUNT as usize;

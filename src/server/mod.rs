@@ -48,6 +48,8 @@ pub struct AppState {
     pub admin_throttle: AuthThrottle,
     /// `/status` and `/pauses` need the admin token ([`admin::reads_need_token`]).
     pub reads_need_token: bool,
+    /// `state.retention`: `/status` lists the instances seen within it.
+    pub retention: std::time::Duration,
 }
 
 /// Starts serving on `listener` until `stop` completes.

@@ -62,6 +62,11 @@ pub fn status_json(state: &AppState) -> Value {
         .book()
         .all()
         .into_iter()
+        // Bounded however long it runs: an instance not seen within retention is gone.
+        .filter(|(_, instance)| {
+            let cutoff = crate::clock::sub(now, state.retention);
+            instance.in_flight.is_some() || instance.last_seen().is_none_or(|at| at >= cutoff)
+        })
         .map(|(id, instance)| {
             let id = id.to_string();
             let json = instance_json(&loaded.rules, &id, &instance, now);
