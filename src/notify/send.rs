@@ -203,3 +203,48 @@ mod tests {
         assert!(status_why(StatusCode::BAD_REQUEST, long.as_bytes()).len() < 250);
     }
 }
+
+#[cfg(test)]
+mod backoff_tests {
+    use super::*;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn it_doubles_from_a_second_to_ten_minutes() {
+        let full: Vec<Duration> = (1..=12).map(|n| backoff(n, None, 1.0)).collect();
+        assert_eq!(
+            full,
+            [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 600, 600].map(secs)
+        );
+        assert_eq!(backoff(0, None, 1.0), secs(1));
+        assert_eq!(backoff(u32::MAX, None, 1.0), MAX_DELAY);
+    }
+
+    #[test]
+    fn jitter_picks_within_the_upper_half_of_the_step() {
+        assert_eq!(backoff(4, None, 0.0), secs(4));
+        assert_eq!(backoff(4, None, 0.5), secs(6));
+        assert_eq!(backoff(4, None, 1.0), secs(8));
+        assert_eq!(backoff(4, None, 7.0), secs(8));
+        assert_eq!(backoff(4, None, f64::NAN), secs(4));
+        assert_eq!(backoff(30, None, 0.0), secs(300));
+    }
+
+    #[test]
+    fn a_longer_retry_after_wins_up_to_an_hour() {
+        assert_eq!(backoff(1, Some(secs(7)), 0.3), secs(7));
+        assert_eq!(backoff(10, Some(secs(7)), 1.0), secs(512));
+        assert_eq!(backoff(1, Some(secs(86_400)), 0.0), MAX_RETRY_AFTER);
+        assert_eq!(backoff(1, Some(Duration::ZERO), 1.0), secs(1));
+    }
+
+    #[test]
+    fn a_day_holds_well_over_a_hundred_attempts() {
+        // At the cap a delivery is tried at least every 10 minutes until GIVE_UP_AFTER.
+        let total: Duration = (1..=150).map(|n| backoff(n, None, 1.0)).sum();
+        assert!(total < GIVE_UP_AFTER, "{total:?}");
+    }
+}

@@ -280,3 +280,203 @@ impl NotifySettings {
         self.webhook.url.is_some() || self.slack.url.is_some() || self.pagerduty.routing_key.is_some()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Settings;
+
+    const HOOK: &str = "https://hooks.example.com/autoscaler/s3cret-path-77";
+    const SLACK: &str = "https://hooks.slack.com/services/T0/B0/slack-s3cret-91";
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn load(pairs: &[(&str, &str)]) -> Result<NotifySettings, SettingsError> {
+        Settings::load_from(None, env(pairs)).map(|s| s.notify)
+    }
+
+    fn load_file(text: &str) -> Result<NotifySettings, SettingsError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, text).unwrap();
+        Settings::load_from(Some(&file), env(&[])).map(|s| s.notify)
+    }
+
+    #[test]
+    fn by_default_every_sink_is_off() {
+        let notify = load(&[]).unwrap();
+        assert!(!notify.any_sink());
+        assert_eq!(notify.timeout, DEFAULT_TIMEOUT);
+        assert_eq!(
+            notify.pagerduty.url.unwrap().expose_secret(),
+            PAGERDUTY_EVENTS_URL
+        );
+    }
+
+    #[test]
+    fn every_sink_comes_from_the_environment() {
+        let notify = load(&[
+            ("AUTOSCALER__NOTIFY__WEBHOOK__URL", HOOK),
+            ("AUTOSCALER__NOTIFY__WEBHOOK__SECRET", "hmac-s3cret"),
+            ("AUTOSCALER__NOTIFY__WEBHOOK__EVENTS", "change.failed, ladder.top"),
+            ("AUTOSCALER__NOTIFY__SLACK__URL", SLACK),
+            ("AUTOSCALER__NOTIFY__PAGERDUTY__ROUTING_KEY", "pd-key-0123"),
+            ("AUTOSCALER__NOTIFY__PAGERDUTY__URL", "http://127.0.0.1:9/v2/enqueue"),
+            ("AUTOSCALER__NOTIFY__TIMEOUT", "3s"),
+        ])
+        .unwrap();
+        assert_eq!(notify.webhook.url.unwrap().expose_secret(), HOOK);
+        assert_eq!(notify.webhook.secret.unwrap().expose_secret(), "hmac-s3cret");
+        assert_eq!(
+            notify.webhook.events,
+            Some(vec![EventKind::ChangeFailed, EventKind::LadderTop])
+        );
+        assert_eq!(notify.slack.url.unwrap().expose_secret(), SLACK);
+        assert_eq!(
+            notify.pagerduty.routing_key.unwrap().expose_secret(),
+            "pd-key-0123"
+        );
+        assert_eq!(
+            notify.pagerduty.url.unwrap().expose_secret(),
+            "http://127.0.0.1:9/v2/enqueue"
+        );
+        assert_eq!(notify.timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn events_are_a_list_in_a_file() {
+        let notify = load_file(&format!(
+            "[notify.slack]\nurl = \"{SLACK}\"\nevents = [\"change.completed\", \"rules.reload_failed\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            notify.slack.events,
+            Some(vec![EventKind::ChangeCompleted, EventKind::RulesReloadFailed])
+        );
+        assert!(notify.webhook.events.is_none());
+    }
+
+    #[test]
+    fn an_unknown_event_is_named_with_the_known_ones() {
+        for err in [
+            load_file(&format!(
+                "[notify.webhook]\nurl = \"{HOOK}\"\nevents = [\"change.failed\", \"change.exploded\"]\n"
+            ))
+            .unwrap_err(),
+            load(&[("AUTOSCALER__NOTIFY__SLACK__EVENTS", "test")]).unwrap_err(),
+        ] {
+            let text = err.to_string();
+            assert!(text.contains("events"), "{text}");
+            assert!(text.contains("change.exploded") || text.contains("\"test\""), "{text}");
+            assert!(text.contains(&EventKind::known_names()), "{text}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_read_from_files_without_their_trailing_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("url");
+        let secret = dir.path().join("secret");
+        let key = dir.path().join("key");
+        std::fs::write(&url, format!("{HOOK}\n")).unwrap();
+        std::fs::write(&secret, "hmac-from-file\r\n").unwrap();
+        std::fs::write(&key, "pd-key-from-file").unwrap();
+        let notify = load(&[
+            ("AUTOSCALER__NOTIFY__WEBHOOK__URL_FILE", url.to_str().unwrap()),
+            ("AUTOSCALER__NOTIFY__WEBHOOK__SECRET_FILE", secret.to_str().unwrap()),
+            ("AUTOSCALER__NOTIFY__PAGERDUTY__ROUTING_KEY_FILE", key.to_str().unwrap()),
+        ])
+        .unwrap();
+        assert_eq!(notify.webhook.url.unwrap().expose_secret(), HOOK);
+        assert_eq!(notify.webhook.secret.unwrap().expose_secret(), "hmac-from-file");
+        assert_eq!(
+            notify.pagerduty.routing_key.unwrap().expose_secret(),
+            "pd-key-from-file"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_file_is_named_and_its_key_too() {
+        let err = load(&[("AUTOSCALER__NOTIFY__SLACK__URL_FILE", "/nonexistent/slack-url")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("notify.slack.url_file"), "{err}");
+        assert!(err.contains("/nonexistent/slack-url"), "{err}");
+    }
+
+    #[test]
+    fn a_key_and_its_file_together_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("url");
+        std::fs::write(&url, SLACK).unwrap();
+        let err = load(&[
+            ("AUTOSCALER__NOTIFY__SLACK__URL", SLACK),
+            ("AUTOSCALER__NOTIFY__SLACK__URL_FILE", url.to_str().unwrap()),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("notify.slack.url") && err.contains("notify.slack.url_file"),
+            "{err}"
+        );
+        assert!(!err.contains("slack-s3cret"), "{err}");
+    }
+
+    #[test]
+    fn a_url_that_is_not_http_is_refused_without_being_shown() {
+        for (var, value, key) in [
+            ("AUTOSCALER__NOTIFY__WEBHOOK__URL", "ftp://x/s3cret-a", "notify.webhook.url"),
+            ("AUTOSCALER__NOTIFY__SLACK__URL", "not a url s3cret-b", "notify.slack.url"),
+            ("AUTOSCALER__NOTIFY__PAGERDUTY__URL", "mailto:s3cret-c@x", "notify.pagerduty.url"),
+        ] {
+            let err = load(&[(var, value)]).unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+            assert!(!err.contains("s3cret"), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_empty_secret_is_refused_naming_its_key() {
+        for (var, key) in [
+            ("AUTOSCALER__NOTIFY__WEBHOOK__URL", "notify.webhook.url"),
+            ("AUTOSCALER__NOTIFY__WEBHOOK__SECRET", "notify.webhook.secret"),
+            ("AUTOSCALER__NOTIFY__SLACK__URL", "notify.slack.url"),
+            ("AUTOSCALER__NOTIFY__PAGERDUTY__ROUTING_KEY", "notify.pagerduty.routing_key"),
+        ] {
+            for value in ["", " "] {
+                let err = load(&[(var, value)]).unwrap_err().to_string();
+                assert!(err.contains(key) && err.contains("empty"), "{var}={value:?}: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let settings = Settings::load_from(
+            None,
+            env(&[
+                ("AUTOSCALER__NOTIFY__WEBHOOK__URL", HOOK),
+                ("AUTOSCALER__NOTIFY__WEBHOOK__SECRET", "hmac-s3cret"),
+                ("AUTOSCALER__NOTIFY__SLACK__URL", SLACK),
+                ("AUTOSCALER__NOTIFY__PAGERDUTY__ROUTING_KEY", "pd-s3cret"),
+            ]),
+        )
+        .unwrap();
+        let shown = format!("{settings:?} {:?}", crate::notify::sinks(&settings.notify));
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(!shown.contains("hooks.example.com"), "{shown}");
+    }
+
+    #[test]
+    fn a_zero_timeout_is_refused() {
+        let err = load(&[("AUTOSCALER__NOTIFY__TIMEOUT", "0s")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("notify.timeout"), "{err}");
+    }
+}
