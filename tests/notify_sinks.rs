@@ -44,7 +44,10 @@ fn pagerduty(capture: &Capture) -> Sink {
     sink(
         "AUTOSCALER__NOTIFY__PAGERDUTY__ROUTING_KEY",
         ROUTING_KEY.into(),
-        &[("AUTOSCALER__NOTIFY__PAGERDUTY__URL", capture.url("/v2/enqueue"))],
+        &[(
+            "AUTOSCALER__NOTIFY__PAGERDUTY__URL",
+            capture.url("/v2/enqueue"),
+        )],
     )
 }
 
@@ -132,13 +135,21 @@ async fn an_unsigned_webhook_sends_no_signature() {
         &[],
     );
     deliver(&sink, &event(EventKind::ChangeStarted, "started")).await;
-    assert!(capture.requests()[0].header("x-autoscaler-signature").is_none());
+    assert!(
+        capture.requests()[0]
+            .header("x-autoscaler-signature")
+            .is_none()
+    );
 }
 
 #[tokio::test]
 async fn slack_gets_the_summary_as_text() {
     let capture = Capture::start(vec![]).await;
-    let sink = sink("AUTOSCALER__NOTIFY__SLACK__URL", capture.url("/services/T/B/x"), &[]);
+    let sink = sink(
+        "AUTOSCALER__NOTIFY__SLACK__URL",
+        capture.url("/services/T/B/x"),
+        &[],
+    );
     assert_eq!(sink.name(), "slack");
     let outcomes = deliver(&sink, &event(EventKind::ChangeFailed, "failed")).await;
     assert_eq!(outcomes, [Outcome::Sent]);
@@ -160,7 +171,11 @@ async fn pagerduty_triggers_failures_and_the_ladder_top_and_resolves_on_completi
     let mut top = event(EventKind::LadderTop, "started");
     top.change = None;
     top.reason = Some("top_of_ladder".into());
-    for e in [&failed, &top, &event(EventKind::ChangeCompleted, "completed")] {
+    for e in [
+        &failed,
+        &top,
+        &event(EventKind::ChangeCompleted, "completed"),
+    ] {
         assert!(deliver(&sink, e).await.iter().all(|o| *o == Outcome::Sent));
     }
     for kind in [
@@ -193,7 +208,10 @@ async fn pagerduty_triggers_failures_and_the_ladder_top_and_resolves_on_completi
         })
     );
     assert_eq!(bodies[1]["event_action"], "trigger");
-    assert_eq!(bodies[1]["dedup_key"], "cloudamqp-autoscaler/4242/ladder.top");
+    assert_eq!(
+        bodies[1]["dedup_key"],
+        "cloudamqp-autoscaler/4242/ladder.top"
+    );
     assert_eq!(bodies[1]["payload"]["severity"], "warning");
     assert_eq!(
         bodies[2..],
@@ -213,8 +231,14 @@ async fn the_test_event_goes_everywhere_and_pagerduty_resolves_it_at_once() {
         "AUTOSCALER__NOTIFY__PAGERDUTY__ROUTING_KEY",
         ROUTING_KEY.into(),
         &[
-            ("AUTOSCALER__NOTIFY__PAGERDUTY__URL", capture.url("/v2/enqueue")),
-            ("AUTOSCALER__NOTIFY__PAGERDUTY__EVENTS", "change.failed".into()),
+            (
+                "AUTOSCALER__NOTIFY__PAGERDUTY__URL",
+                capture.url("/v2/enqueue"),
+            ),
+            (
+                "AUTOSCALER__NOTIFY__PAGERDUTY__EVENTS",
+                "change.failed".into(),
+            ),
         ],
     );
     assert!(sink.wants(EventKind::ChangeFailed) && sink.wants(EventKind::Test));
@@ -241,7 +265,11 @@ async fn answers_are_classified_retry_or_refused() {
         Reply::status(500).header("retry-after", "Thu, 01 Jan 2037 00:00:00 GMT"),
     ])
     .await;
-    let sink = sink("AUTOSCALER__NOTIFY__SLACK__URL", capture.url("/services/T/B/s3cret"), &[]);
+    let sink = sink(
+        "AUTOSCALER__NOTIFY__SLACK__URL",
+        capture.url("/services/T/B/s3cret"),
+        &[],
+    );
     let e = event(EventKind::ChangeStarted, "started");
     let mut outcomes = Vec::new();
     for _ in 0..6 {
@@ -287,7 +315,10 @@ async fn a_refused_connection_is_retried_and_the_url_not_told() {
     match &outcomes[..] {
         [Outcome::Retry { after: None, why }] => {
             assert!(why.starts_with("cannot connect"), "{why}");
-            assert!(!why.contains("s3cret") && !why.contains("127.0.0.1"), "{why}");
+            assert!(
+                !why.contains("s3cret") && !why.contains("127.0.0.1"),
+                "{why}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -299,10 +330,17 @@ async fn an_echoed_routing_key_is_not_repeated() {
         Reply::status(400).body(&format!("{{\"message\":\"bad key {ROUTING_KEY}\"}}")),
     ])
     .await;
-    let outcomes = deliver(&pagerduty(&capture), &event(EventKind::ChangeFailed, "failed")).await;
+    let outcomes = deliver(
+        &pagerduty(&capture),
+        &event(EventKind::ChangeFailed, "failed"),
+    )
+    .await;
     match &outcomes[..] {
         [Outcome::Refused { why }] => {
-            assert!(why.starts_with("400") && !why.contains(ROUTING_KEY), "{why}");
+            assert!(
+                why.starts_with("400") && !why.contains(ROUTING_KEY),
+                "{why}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -315,7 +353,11 @@ async fn a_redirect_to_another_host_is_not_followed() {
         Reply::status(307).header("location", &elsewhere.url("/stolen")),
     ])
     .await;
-    let outcomes = deliver(&webhook(&capture), &event(EventKind::ChangeFailed, "failed")).await;
+    let outcomes = deliver(
+        &webhook(&capture),
+        &event(EventKind::ChangeFailed, "failed"),
+    )
+    .await;
     assert!(matches!(&outcomes[..], [Outcome::Refused { why }] if why.starts_with("307")));
     assert!(elsewhere.requests().is_empty());
 }
@@ -323,10 +365,19 @@ async fn a_redirect_to_another_host_is_not_followed() {
 #[test]
 fn prepared_requests_and_sinks_show_no_secret() {
     let notify = settings(&[
-        ("AUTOSCALER__NOTIFY__WEBHOOK__URL", "https://h.example/s3cret-a".into()),
+        (
+            "AUTOSCALER__NOTIFY__WEBHOOK__URL",
+            "https://h.example/s3cret-a".into(),
+        ),
         ("AUTOSCALER__NOTIFY__WEBHOOK__SECRET", "s3cret-b".into()),
-        ("AUTOSCALER__NOTIFY__SLACK__URL", "https://hooks.slack.com/s3cret-c".into()),
-        ("AUTOSCALER__NOTIFY__PAGERDUTY__ROUTING_KEY", "s3cret-d".into()),
+        (
+            "AUTOSCALER__NOTIFY__SLACK__URL",
+            "https://hooks.slack.com/s3cret-c".into(),
+        ),
+        (
+            "AUTOSCALER__NOTIFY__PAGERDUTY__ROUTING_KEY",
+            "s3cret-d".into(),
+        ),
     ]);
     let sinks = notify::sinks(&notify);
     assert_eq!(

@@ -223,8 +223,14 @@ mod tests {
         }
         assert_eq!(EventKind::parse("test"), None);
         assert_eq!(EventKind::parse("change.Started"), None);
-        assert_eq!(serde_json::to_value(EventKind::Test).unwrap(), json!("test"));
-        assert_eq!(serde_json::to_value(Mode::DryRun).unwrap(), json!("dry-run"));
+        assert_eq!(
+            serde_json::to_value(EventKind::Test).unwrap(),
+            json!("test")
+        );
+        assert_eq!(
+            serde_json::to_value(Mode::DryRun).unwrap(),
+            json!("dry-run")
+        );
     }
 
     #[test]

@@ -32,7 +32,10 @@ pub enum Outcome {
     /// A 2xx answer.
     Sent,
     /// Worth trying again: `after` is the server's `Retry-After`, if it gave one.
-    Retry { after: Option<Duration>, why: String },
+    Retry {
+        after: Option<Duration>,
+        why: String,
+    },
     /// Would fail the same again: not retried.
     Refused { why: String },
 }

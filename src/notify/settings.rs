@@ -277,7 +277,9 @@ impl NotifySettings {
 
     /// Whether any sink is on.
     pub fn any_sink(&self) -> bool {
-        self.webhook.url.is_some() || self.slack.url.is_some() || self.pagerduty.routing_key.is_some()
+        self.webhook.url.is_some()
+            || self.slack.url.is_some()
+            || self.pagerduty.routing_key.is_some()
     }
 }
 
@@ -323,15 +325,24 @@ mod tests {
         let notify = load(&[
             ("AUTOSCALER__NOTIFY__WEBHOOK__URL", HOOK),
             ("AUTOSCALER__NOTIFY__WEBHOOK__SECRET", "hmac-s3cret"),
-            ("AUTOSCALER__NOTIFY__WEBHOOK__EVENTS", "change.failed, ladder.top"),
+            (
+                "AUTOSCALER__NOTIFY__WEBHOOK__EVENTS",
+                "change.failed, ladder.top",
+            ),
             ("AUTOSCALER__NOTIFY__SLACK__URL", SLACK),
             ("AUTOSCALER__NOTIFY__PAGERDUTY__ROUTING_KEY", "pd-key-0123"),
-            ("AUTOSCALER__NOTIFY__PAGERDUTY__URL", "http://127.0.0.1:9/v2/enqueue"),
+            (
+                "AUTOSCALER__NOTIFY__PAGERDUTY__URL",
+                "http://127.0.0.1:9/v2/enqueue",
+            ),
             ("AUTOSCALER__NOTIFY__TIMEOUT", "3s"),
         ])
         .unwrap();
         assert_eq!(notify.webhook.url.unwrap().expose_secret(), HOOK);
-        assert_eq!(notify.webhook.secret.unwrap().expose_secret(), "hmac-s3cret");
+        assert_eq!(
+            notify.webhook.secret.unwrap().expose_secret(),
+            "hmac-s3cret"
+        );
         assert_eq!(
             notify.webhook.events,
             Some(vec![EventKind::ChangeFailed, EventKind::LadderTop])
@@ -356,7 +367,10 @@ mod tests {
         .unwrap();
         assert_eq!(
             notify.slack.events,
-            Some(vec![EventKind::ChangeCompleted, EventKind::RulesReloadFailed])
+            Some(vec![
+                EventKind::ChangeCompleted,
+                EventKind::RulesReloadFailed
+            ])
         );
         assert!(notify.webhook.events.is_none());
     }
@@ -387,13 +401,25 @@ mod tests {
         std::fs::write(&secret, "hmac-from-file\r\n").unwrap();
         std::fs::write(&key, "pd-key-from-file").unwrap();
         let notify = load(&[
-            ("AUTOSCALER__NOTIFY__WEBHOOK__URL_FILE", url.to_str().unwrap()),
-            ("AUTOSCALER__NOTIFY__WEBHOOK__SECRET_FILE", secret.to_str().unwrap()),
-            ("AUTOSCALER__NOTIFY__PAGERDUTY__ROUTING_KEY_FILE", key.to_str().unwrap()),
+            (
+                "AUTOSCALER__NOTIFY__WEBHOOK__URL_FILE",
+                url.to_str().unwrap(),
+            ),
+            (
+                "AUTOSCALER__NOTIFY__WEBHOOK__SECRET_FILE",
+                secret.to_str().unwrap(),
+            ),
+            (
+                "AUTOSCALER__NOTIFY__PAGERDUTY__ROUTING_KEY_FILE",
+                key.to_str().unwrap(),
+            ),
         ])
         .unwrap();
         assert_eq!(notify.webhook.url.unwrap().expose_secret(), HOOK);
-        assert_eq!(notify.webhook.secret.unwrap().expose_secret(), "hmac-from-file");
+        assert_eq!(
+            notify.webhook.secret.unwrap().expose_secret(),
+            "hmac-from-file"
+        );
         assert_eq!(
             notify.pagerduty.routing_key.unwrap().expose_secret(),
             "pd-key-from-file"
@@ -402,9 +428,12 @@ mod tests {
 
     #[test]
     fn an_unreadable_file_is_named_and_its_key_too() {
-        let err = load(&[("AUTOSCALER__NOTIFY__SLACK__URL_FILE", "/nonexistent/slack-url")])
-            .unwrap_err()
-            .to_string();
+        let err = load(&[(
+            "AUTOSCALER__NOTIFY__SLACK__URL_FILE",
+            "/nonexistent/slack-url",
+        )])
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("notify.slack.url_file"), "{err}");
         assert!(err.contains("/nonexistent/slack-url"), "{err}");
     }
@@ -430,9 +459,21 @@ mod tests {
     #[test]
     fn a_url_that_is_not_http_is_refused_without_being_shown() {
         for (var, value, key) in [
-            ("AUTOSCALER__NOTIFY__WEBHOOK__URL", "ftp://x/s3cret-a", "notify.webhook.url"),
-            ("AUTOSCALER__NOTIFY__SLACK__URL", "not a url s3cret-b", "notify.slack.url"),
-            ("AUTOSCALER__NOTIFY__PAGERDUTY__URL", "mailto:s3cret-c@x", "notify.pagerduty.url"),
+            (
+                "AUTOSCALER__NOTIFY__WEBHOOK__URL",
+                "ftp://x/s3cret-a",
+                "notify.webhook.url",
+            ),
+            (
+                "AUTOSCALER__NOTIFY__SLACK__URL",
+                "not a url s3cret-b",
+                "notify.slack.url",
+            ),
+            (
+                "AUTOSCALER__NOTIFY__PAGERDUTY__URL",
+                "mailto:s3cret-c@x",
+                "notify.pagerduty.url",
+            ),
         ] {
             let err = load(&[(var, value)]).unwrap_err().to_string();
             assert!(err.contains(key), "{err}");
@@ -444,13 +485,22 @@ mod tests {
     fn an_empty_secret_is_refused_naming_its_key() {
         for (var, key) in [
             ("AUTOSCALER__NOTIFY__WEBHOOK__URL", "notify.webhook.url"),
-            ("AUTOSCALER__NOTIFY__WEBHOOK__SECRET", "notify.webhook.secret"),
+            (
+                "AUTOSCALER__NOTIFY__WEBHOOK__SECRET",
+                "notify.webhook.secret",
+            ),
             ("AUTOSCALER__NOTIFY__SLACK__URL", "notify.slack.url"),
-            ("AUTOSCALER__NOTIFY__PAGERDUTY__ROUTING_KEY", "notify.pagerduty.routing_key"),
+            (
+                "AUTOSCALER__NOTIFY__PAGERDUTY__ROUTING_KEY",
+                "notify.pagerduty.routing_key",
+            ),
         ] {
             for value in ["", " "] {
                 let err = load(&[(var, value)]).unwrap_err().to_string();
-                assert!(err.contains(key) && err.contains("empty"), "{var}={value:?}: {err}");
+                assert!(
+                    err.contains(key) && err.contains("empty"),
+                    "{var}={value:?}: {err}"
+                );
             }
         }
     }

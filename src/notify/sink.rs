@@ -72,7 +72,9 @@ pub struct Sink {
 impl fmt::Debug for Sink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut debug = f.debug_struct("Sink");
-        debug.field("name", &self.name()).field("url", &"[redacted]");
+        debug
+            .field("name", &self.name())
+            .field("url", &"[redacted]");
         match &self.target {
             Target::Webhook { secret, .. } => {
                 debug.field("signed", &secret.is_some());
@@ -158,7 +160,11 @@ impl Sink {
             }
             Target::Slack { url } => {
                 let body = json!({ "text": slack_escape(&event.summary) });
-                vec![post_json(url, body.to_string().into_bytes(), vec![url.clone()])]
+                vec![post_json(
+                    url,
+                    body.to_string().into_bytes(),
+                    vec![url.clone()],
+                )]
             }
             Target::PagerDuty { url, routing_key } => pagerduty_bodies(event, routing_key)
                 .into_iter()
