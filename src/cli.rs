@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{self, check, explain, pause, plans, resume, serve};
+use crate::commands::{self, check, explain, notify, pause, plans, resume, serve};
 
 /// Keeps a CloudAMQP cluster on the right plan: alarm webhook in, plan change out.
 #[derive(Debug, Parser)]
@@ -41,6 +41,8 @@ pub enum Command {
     Pause(pause::PauseArgs),
     /// End a pause (or, without an id, every pause in force) through the running daemon.
     Resume(resume::ResumeArgs),
+    /// Notification sinks: `notify test` sends each configured sink a test event.
+    Notify(notify::NotifyArgs),
 }
 
 /// Runs a parsed command line, printing to `out` and `err`.
@@ -57,6 +59,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
         Command::Plans(args) => commands::plans::run(cli.config.as_deref(), args, out),
         Command::Pause(args) => commands::pause::run(cli.config.as_deref(), args, out),
         Command::Resume(args) => commands::resume::run(cli.config.as_deref(), args, out),
+        Command::Notify(args) => commands::notify::run(cli.config.as_deref(), args, out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,7 +8,7 @@ use std::fmt;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::alarm::Alarm;
 use crate::rules::InstanceNames;
@@ -56,7 +56,7 @@ pub struct PlanChange {
 
 /// Which way a plan change goes: `up` (a rule or a schedule raised the plan) or `down` (a
 /// step down after a spike). The up rules' cooldown counts from upward changes only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     Up,

@@ -23,6 +23,7 @@ pub mod guard;
 pub mod instance;
 pub mod live_rules;
 pub mod metrics;
+pub mod notify;
 pub mod redact;
 pub mod retention;
 pub mod rules;

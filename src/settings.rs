@@ -45,6 +45,9 @@ pub struct Settings {
     pub rules: RulesSettings,
     pub state: StateSettings,
     pub log: LogSettings,
+    /// `[notify]`: notification sinks. Default: none.
+    #[serde(default)]
+    pub notify: crate::notify::NotifySettings,
 }
 
 /// `[server]`
@@ -232,10 +235,11 @@ impl Settings {
                 // into a rounded float.
                 .source(Some(scoped)),
         );
-        let settings: Settings = builder
+        let mut settings: Settings = builder
             .build()
             .and_then(Config::try_deserialize)
             .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        settings.notify.resolve()?;
         settings.validate()?;
         Ok(settings)
     }

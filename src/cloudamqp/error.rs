@@ -220,7 +220,7 @@ fn collect_text(value: &serde_json::Value, out: &mut Vec<String>) {
 }
 
 /// `Retry-After` as delay-seconds or an HTTP-date.
-fn retry_after(headers: &HeaderMap, now: Timestamp) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap, now: Timestamp) -> Option<Duration> {
     let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(seconds) = text.parse::<u64>() {
         return Some(Duration::from_secs(seconds));

@@ -5,6 +5,7 @@ mod check_guard;
 mod daemon_client;
 pub mod explain;
 mod explain_down;
+pub mod notify;
 pub mod pause;
 pub mod plans;
 pub mod resume;
