@@ -165,10 +165,10 @@ struct SecretSource<'a> {
 }
 
 impl SecretSource<'_> {
-    fn resolve(self, file_given_too: bool) -> Result<(), SettingsError> {
+    fn resolve(self) -> Result<(), SettingsError> {
         let invalid = |why: String| SettingsError::Invalid(why);
         if let Some(path) = self.file {
-            if file_given_too {
+            if self.value.is_some() {
                 return Err(invalid(format!(
                     "notify.{} and notify.{} are both set; set one of them",
                     self.key, self.file_key
@@ -226,7 +226,6 @@ impl NotifySettings {
             ));
         }
         let webhook = &mut self.webhook;
-        let both = webhook.url.is_some();
         SecretSource {
             key: "webhook.url",
             file_key: "webhook.url_file",
@@ -234,8 +233,7 @@ impl NotifySettings {
             file: &webhook.url_file,
             is_url: true,
         }
-        .resolve(both)?;
-        let both = webhook.secret.is_some();
+        .resolve()?;
         SecretSource {
             key: "webhook.secret",
             file_key: "webhook.secret_file",
@@ -243,9 +241,8 @@ impl NotifySettings {
             file: &webhook.secret_file,
             is_url: false,
         }
-        .resolve(both)?;
+        .resolve()?;
         let slack = &mut self.slack;
-        let both = slack.url.is_some();
         SecretSource {
             key: "slack.url",
             file_key: "slack.url_file",
@@ -253,9 +250,8 @@ impl NotifySettings {
             file: &slack.url_file,
             is_url: true,
         }
-        .resolve(both)?;
+        .resolve()?;
         let pagerduty = &mut self.pagerduty;
-        let both = pagerduty.routing_key.is_some();
         SecretSource {
             key: "pagerduty.routing_key",
             file_key: "pagerduty.routing_key_file",
@@ -263,7 +259,7 @@ impl NotifySettings {
             file: &pagerduty.routing_key_file,
             is_url: false,
         }
-        .resolve(both)?;
+        .resolve()?;
         SecretSource {
             key: "pagerduty.url",
             file_key: "pagerduty.url",
@@ -271,7 +267,7 @@ impl NotifySettings {
             file: &None,
             is_url: true,
         }
-        .resolve(false)?;
+        .resolve()?;
         Ok(())
     }
 
