@@ -25,6 +25,7 @@ pub mod live_rules;
 pub mod metrics;
 pub mod notify;
 pub mod redact;
+pub mod reload;
 pub mod retention;
 pub mod rules;
 pub mod scale_down;

@@ -127,6 +127,10 @@ impl Metrics {
                 "autoscaler_rules_reloads_total",
                 "Rules reloads, by result.",
             ),
+            (
+                "autoscaler_notifications_total",
+                "Notification delivery attempts, by sink and result (sent, failed: tried again, dropped: given up).",
+            ),
         ] {
             r.describe_counter(name.into(), None, help.into());
         }
@@ -260,6 +264,19 @@ impl Metrics {
         self.counter(
             "autoscaler_api_calls_total",
             vec![Label::new("call", call), Label::new("status", status)],
+        )
+        .increment(1);
+    }
+
+    /// An attempt to deliver a notification to `sink`: `sent`, `failed` (tried again) or
+    /// `dropped` (given up).
+    pub fn notification(&self, sink: &str, result: &'static str) {
+        self.counter(
+            "autoscaler_notifications_total",
+            vec![
+                Label::new("sink", sink.to_owned()),
+                Label::new("result", result),
+            ],
         )
         .increment(1);
     }

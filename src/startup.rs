@@ -75,7 +75,7 @@ pub enum StartError {
 /// Controls a running application without process signals.
 #[derive(Debug, Clone)]
 pub struct AppHandle {
-    rules: Arc<LiveRules>,
+    reloader: crate::reload::Reloader,
     stop: CancellationToken,
     store: Store,
 }
@@ -83,7 +83,7 @@ pub struct AppHandle {
 impl AppHandle {
     /// What SIGHUP does.
     pub fn reload(&self) -> ReloadReport {
-        self.rules.reload()
+        self.reloader.reload()
     }
 
     /// What SIGTERM does.
@@ -103,9 +103,11 @@ pub struct Application {
     server: actix_web::dev::Server,
     executor: Executor,
     store: Store,
-    state: Arc<AppState>,
     stop: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    reloader: crate::reload::Reloader,
+    /// The notification senders (stopped with `stop`).
+    notify_tasks: tokio_util::task::TaskTracker,
 }
 
 impl std::fmt::Debug for Application {
@@ -147,6 +149,13 @@ impl Application {
             .map_err(|failure| StartError::Rules(failure.to_string()))?;
         let rules = Arc::new(rules);
         let (store, mut recovered) = Store::open(&settings.state.dir)?;
+        // Taken before anything is written: every delivery committed from now on comes here.
+        let outbox = store.take_outbox();
+        let sinks: Arc<[crate::notify::Sink]> = crate::notify::sinks(&settings.notify).into();
+        let notifier = crate::notify::Notifier::new(sinks.clone(), settings.live);
+        let notify_client = crate::notify::client(settings.notify.timeout).map_err(|e| {
+            StartError::Refused(format!("cannot build the notifications' HTTP client: {e}"))
+        })?;
         tracing::info!(
             dir = %settings.state.dir.display(),
             pending_alarms = recovered.pending_alarms.len(),
@@ -185,6 +194,7 @@ impl Application {
             track,
             unconfirmed_grace: track.poll_interval * UNCONFIRMED_GRACE_POLLS,
             max_concurrent: max_concurrent_decisions,
+            notifier: notifier.clone(),
         };
         let executor = Executor::new(
             rules.clone(),
@@ -210,7 +220,10 @@ impl Application {
                 "pauses in force from before the restart"
             );
         }
+        let pending_deliveries = std::mem::take(&mut recovered.pending_deliveries);
+        let dropped_deliveries = recovered.dropped_deliveries;
         executor.resume(recovered);
+        let outbox_counts = Arc::new(crate::notify::OutboxCounts::default());
 
         let (queue, jobs) = mpsc::channel(settings.server.queue_capacity.max(1));
         let state = Arc::new(AppState {
@@ -229,6 +242,7 @@ impl Application {
                 settings.server.admin_token.is_some(),
             ),
             retention: settings.state.retention,
+            outbox: outbox_counts.clone(),
         });
         let server = crate::server::serve(
             listener,
@@ -248,13 +262,42 @@ impl Application {
             state.clock.clone(),
             stop.clone(),
         )));
+        let reloader = crate::reload::Reloader {
+            rules: rules.clone(),
+            store: store.clone(),
+            notifier: notifier.clone(),
+        };
         if let Some(signals) = signals {
             tasks.push(tokio::spawn(on_signals(
                 signals,
-                rules.clone(),
+                reloader.clone(),
                 stop.clone(),
             )));
         }
+        let notify_tasks = tokio_util::task::TaskTracker::new();
+        if let Some(outbox) = outbox {
+            crate::notify::Senders {
+                sinks: sinks.clone(),
+                store: store.clone(),
+                client: notify_client,
+                clock: state.clock.clone(),
+                metrics: metrics.clone(),
+                counts: outbox_counts,
+            }
+            .spawn(
+                pending_deliveries,
+                dropped_deliveries,
+                outbox,
+                stop.clone(),
+                &notify_tasks,
+            );
+        }
+        notify_tasks.close();
+        let notifications = if sinks.is_empty() {
+            "off (no [notify] sink configured)".to_owned()
+        } else {
+            sinks.iter().map(|sink| sink.name()).collect::<Vec<_>>().join(", ")
+        };
         let scale_down = match rules.snapshot().rules.scale_down() {
             Some(section) => format!(
                 "on: a look every {} at instances above their floor",
@@ -268,6 +311,7 @@ impl Application {
             mode = if settings.live { "live" } else { "dry-run" },
             %scale_down,
             %guardrails,
+            %notifications,
             rules = %rules_path.display(),
             state = %settings.state.dir.display(),
             "cloudamqp-autoscaler serving"
@@ -277,9 +321,10 @@ impl Application {
             server,
             executor,
             store,
-            state,
             stop,
             tasks,
+            reloader,
+            notify_tasks,
         })
     }
 
@@ -290,7 +335,7 @@ impl Application {
 
     pub fn handle(&self) -> AppHandle {
         AppHandle {
-            rules: self.state.rules.clone(),
+            reloader: self.reloader.clone(),
             stop: self.stop.clone(),
             store: self.store.clone(),
         }
@@ -305,6 +350,8 @@ impl Application {
         for task in self.tasks {
             let _ = task.await;
         }
+        // A request in flight is abandoned (its delivery stays pending for the next start).
+        self.notify_tasks.wait().await;
         self.store.close().await;
         tracing::info!("stopped");
         served.map_err(StartError::from)
@@ -372,7 +419,7 @@ fn weak_token(key: &str, token: &str) -> Option<String> {
 
 async fn on_signals(
     mut signals: mpsc::Receiver<Signal>,
-    rules: Arc<LiveRules>,
+    reloader: crate::reload::Reloader,
     stop: CancellationToken,
 ) {
     loop {
@@ -382,9 +429,9 @@ async fn on_signals(
         };
         match signal {
             Some(Signal::Reload) => {
-                let rules = rules.clone();
+                let reloader = reloader.clone();
                 // File I/O off the async workers.
-                let _ = tokio::task::spawn_blocking(move || rules.reload()).await;
+                let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
             }
             Some(Signal::Shutdown) => {
                 tracing::info!("shutdown requested: no new alarms; finishing work in progress");

@@ -405,7 +405,12 @@ impl Executor {
             detail,
             needs_attention,
         };
-        let recorded = inner.store.finish_change(change.id, finish.clone()).await;
+        let notes = self.finished_notes(id, &change, result, finish.detail.as_deref(), at);
+        let recorded = inner
+            .store
+            .with_notes(notes.clone())
+            .finish_change(change.id, finish.clone())
+            .await;
         let change_id = change.id;
         inner.book.update(id, |state| {
             state.in_flight = None;
@@ -443,7 +448,8 @@ impl Executor {
             .metrics
             .changes_in_flight(inner.book.in_flight_count());
         if let Err(error) = recorded {
-            self.record_finish_later(id, change_id, finish, error).await;
+            self.record_finish_later(id, change_id, (finish, notes), error)
+                .await;
         }
     }
 
@@ -456,7 +462,7 @@ impl Executor {
         &self,
         id: u64,
         change_id: ChangeId,
-        finish: ChangeFinish,
+        (finish, notes): (ChangeFinish, Vec<crate::store::NewNotification>),
         mut error: StoreError,
     ) {
         let inner = &self.inner;
@@ -471,7 +477,11 @@ impl Executor {
             }
             let store_failing = !inner.store.healthy();
             inner.clock.sleep(RECORD_RETRY).await;
-            match inner.store.finish_change(change_id, finish.clone()).await {
+            let write = inner
+                .store
+                .with_notes(notes.clone())
+                .finish_change(change_id, finish.clone());
+            match write.await {
                 Ok(()) => {
                     tracing::info!(instance = id, "the end of the change is recorded");
                     return;

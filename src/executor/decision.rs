@@ -11,10 +11,12 @@ use super::{Executor, Job};
 
 /// A decision not to act, about to be recorded.
 #[derive(Debug)]
-struct Outcome {
-    instance_id: Option<u64>,
-    plan: Option<String>,
-    skip: decide::Skip,
+pub(super) struct Outcome {
+    pub(super) instance_id: Option<u64>,
+    pub(super) plan: Option<String>,
+    pub(super) skip: decide::Skip,
+    /// The change a guardrail held back (for its `change.blocked`).
+    pub(super) held: Option<decide::PlanChange>,
 }
 
 impl Outcome {
@@ -27,6 +29,7 @@ impl Outcome {
                 detail,
                 rule: None,
             },
+            held: None,
         }
     }
 }
@@ -37,6 +40,8 @@ impl Outcome {
 #[derive(Debug)]
 pub struct QuickDecision {
     outcome: Outcome,
+    /// The notifications it causes (a guardrail's refusal), recorded with it.
+    notes: Vec<crate::store::NewNotification>,
     at: jiff::Timestamp,
 }
 
@@ -44,6 +49,11 @@ impl QuickDecision {
     /// The decision's row, for the store to record together with its alarm.
     pub fn row(&self) -> NewDecision {
         skip_row(&self.outcome, self.at)
+    }
+
+    /// The notifications to record with it (taken: they are written once).
+    pub fn take_notes(&mut self) -> Vec<crate::store::NewNotification> {
+        std::mem::take(&mut self.notes)
     }
 }
 
@@ -73,18 +83,33 @@ impl Executor {
             // Every reminder during a change or a cooldown comes this way: no copy of the
             // instance's state. The alarm restarts the instance's quiet period at once, so a
             // look deciding meanwhile does not step it down.
-            Named::Id(id) => inner
-                .book
-                .update_if_known(id, |state| {
-                    state.note_alarm(alarm, now);
-                    self.early_outcome(alarm, &loaded.rules, id, state)
-                })
-                .unwrap_or_else(|| {
-                    self.early_outcome(alarm, &loaded.rules, id, &InstanceState::default())
-                })
-                .or_else(|| inner.api.is_none().then(|| no_api_key(id)))?,
+            Named::Id(id) => {
+                let decided = inner
+                    .book
+                    .update_if_known(id, |state| {
+                        state.note_alarm(alarm, now);
+                        let outcome = self.early_outcome(alarm, &loaded.rules, id, state)?;
+                        let notes =
+                            self.skip_notes(&loaded.rules, &alarm.kind, &outcome, state, now);
+                        Some((outcome, notes))
+                    })
+                    .unwrap_or_else(|| {
+                        self.early_outcome(alarm, &loaded.rules, id, &InstanceState::default())
+                            .map(|outcome| (outcome, Vec::new()))
+                    })
+                    .or_else(|| inner.api.is_none().then(|| (no_api_key(id), Vec::new())))?;
+                return Some(QuickDecision {
+                    outcome: decided.0,
+                    notes: decided.1,
+                    at: now,
+                });
+            }
         };
-        Some(QuickDecision { outcome, at: now })
+        Some(QuickDecision {
+            outcome,
+            notes: Vec::new(),
+            at: now,
+        })
     }
 
     /// `quick` is on disk with alarm `alarm_id`: log it, count it, show it in `/status`.
@@ -141,6 +166,7 @@ impl Executor {
                 instance_id: known_id,
                 plan: None,
                 skip,
+                held: None,
             });
         }
         let Some(named) = named else {
@@ -221,6 +247,7 @@ impl Executor {
                     instance_id: Some(id),
                     plan,
                     skip,
+                    held: None,
                 });
             }
         };
@@ -237,6 +264,7 @@ impl Executor {
                 instance_id: Some(id),
                 plan,
                 skip: held.skip(&change.rule),
+                held: Some(change),
             });
         }
         if let Some(catalogue) = &catalogue
@@ -253,6 +281,7 @@ impl Executor {
                     ),
                     rule: Some(change.rule),
                 },
+                held: None,
             });
         }
         if rules
@@ -266,6 +295,7 @@ impl Executor {
                     instance_id: Some(id),
                     plan,
                     skip: held.skip(&change.rule),
+                    held: Some(change),
                 });
             }
         }
@@ -323,6 +353,7 @@ impl Executor {
                 instance_id: Some(id),
                 plan: state.plan.clone(),
                 skip,
+                held: None,
             }),
             // A pause, a freeze or a full `max_changes` holds whatever the plan is now
             // (from memory): an alarm they hold costs no call, however many come.
@@ -347,6 +378,7 @@ impl Executor {
                     instance_id: Some(id),
                     plan: state.plan.clone(),
                     skip: held.skip(&change.rule),
+                    held: Some(change),
                 })
             }
             _ => None,
@@ -384,10 +416,13 @@ impl Executor {
     fn record(&self, alarm_id: crate::store::AlarmId, alarm_kind: &str, outcome: Outcome) {
         let now = self.inner.clock.now();
         self.announce(alarm_id, alarm_kind, &outcome, now);
-        let write = self
-            .inner
-            .store
-            .record_decision(alarm_id, skip_row(&outcome, now), None);
+        let rules = self.inner.rules.snapshot();
+        let notes = self.skip_notes_now(&rules.rules, alarm_kind, &outcome, now);
+        let write = self.inner.store.with_notes(notes).record_decision(
+            alarm_id,
+            skip_row(&outcome, now),
+            None,
+        );
         tokio::spawn(async move {
             if let Err(error) = write.await {
                 tracing::error!(alarm_id, %error, "could not record a decision; the alarm is decided again at the next start");
@@ -501,8 +536,10 @@ impl Executor {
             dry_run: !live,
             intended_at: now,
         };
+        let notes = self.started_notes(id, &change, &detail, now);
         let change_id = match inner
             .store
+            .with_notes(notes)
             .record_decision(job.alarm_id, decision, Some(new_change))
             .await
         {

@@ -346,7 +346,20 @@ impl Executor {
             tracing::debug!(instance = id, plan, to = %step.to, passed = verdict.passed, reason, detail = %verdict.detail, "scale-down look");
         }
         inner.metrics.scale_down_look(verdict.passed, reason);
-        let write = inner.store.record_look(
+        let notes = match verdict.reason.guardrail() {
+            Some(guardrail) => {
+                let held = PlanChange {
+                    from: plan.to_owned(),
+                    to: step.to.clone(),
+                    rule: crate::scale_down::RULE.to_owned(),
+                    cooldown: std::time::Duration::ZERO,
+                    direction: crate::decide::Direction::Down,
+                };
+                self.blocked_notes(id, &held, guardrail, &verdict.detail, at)
+            }
+            None => Vec::new(),
+        };
+        let write = inner.store.with_notes(notes).record_look(
             NewLook {
                 instance_id: id,
                 at,
@@ -423,7 +436,13 @@ impl Executor {
             dry_run: !live,
             intended_at: now,
         };
-        let change_id = match inner.store.record_look(look, Some(new_change)).await {
+        let notes = self.started_notes(id, &change, &detail, now);
+        let change_id = match inner
+            .store
+            .with_notes(notes)
+            .record_look(look, Some(new_change))
+            .await
+        {
             Ok(Some(change_id)) => change_id,
             Ok(None) | Err(_) => {
                 tracing::error!(

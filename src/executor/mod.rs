@@ -11,6 +11,7 @@ mod decision;
 mod floor;
 mod guardrails;
 mod looks;
+mod notes;
 mod schedules;
 pub mod state;
 
@@ -62,6 +63,8 @@ pub struct ExecutorConfig {
     pub unconfirmed_grace: Duration,
     /// How many alarms are decided at once, over all instances.
     pub max_concurrent: usize,
+    /// The notification sinks' subscriptions (what the outbox gets).
+    pub notifier: crate::notify::Notifier,
 }
 
 /// The CloudAMQP side: the client and what is cached from it.

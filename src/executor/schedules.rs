@@ -302,7 +302,8 @@ impl Executor {
                 detail: detail.clone(),
             });
         });
-        let write = inner.store.record_schedule_run(
+        let notes = self.blocked_notes(id, change, reason, &detail, now);
+        let write = inner.store.with_notes(notes).record_schedule_run(
             NewScheduleRun {
                 schedule: schedule.name.clone(),
                 instance_id: id,
@@ -374,7 +375,13 @@ impl Executor {
             dry_run: !live,
             intended_at: now,
         };
-        let change_id = match inner.store.record_schedule_run(run, Some(new_change)).await {
+        let notes = self.started_notes(id, &change, &detail, now);
+        let change_id = match inner
+            .store
+            .with_notes(notes)
+            .record_schedule_run(run, Some(new_change))
+            .await
+        {
             Ok(Some(change_id)) => change_id,
             Ok(None) | Err(_) => {
                 tracing::error!(instance = id, schedule = %schedule.name, "could not record the schedule's change: not sending it (tried again at the next tick)");

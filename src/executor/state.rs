@@ -149,6 +149,8 @@ pub struct InstanceState {
     /// The opening of each schedule's window that last made a change (or tried to) here:
     /// at most one per opening, across restarts.
     pub schedule_runs: HashMap<String, Timestamp>,
+    /// The notifications held back when repeated.
+    pub repeats: crate::notify::Repeats,
 }
 
 /// Upward changes remembered per instance: a step down only ever needs the last few.
@@ -401,6 +403,19 @@ impl StateBook {
                 .or_default()
                 .schedule_runs
                 .insert(run.schedule.clone(), run.opened_at);
+        }
+        for notice in &recovered.notices {
+            let state = book.entry(notice.instance_id).or_default();
+            let last_change = state.change_starts.last().copied();
+            let (mut blocked, mut top) = (None, None);
+            match notice.kind.as_str() {
+                "change.blocked" => {
+                    blocked = notice.reason.as_deref().map(|reason| (reason, notice.at));
+                }
+                _ => top = Some(notice.at),
+            }
+            let restored = crate::notify::Repeats::restored(blocked, top, last_change);
+            state.repeats.restore_from(restored);
         }
         for row in &recovered.last_decisions {
             book.entry(row.instance_id).or_default().last_decision = Some(LastDecision {

@@ -66,6 +66,17 @@ pub enum DownReason {
 }
 
 impl DownReason {
+    /// The guardrail's reason, when a guardrail held the step down.
+    pub fn guardrail(self) -> Option<crate::decide::Reason> {
+        use crate::decide::Reason;
+        match self {
+            Self::Paused => Some(Reason::Paused),
+            Self::Frozen => Some(Reason::Frozen),
+            Self::MaxChanges => Some(Reason::MaxChanges),
+            _ => None,
+        }
+    }
+
     /// The contract's code.
     pub fn code(self) -> &'static str {
         match self {

@@ -50,6 +50,8 @@ pub struct AppState {
     pub reads_need_token: bool,
     /// `state.retention`: `/status` lists the instances seen within it.
     pub retention: std::time::Duration,
+    /// The notification outbox's counts, for `/status`.
+    pub outbox: Arc<crate::notify::OutboxCounts>,
 }
 
 /// Starts serving on `listener` until `stop` completes.

@@ -85,6 +85,10 @@ pub fn status_json(state: &AppState) -> Value {
         "store": { "healthy": state.store.healthy() },
         "instances": instances,
         "pauses": super::admin::pauses_json(state),
+        "notify": {
+            "pending": state.outbox.pending(),
+            "dropped": state.outbox.dropped(),
+        },
     })
 }
 

@@ -66,7 +66,7 @@ pub async fn receive(
     // not be acknowledged.
     // Taken first, so that a decision on arrival is never older than its alarm.
     let received_at = state.clock.now();
-    let next = match state.executor.decide_now(&alarm) {
+    let mut next = match state.executor.decide_now(&alarm) {
         Some(quick) => Next::Decided(quick),
         None => match state.queue.try_reserve() {
             Ok(slot) => Next::Queue(slot),
@@ -92,8 +92,15 @@ pub async fn receive(
         message: alarm.message.clone(),
         triggered_at: alarm.triggered_at.clone(),
     };
-    let written = match &next {
-        Next::Decided(quick) => state.store.record_decided_alarm(record, quick.row()).await,
+    let written = match &mut next {
+        Next::Decided(quick) => {
+            let notes = quick.take_notes();
+            state
+                .store
+                .with_notes(notes)
+                .record_decided_alarm(record, quick.row())
+                .await
+        }
         Next::Queue(_) => state.store.record_alarm(record).await,
     };
     let alarm_id = match written {

@@ -405,8 +405,8 @@ impl Store {
         alarm: NewAlarm,
         decision: NewDecision,
     ) -> impl Future<Output = Result<AlarmId, StoreError>> + Send + 'static {
-        let done = self.submit(Command::RecordDecidedAlarm(alarm, decision));
-        async move { created(done.await?) }
+        self.with_notes(Vec::new())
+            .record_decided_alarm(alarm, decision)
     }
 
     /// Records the decision on alarm `alarm_id`; with `change`, records the change in phase

@@ -135,6 +135,17 @@ impl WithNotes<'_> {
         store.submit(self.wrap(Command::RecordDecision(alarm_id, decision, change)))
     }
 
+    /// [`Store::record_decided_alarm`], with the notes.
+    pub fn record_decided_alarm(
+        self,
+        alarm: super::NewAlarm,
+        decision: NewDecision,
+    ) -> impl Future<Output = Result<AlarmId, StoreError>> + Send + 'static {
+        let store = self.store;
+        let done = store.submit(self.wrap(Command::RecordDecidedAlarm(alarm, decision)));
+        async move { super::created(done.await?) }
+    }
+
     /// [`Store::finish_change`], with the notes.
     pub fn finish_change(
         self,
