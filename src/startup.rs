@@ -296,7 +296,11 @@ impl Application {
         let notifications = if sinks.is_empty() {
             "off (no [notify] sink configured)".to_owned()
         } else {
-            sinks.iter().map(|sink| sink.name()).collect::<Vec<_>>().join(", ")
+            sinks
+                .iter()
+                .map(|sink| sink.name())
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         let scale_down = match rules.snapshot().rules.scale_down() {
             Some(section) => format!(

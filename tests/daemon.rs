@@ -1,6 +1,8 @@
 //! The daemon, black-box: the real application on port 0 against the in-process fake
 //! CloudAMQP, over HTTP. Process-level tests (signals, kill -9) are in `daemon_process.rs`.
 
+#[path = "notify_support/mod.rs"]
+mod capture;
 #[path = "state_query/mod.rs"]
 mod state_query;
 #[path = "daemon_support/mod.rs"]
@@ -12,6 +14,8 @@ mod changes;
 mod failures;
 #[path = "daemon/guardrails.rs"]
 mod guardrails;
+#[path = "daemon/notify.rs"]
+mod notify;
 #[path = "daemon/pauses.rs"]
 mod pauses;
 #[path = "daemon/reload.rs"]

@@ -148,7 +148,7 @@ pub fn change_started(
         change: Some(change.json("started")),
         detail: detail.to_owned(),
         summary: format!(
-            "{}: {verb} {} -> {} ({}, rule {})",
+            "{}: {verb} {} → {} ({}, rule {})",
             about.label(),
             change.from,
             change.to,
@@ -174,7 +174,7 @@ pub fn change_finished(
         (
             EventKind::ChangeCompleted,
             format!(
-                "{}: plan changed {} -> {} ({}, rule {})",
+                "{}: plan changed {} → {} ({}, rule {})",
                 about.label(),
                 change.from,
                 change.to,
@@ -186,7 +186,7 @@ pub fn change_finished(
         (
             EventKind::ChangeFailed,
             format!(
-                "{}: plan change {} -> {} {}: needs a human{}",
+                "{}: plan change {} → {} {}: needs a human{}",
                 about.label(),
                 change.from,
                 change.to,
@@ -198,12 +198,13 @@ pub fn change_finished(
     Event {
         instance: Some(about.json()),
         change: Some(change.json(result)),
-        detail: detail.unwrap_or(if completed {
-            "CloudAMQP reports the instance on its new plan, every node running"
-        } else {
-            "the change did not finish"
-        })
-        .to_owned(),
+        detail: detail
+            .unwrap_or(if completed {
+                "CloudAMQP reports the instance on its new plan, every node running"
+            } else {
+                "the change did not finish"
+            })
+            .to_owned(),
         summary,
         ..event(kind, mode, at)
     }
@@ -224,7 +225,7 @@ pub fn change_blocked(
         reason: Some(reason.to_owned()),
         detail: detail.to_owned(),
         summary: format!(
-            "{}: change {} -> {} held back ({reason}): {detail}",
+            "{}: change {} → {} held back ({reason}): {detail}",
             about.label(),
             change.from,
             change.to
@@ -358,7 +359,10 @@ mod tests {
         let body = serde_json::to_value(&event).unwrap();
         assert_eq!(body["type"], "change.started");
         assert_eq!(body["mode"], "live");
-        assert_eq!(body["instance"], serde_json::json!({"id": 4242, "name": "prod"}));
+        assert_eq!(
+            body["instance"],
+            serde_json::json!({"id": 4242, "name": "prod"})
+        );
         assert_eq!(
             body["change"],
             serde_json::json!({"from": "bunny-1", "to": "hare-1", "direction": "up",
@@ -367,15 +371,12 @@ mod tests {
         assert!(body["reason"].is_null());
         assert_eq!(
             body["summary"],
-            "prod (4242): changing plan bunny-1 -> hare-1 (up, rule memory-high)"
+            "prod (4242): changing plan bunny-1 → hare-1 (up, rule memory-high)"
         );
         let failed = change_finished(
             Mode::DryRun,
             at("2026-12-04T17:10:00Z"),
-            About {
-                id: 7,
-                name: None,
-            },
+            About { id: 7, name: None },
             UP,
             "timed_out",
             Some("not finished within 30m"),
@@ -384,7 +385,7 @@ mod tests {
         assert_eq!(failed.mode, Mode::DryRun);
         assert_eq!(
             failed.summary,
-            "instance 7: plan change bunny-1 -> hare-1 timed out: needs a human (not finished within 30m)"
+            "instance 7: plan change bunny-1 → hare-1 timed out: needs a human (not finished within 30m)"
         );
         assert_ne!(failed.id, event.id, "every event its own id");
     }

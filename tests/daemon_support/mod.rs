@@ -281,6 +281,22 @@ impl TestApp {
     }
 
     /// Waits for the instance's last change to have a result.
+    /// Polls `/status` until `done` holds for it (at most 15 s).
+    pub async fn wait_for_status(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let started = Instant::now();
+        loop {
+            let status = self.status().await;
+            if done(&status) {
+                return status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "timed out waiting for {what}: {status:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn wait_for_result(&self, within: Duration) -> Value {
         self.wait_for("a finished change", within, |i| {
             i["change"].is_null() && !i["last_change"].is_null()
