@@ -22,6 +22,8 @@ mod pauses;
 mod reload;
 #[path = "daemon/restart.rs"]
 mod restart;
+#[path = "daemon/retention.rs"]
+mod retention;
 #[path = "daemon/scale_down.rs"]
 mod scale_down;
 #[path = "daemon/scale_down_floor.rs"]

@@ -380,3 +380,69 @@ async fn a_sighup_during_start_up_does_not_kill_the_daemon() {
     }
     panic!("in 5 starts, no SIGHUP reached the daemon before it served");
 }
+
+#[path = "notify_support/mod.rs"]
+mod capture;
+
+/// Events recorded while their sink was down survive a `kill -9` and are delivered after
+/// the restart, once each; neither the sink's URL nor its secret is ever logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_pending_at_a_kill_9_are_delivered_after_the_restart() {
+    let (_fake, running) = fake(Timeline {
+        lag: std::time::Duration::from_millis(50),
+        reconfigure: std::time::Duration::from_millis(100),
+        stuck: false,
+    })
+    .await;
+    let dir = workdir();
+    let secret = "process-notify-secret-91ab";
+    // Nothing listens on the sink's port yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/private-hook-path");
+    let env = [
+        ("AUTOSCALER__NOTIFY__WEBHOOK__URL", url.as_str()),
+        ("AUTOSCALER__NOTIFY__WEBHOOK__SECRET", secret),
+    ];
+    let mut daemon = Daemon::start_with(dir.path(), &running.base_url(), true, &env);
+    assert_eq!(daemon.alarm(MEMORY_85).await, 202);
+    daemon
+        .wait_for("two events pending", |s| s["notify"]["pending"] == 2)
+        .await;
+    daemon.signal("KILL");
+    assert_eq!(daemon.wait(), None, "killed by a signal");
+    let mut log = daemon.log();
+
+    // The sink comes up on that port; the restarted daemon delivers both, in order.
+    let sink = capture::Capture::start_on(port).await;
+    let daemon = Daemon::start_with(dir.path(), &running.base_url(), true, &env);
+    let started = std::time::Instant::now();
+    while sink.requests().len() < 2 {
+        assert!(
+            started.elapsed() < support::WITHIN,
+            "{:?}\n{}",
+            sink.requests(),
+            daemon.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let types: Vec<String> = sink
+        .requests()
+        .iter()
+        .map(|r| r.json()["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(types, ["change.started", "change.completed"]);
+    daemon
+        .wait_for("nothing pending", |s| s["notify"]["pending"] == 0)
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(sink.requests().len(), 2, "each once");
+    log.push_str(&daemon.log());
+    for hidden in [secret, "private-hook-path"] {
+        assert!(!log.contains(hidden), "{hidden} in the log:\n{log}");
+    }
+    daemon.assert_no_secrets();
+}

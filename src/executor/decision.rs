@@ -563,7 +563,7 @@ impl Executor {
         };
         inner
             .metrics
-            .decision(if live { "change" } else { "would_change" }, "change");
+            .decision(if live { "change" } else { "would_change" }, "");
         inner.book.update(id, |state| {
             state.show_decision(LastDecision {
                 at: now,

@@ -390,7 +390,7 @@ impl Executor {
         };
         self.note_started(id, now);
         let decision = if live { "change" } else { "would_change" };
-        inner.metrics.decision(decision, "change");
+        inner.metrics.decision(decision, "");
         inner.book.update(id, |state| {
             state
                 .schedule_runs

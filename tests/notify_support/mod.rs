@@ -71,7 +71,16 @@ pub struct Capture {
 impl Capture {
     /// Serves until the runtime ends, answering `script` in order, then 200.
     pub async fn start(script: Vec<Reply>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve_on(TcpListener::bind("127.0.0.1:0").await.unwrap(), script)
+    }
+
+    /// On a given port (answering 200 to everything).
+    pub async fn start_on(port: u16) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        Self::serve_on(listener, Vec::new())
+    }
+
+    fn serve_on(listener: TcpListener, script: Vec<Reply>) -> Self {
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new(Mutex::new(VecDeque::from(script)));
