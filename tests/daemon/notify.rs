@@ -299,3 +299,38 @@ async fn events_pending_at_a_stop_are_delivered_after_the_restart() {
     app.wait_for_status("nothing pending", |s| s["notify"]["pending"] == 0)
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_top_of_the_ladder_is_heard_once_per_cooldown() {
+    let capture = Capture::start(Vec::new()).await;
+    let rules = guardrails::rules("").replace("cooldown = \"100ms\"", "cooldown = \"1h\"");
+    let app = spawn_app(Spawn {
+        env: env(&[
+            ("AUTOSCALER__NOTIFY__WEBHOOK__URL", capture.url("/hook")),
+            ("AUTOSCALER__NOTIFY__PAGERDUTY__ROUTING_KEY", ROUTING_KEY.into()),
+            ("AUTOSCALER__NOTIFY__PAGERDUTY__URL", capture.url("/pd")),
+        ]),
+        rules: Some(rules),
+        instances: vec![crate::support::SeedInstance::new(ID, "prod", "panda-1")],
+        ..guardrails::spawn("")
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(app.alarm(MEMORY_85).await.status(), StatusCode::ACCEPTED);
+        skipped(&app, "top_of_ladder").await;
+    }
+    let hook = received(&capture, "/hook", 1).await;
+    let body = hook[0].json();
+    assert_eq!(body["type"], "ladder.top");
+    assert_eq!(body["reason"], "top_of_ladder");
+    assert!(body["change"].is_null());
+    let pd = received(&capture, "/pd", 1).await;
+    let trigger = pd[0].json();
+    assert_eq!(trigger["event_action"], "trigger");
+    assert_eq!(
+        trigger["dedup_key"],
+        format!("cloudamqp-autoscaler/{ID}/ladder.top")
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(capture.requests().len(), 2, "one event, to two sinks");
+}
