@@ -10,6 +10,7 @@
 mod commands;
 mod lifecycle;
 mod open;
+pub mod read;
 mod recover;
 pub mod replies;
 mod rows;
@@ -31,6 +32,9 @@ use commands::{Command, Done};
 use lifecycle::Inner;
 use writer::Job;
 
+pub use read::{
+    EventKind, HistoryEvent, HistoryQuery, PlanTimeline, Reader, TimelineAlarm, TimelineChange,
+};
 pub use schema::SCHEMA_VERSION;
 
 /// The database file inside `state.dir`.
@@ -364,6 +368,12 @@ pub enum StoreError {
     Write(String),
     #[error("the state store is closed")]
     Closed,
+    /// A reader found no database: no daemon has run with this `state.dir` yet.
+    #[error("no state store at {0}: no daemon has run with this state.dir yet (check state.dir or --config)")]
+    Missing(String),
+    /// A read failed after the database opened.
+    #[error("cannot read the state store: {0}")]
+    Read(String),
 }
 
 impl Store {
