@@ -11,6 +11,7 @@ mod commands;
 mod lifecycle;
 mod open;
 pub mod read;
+mod read_text;
 mod recover;
 pub mod replies;
 mod rows;
