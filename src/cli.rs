@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{self, check, explain, pause, plans, resume, serve};
+use crate::commands::{self, check, explain, history, pause, plans, resume, serve};
 
 /// Keeps a CloudAMQP cluster on the right plan: alarm webhook in, plan change out.
 #[derive(Debug, Parser)]
@@ -41,6 +41,9 @@ pub enum Command {
     Pause(pause::PauseArgs),
     /// End a pause (or, without an id, every pause in force) through the running daemon.
     Resume(resume::ResumeArgs),
+    /// What happened, newest first: alarms, decisions and changes, read from the state
+    /// store (read-only; works while a daemon runs and when it is stopped).
+    History(history::HistoryArgs),
 }
 
 /// Runs a parsed command line, printing to `out` and `err`.
@@ -57,6 +60,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
         Command::Plans(args) => commands::plans::run(cli.config.as_deref(), args, out),
         Command::Pause(args) => commands::pause::run(cli.config.as_deref(), args, out),
         Command::Resume(args) => commands::resume::run(cli.config.as_deref(), args, out),
+        Command::History(args) => commands::history::run(cli.config.as_deref(), args, out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,7 @@ mod check_guard;
 mod daemon_client;
 pub mod explain;
 mod explain_down;
+pub mod history;
 pub mod pause;
 pub mod plans;
 pub mod resume;
