@@ -12,6 +12,8 @@ mod changes;
 mod failures;
 #[path = "daemon/guardrails.rs"]
 mod guardrails;
+#[path = "daemon/history.rs"]
+mod history;
 #[path = "daemon/pauses.rs"]
 mod pauses;
 #[path = "daemon/reload.rs"]

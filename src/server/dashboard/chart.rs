@@ -93,7 +93,10 @@ pub fn render(input: &ChartInput<'_>) -> Markup {
             @for (at, name) in &days {
                 @let tick = x(*at);
                 line class="day" x1=(tick) x2=(tick) y1=(TOP) y2=(plot_bottom + ALARM_STRIP) {}
-                text class="day-label" x=(tick + 3.0) y=(height - 5.0) { (name) }
+                // A label that would run off the right edge is left out.
+                @if tick < WIDTH - RIGHT - 40.0 {
+                    text class="day-label" x=(tick + 3.0) y=(height - 5.0) { (name) }
+                }
             }
             @if let Some(d) = &path {
                 path class="plan-line" d=(d) {}
