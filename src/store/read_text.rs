@@ -67,9 +67,10 @@ impl HistoryEvent {
     pub fn why(&self) -> Option<String> {
         match &self.what {
             EventKind::Alarm { .. } => None,
+            // The sentence often names the rule already.
             EventKind::Decision { rule, detail, .. } => Some(match rule {
-                Some(rule) => format!("rule {rule}: {detail}"),
-                None => detail.clone(),
+                Some(rule) if !detail.contains(rule.as_str()) => format!("rule {rule}: {detail}"),
+                _ => detail.clone(),
             }),
             EventKind::Change {
                 rule,

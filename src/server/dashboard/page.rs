@@ -53,7 +53,7 @@ section.instance.attention { border: 2px solid var(--bad); box-shadow: 0 0 0 3px
 .instance h2 .id { color: var(--muted); font-weight: 400; font-size: .9rem; }
 .alert { background: #fee2e2; color: var(--bad); border-radius: 6px; padding: .4rem .7rem;
   margin: 0 0 .7rem; font-weight: 600; }
-dl.facts { display: grid; grid-template-columns: repeat(auto-fill, minmax(170px, 1fr));
+dl.facts { display: grid; grid-template-columns: repeat(auto-fill, minmax(140px, 1fr));
   gap: .5rem 1rem; margin: 0 0 .8rem; }
 dl.facts div { min-width: 0; }
 dl.facts dt { color: var(--muted); font-size: .78rem; text-transform: uppercase;
@@ -63,7 +63,10 @@ dl.facts dd { margin: 0; font-weight: 600; overflow-wrap: anywhere; }
 .rungs span { flex: 1; height: 6px; background: var(--line); border-radius: 2px; }
 .rungs span.on { background: var(--accent); }
 .why { color: var(--muted); font-size: .9rem; margin: .2rem 0 .6rem; overflow-wrap: anywhere; }
-svg.chart { width: 100%; height: auto; display: block; background: #fbfcfe;
+/* On a phone the chart keeps a legible size and scrolls sideways, starting at its right
+   end (now): an rtl box opens scrolled to its end, no script needed. */
+.chart-wrap { overflow-x: auto; direction: rtl; }
+svg.chart { direction: ltr; width: 100%; min-width: 540px; height: auto; display: block; background: #fbfcfe;
   border: 1px solid var(--line); border-radius: 6px; }
 svg .rung { stroke: #eef1f5; }
 svg .day { stroke: #e3e7ee; stroke-dasharray: 2 3; }
@@ -283,13 +286,15 @@ fn instance_card(card: &Card<'_>, now: Timestamp, link: bool) -> Markup {
                         view.plan.as_deref(),
                         timeline,
                     );
-                    (chart::render(&chart::ChartInput {
-                        from: card.chart_from,
-                        to: now,
-                        plans,
-                        current_plan: view.plan.as_deref(),
-                        timeline,
-                    }))
+                    div.chart-wrap {
+                        (chart::render(&chart::ChartInput {
+                            from: card.chart_from,
+                            to: now,
+                            plans,
+                            current_plan: view.plan.as_deref(),
+                            timeline,
+                        }))
+                    }
                     p.legend {
                         "Last 7 days: " b.l-line { "━ plan" } " · " b.l-alarm { "▲ alarm" }
                         " · " b.l-ok { "┆ change completed" } " · " b.l-bad { "┆ failed" }
