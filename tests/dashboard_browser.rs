@@ -131,7 +131,12 @@ async fn chromium_shows_each_instance_its_plan_and_a_chart_with_marks() {
         let instance_dom = browse(profile.path(), &["--dump-dom"], &instance);
         let shots = [
             screenshot(profile.path(), &overview, "1100,760", "dashboard.png"),
-            screenshot(profile.path(), &instance, "1100,1000", "dashboard-instance.png"),
+            screenshot(
+                profile.path(),
+                &instance,
+                "1100,1000",
+                "dashboard-instance.png",
+            ),
             screenshot(profile.path(), &instance, "390,1400", "dashboard-phone.png"),
         ];
         (dom, instance_dom, shots)
@@ -142,11 +147,24 @@ async fn chromium_shows_each_instance_its_plan_and_a_chart_with_marks() {
     for (page, dom) in [("/", &dom), ("/instances/{id}", &instance_dom)] {
         assert!(dom.contains(">prod<"), "{page}: the instance's name\n{dom}");
         assert!(dom.contains(&format!("id {ID}")), "{page}: its id");
-        assert!(dom.contains(r#"class="plan">hare-1<"#), "{page}: its plan\n{dom}");
+        assert!(
+            dom.contains(r#"class="plan">hare-1<"#),
+            "{page}: its plan\n{dom}"
+        );
         assert!(dom.contains("2 of 8 on single"), "{page}: its rung");
-        assert!(dom.contains("<svg") && dom.contains(r#"class="plan-line""#), "{page}");
-        assert_eq!(dom.matches(r#"class="mark alarm""#).count(), 2, "{page}: alarms");
-        assert!(dom.contains(r#"class="mark change completed""#), "{page}: the change");
+        assert!(
+            dom.contains("<svg") && dom.contains(r#"class="plan-line""#),
+            "{page}"
+        );
+        assert_eq!(
+            dom.matches(r#"class="mark alarm""#).count(),
+            2,
+            "{page}: alarms"
+        );
+        assert!(
+            dom.contains(r#"class="mark change completed""#),
+            "{page}: the change"
+        );
     }
     assert!(instance_dom.contains("skip (cooldown)"), "{instance_dom}");
     assert!(instance_dom.contains("change up bunny-1 -&gt; hare-1: completed"));

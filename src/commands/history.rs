@@ -91,7 +91,11 @@ pub fn timeline(events: &[HistoryEvent]) -> String {
     }
     let instances: Vec<String> = events.iter().map(HistoryEvent::instance_label).collect();
     let whats: Vec<String> = events.iter().map(HistoryEvent::what).collect();
-    let instance_width = instances.iter().map(|i| i.chars().count()).max().unwrap_or(0);
+    let instance_width = instances
+        .iter()
+        .map(|i| i.chars().count())
+        .max()
+        .unwrap_or(0);
     let what_width = whats.iter().map(|w| w.chars().count()).max().unwrap_or(0);
     let mut text = String::new();
     for ((event, instance), what) in events.iter().zip(&instances).zip(&whats) {

@@ -123,10 +123,7 @@ mod tests {
         assert_eq!(parse_query("").unwrap(), HistoryQuery::default());
         let query = parse_query("instance=7&since=2026-11-26T17:00:00%2B01:00&limit=5").unwrap();
         assert_eq!(query.instance, Some(7));
-        assert_eq!(
-            query.since,
-            Some("2026-11-26T16:00:00Z".parse().unwrap())
-        );
+        assert_eq!(query.since, Some("2026-11-26T16:00:00Z".parse().unwrap()));
         assert_eq!(query.limit, 5);
         for (bad, named) in [
             ("instance=prod", "instance"),
@@ -139,7 +136,10 @@ mod tests {
             ("limit=1&limit=2", "limit"),
         ] {
             let message = parse_query(bad).unwrap_err();
-            assert!(message.starts_with(named) || message.contains(named), "{bad}: {message}");
+            assert!(
+                message.starts_with(named) || message.contains(named),
+                "{bad}: {message}"
+            );
         }
         assert_eq!(parse_query("limit=1000").unwrap().limit, 1000);
     }

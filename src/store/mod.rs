@@ -370,7 +370,9 @@ pub enum StoreError {
     #[error("the state store is closed")]
     Closed,
     /// A reader found no database: no daemon has run with this `state.dir` yet.
-    #[error("no state store at {0}: no daemon has run with this state.dir yet (check state.dir or --config)")]
+    #[error(
+        "no state store at {0}: no daemon has run with this state.dir yet (check state.dir or --config)"
+    )]
     Missing(String),
     /// A read failed after the database opened.
     #[error("cannot read the state store: {0}")]

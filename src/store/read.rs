@@ -244,7 +244,7 @@ impl Reader {
         events.extend(filter.read(&tx, CHANGE_EVENTS, change_event)?);
         let names = instance_names(&tx)?;
         tx.finish().map_err(read_failed)?;
-        events.sort_by(|a, b| b.0.cmp(&a.0));
+        events.sort_by_key(|(key, _)| std::cmp::Reverse(*key));
         events.truncate(limit);
         Ok(events
             .into_iter()
@@ -482,7 +482,10 @@ fn alarm_decision(row: &Row<'_>) -> rusqlite::Result<(SortKey, HistoryEvent)> {
         source: "alarm",
         alarm_id: Some(id),
     };
-    Ok(((at, 1, id), event(at, optional_instance(row, "instance_id")?, what)))
+    Ok((
+        (at, 1, id),
+        event(at, optional_instance(row, "instance_id")?, what),
+    ))
 }
 
 fn look_decision(row: &Row<'_>) -> rusqlite::Result<(SortKey, HistoryEvent)> {
@@ -499,7 +502,10 @@ fn look_decision(row: &Row<'_>) -> rusqlite::Result<(SortKey, HistoryEvent)> {
         source: "look",
         alarm_id: None,
     };
-    Ok(((at, 1, id), event(at, Some(instance_id(row, "instance_id")?), what)))
+    Ok((
+        (at, 1, id),
+        event(at, Some(instance_id(row, "instance_id")?), what),
+    ))
 }
 
 fn schedule_decision(row: &Row<'_>) -> rusqlite::Result<(SortKey, HistoryEvent)> {
@@ -516,7 +522,10 @@ fn schedule_decision(row: &Row<'_>) -> rusqlite::Result<(SortKey, HistoryEvent)>
         source: "schedule",
         alarm_id: None,
     };
-    Ok(((at, 1, id), event(at, Some(instance_id(row, "instance_id")?), what)))
+    Ok((
+        (at, 1, id),
+        event(at, Some(instance_id(row, "instance_id")?), what),
+    ))
 }
 
 fn change_event(row: &Row<'_>) -> rusqlite::Result<(SortKey, HistoryEvent)> {
@@ -536,7 +545,10 @@ fn change_event(row: &Row<'_>) -> rusqlite::Result<(SortKey, HistoryEvent)> {
         needs_attention: row.get("needs_attention")?,
         detail: row.get("detail")?,
     };
-    Ok(((at, 2, id), event(at, Some(instance_id(row, "instance_id")?), what)))
+    Ok((
+        (at, 2, id),
+        event(at, Some(instance_id(row, "instance_id")?), what),
+    ))
 }
 
 fn instance_names(conn: &Connection) -> Result<HashMap<u64, String>, StoreError> {

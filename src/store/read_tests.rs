@@ -148,7 +148,12 @@ fn history_filters_by_instance_time_and_limit() {
     assert_eq!(newest.len(), 3);
     assert_eq!(newest[0].at, at("2026-11-26T19:00:00Z"));
     assert!(reader.history(&query(None, None, 0)).unwrap().is_empty());
-    assert!(reader.history(&query(Some(99), None, 10)).unwrap().is_empty());
+    assert!(
+        reader
+            .history(&query(Some(99), None, 10))
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -210,9 +215,7 @@ fn every_history_query_walks_an_index_in_time_order() {
 fn a_plan_timeline_has_the_changes_and_alarms_since_a_time() {
     let dir = store_with(HISTORY);
     let reader = Reader::open(dir.path()).unwrap();
-    let timeline = reader
-        .plan_timeline(7, at("2026-11-26T00:00:00Z"))
-        .unwrap();
+    let timeline = reader.plan_timeline(7, at("2026-11-26T00:00:00Z")).unwrap();
     assert_eq!(timeline.plan_at_start.as_deref(), Some("bunny-1"));
     assert_eq!(timeline.changes.len(), 1);
     assert!(timeline.changes[0].moved_plan());
@@ -220,9 +223,7 @@ fn a_plan_timeline_has_the_changes_and_alarms_since_a_time() {
         timeline.alarms.iter().map(|a| a.at).collect::<Vec<_>>(),
         [at("2026-11-26T17:00:00Z"), at("2026-11-26T18:00:00Z")]
     );
-    let later = reader
-        .plan_timeline(7, at("2026-11-26T17:30:00Z"))
-        .unwrap();
+    let later = reader.plan_timeline(7, at("2026-11-26T17:30:00Z")).unwrap();
     assert_eq!(later.plan_at_start, None);
     assert!(later.changes.is_empty());
     assert_eq!(later.alarms.len(), 1);

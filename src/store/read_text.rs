@@ -43,8 +43,7 @@ impl HistoryEvent {
                 ("skip", ..) => format!("skip ({})", reason.as_deref().unwrap_or("no reason")),
                 (word, Some(from), Some(to)) => {
                     let direction = direction.map_or("", |d| d.as_str());
-                    format!("decided {word} {direction} {from} -> {to}")
-                        .replace("  ", " ")
+                    format!("decided {word} {direction} {from} -> {to}").replace("  ", " ")
                 }
                 (word, ..) => format!("decided {word}"),
             },

@@ -96,10 +96,7 @@ async fn history_answers_alarms_decisions_and_changes_newest_first_and_filters()
         assert!(error.contains(named), "{query}: {error}");
     }
     let response = app.http.post(format!("{}/history", app.base)).send().await;
-    assert_eq!(
-        response.unwrap().status(),
-        StatusCode::METHOD_NOT_ALLOWED
-    );
+    assert_eq!(response.unwrap().status(), StatusCode::METHOD_NOT_ALLOWED);
 
     // A store that cannot be read (its file moved away under the daemon): 503.
     let db = app.state_dir.join("autoscaler.sqlite3");
@@ -157,7 +154,10 @@ async fn the_history_command_reads_the_store_while_the_daemon_runs_and_after_it_
     // Each line starts with its time, RFC 3339 in UTC.
     for line in &lines {
         let at = line.split_whitespace().next().unwrap();
-        assert!(at.ends_with('Z') && at.parse::<jiff::Timestamp>().is_ok(), "{line}");
+        assert!(
+            at.ends_with('Z') && at.parse::<jiff::Timestamp>().is_ok(),
+            "{line}"
+        );
     }
 
     let stopped = app.stop().await;
@@ -196,27 +196,38 @@ async fn the_dashboard_escapes_what_it_shows_and_answers_404_for_an_unknown_inst
         );
         let page = response.text().await.unwrap();
         assert!(!page.contains(HOSTILE_NAME), "{path}: unescaped name");
-        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{path}");
+        assert!(
+            page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{path}"
+        );
         assert!(!page.contains("<script"), "{path}");
         assert!(page.contains(r#"name="viewport""#), "{path}");
         assert!(page.contains("hare-1") && page.contains(&ID.to_string()));
         assert!(page.contains("<svg") && page.contains(r#"class="mark alarm""#));
         assert!(page.contains(r#"class="mark change completed""#), "{path}");
         // No external assets.
-        assert!(!page.contains("src=\"http") && !page.contains("href=\"http"), "{path}");
+        assert!(
+            !page.contains("src=\"http") && !page.contains("href=\"http"),
+            "{path}"
+        );
     }
-    let page = app.get(&format!("/instances/{ID}")).await.text().await.unwrap();
+    let page = app
+        .get(&format!("/instances/{ID}"))
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains("History") && page.contains("skip (cooldown)"));
     for unknown in ["/instances/42", "/instances/%3Cb%3E"] {
         let response = app.get(unknown).await;
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{unknown}");
         let page = response.text().await.unwrap();
-        assert!(page.contains("No such instance") && !page.contains("<b>"), "{page}");
+        assert!(
+            page.contains("No such instance") && !page.contains("<b>"),
+            "{page}"
+        );
     }
-    assert_eq!(
-        app.get("/instances").await.status(),
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(app.get("/instances").await.status(), StatusCode::NOT_FOUND);
     app.stop().await;
 }
 
@@ -228,7 +239,11 @@ async fn off_loopback_the_history_and_the_dashboard_need_the_admin_token() {
             .env("AUTOSCALER__SERVER__ADMIN_TOKEN", ADMIN),
     )
     .await;
-    for path in ["/history".to_owned(), "/".into(), format!("/instances/{ID}")] {
+    for path in [
+        "/history".to_owned(),
+        "/".into(),
+        format!("/instances/{ID}"),
+    ] {
         let response = app.get(&path).await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
         assert!(

@@ -201,7 +201,12 @@ fn day_ticks(from: Timestamp, to: Timestamp) -> Vec<(Timestamp, String)> {
             break;
         }
         if day > from {
-            ticks.push((day, day.to_zoned_datetime(utc.clone()).strftime("%a %d").to_string()));
+            ticks.push((
+                day,
+                day.to_zoned_datetime(utc.clone())
+                    .strftime("%a %d")
+                    .to_string(),
+            ));
         }
         match day.checked_add(SignedDuration::from_hours(24)) {
             Ok(next) => day = next,

@@ -85,7 +85,10 @@ pub async fn instance(
     })
     .await
     .map_err(|e| unreadable(&e));
-    html(StatusCode::OK, instance_page(&header, &view, &read_back, from))
+    html(
+        StatusCode::OK,
+        instance_page(&header, &view, &read_back, from),
+    )
 }
 
 fn instance_page(
@@ -128,7 +131,8 @@ fn header<'a>(
 }
 
 fn chart_from(now: Timestamp) -> Timestamp {
-    now.checked_sub(CHART_WINDOW).unwrap_or(Timestamp::UNIX_EPOCH)
+    now.checked_sub(CHART_WINDOW)
+        .unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
 /// A page whose history could not be read still shows what the daemon knows; the reason
