@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{self, check, explain, notify, pause, plans, resume, serve};
+use crate::commands::{self, check, explain, history, notify, pause, plans, resume, serve};
 
 /// Keeps a CloudAMQP cluster on the right plan: alarm webhook in, plan change out.
 #[derive(Debug, Parser)]
@@ -43,6 +43,9 @@ pub enum Command {
     Resume(resume::ResumeArgs),
     /// Notification sinks: `notify test` sends each configured sink a test event.
     Notify(notify::NotifyArgs),
+    /// What happened, newest first: alarms, decisions and changes, read from the state
+    /// store (read-only; works while a daemon runs and when it is stopped).
+    History(history::HistoryArgs),
 }
 
 /// Runs a parsed command line, printing to `out` and `err`.
@@ -60,6 +63,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
         Command::Pause(args) => commands::pause::run(cli.config.as_deref(), args, out),
         Command::Resume(args) => commands::resume::run(cli.config.as_deref(), args, out),
         Command::Notify(args) => commands::notify::run(cli.config.as_deref(), args, out),
+        Command::History(args) => commands::history::run(cli.config.as_deref(), args, out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -16,6 +16,8 @@ mod failures;
 mod guardrails;
 #[path = "daemon/notify.rs"]
 mod notify;
+#[path = "daemon/history.rs"]
+mod history;
 #[path = "daemon/pauses.rs"]
 mod pauses;
 #[path = "daemon/reload.rs"]

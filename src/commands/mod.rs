@@ -6,6 +6,7 @@ mod daemon_client;
 pub mod explain;
 mod explain_down;
 pub mod notify;
+pub mod history;
 pub mod pause;
 pub mod plans;
 pub mod resume;

@@ -1,11 +1,14 @@
-//! The HTTP face: the webhook, health, readiness, metrics and status, and the admin API
-//! (pauses), as the contract lists them. Handlers only authenticate, parse, record and enqueue; nothing here waits
+//! The HTTP face: the webhook, health, readiness, metrics and status, the admin API
+//! (pauses), the history and the dashboard, as the contract lists them. Handlers only authenticate, parse, record and enqueue; nothing here waits
 //! on CloudAMQP.
 
 pub mod admin;
 mod auth;
+mod dashboard;
 mod errors;
+pub mod history;
 mod observe;
+pub mod view;
 mod webhook;
 
 use std::net::TcpListener;
@@ -97,6 +100,12 @@ pub fn serve(
             .service(endpoint("/pause", web::post().to(admin::create)))
             .service(endpoint("/pause/{pause_id}", web::delete().to(admin::end)))
             .service(endpoint("/pauses", web::get().to(admin::list)))
+            .service(endpoint("/history", web::get().to(history::history)))
+            .service(endpoint("/", web::get().to(dashboard::overview)))
+            .service(endpoint(
+                "/instances/{id}",
+                web::get().to(dashboard::instance),
+            ))
             .default_service(web::to(errors::not_found))
     })
     .workers(workers)
@@ -143,6 +152,9 @@ fn route_label(path: &str) -> &'static str {
         "/status" => "/status",
         "/pause" => "/pause",
         "/pauses" => "/pauses",
+        "/history" => "/history",
+        "/" => "/",
+        path if path.starts_with("/instances/") => "/instances/{id}",
         path if path.starts_with("/pause/") => "/pause/{pause_id}",
         _ => "other",
     }

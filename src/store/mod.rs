@@ -12,6 +12,8 @@ mod lifecycle;
 mod open;
 mod outbox;
 mod prune;
+pub mod read;
+mod read_text;
 mod recover;
 pub mod replies;
 mod rows;
@@ -37,6 +39,9 @@ pub use outbox::{
     DeliveryAttempt, DeliveryOutcome, NewNotification, NoticeRow, PendingDelivery, WithNotes,
 };
 pub use prune::{Prune, Pruned};
+pub use read::{
+    EventKind, HistoryEvent, HistoryQuery, PlanTimeline, Reader, TimelineAlarm, TimelineChange,
+};
 pub use schema::SCHEMA_VERSION;
 
 /// The database file inside `state.dir`.
@@ -376,6 +381,14 @@ pub enum StoreError {
     Write(String),
     #[error("the state store is closed")]
     Closed,
+    /// A reader found no database: no daemon has run with this `state.dir` yet.
+    #[error(
+        "no state store at {0}: no daemon has run with this state.dir yet (check state.dir or --config)"
+    )]
+    Missing(String),
+    /// A read failed after the database opened.
+    #[error("cannot read the state store: {0}")]
+    Read(String),
 }
 
 impl Store {

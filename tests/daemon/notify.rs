@@ -311,7 +311,7 @@ async fn the_top_of_the_ladder_is_heard_once_per_cooldown() {
             ("AUTOSCALER__NOTIFY__PAGERDUTY__URL", capture.url("/pd")),
         ]),
         rules: Some(rules),
-        instances: vec![crate::support::SeedInstance::new(ID, "prod", "panda-1")],
+        instances: vec![cloudamqp_autoscaler::fake::SeedInstance::new(ID, "prod", "panda-1")],
         ..guardrails::spawn("")
     })
     .await;

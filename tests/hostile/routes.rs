@@ -98,8 +98,8 @@ async fn a_known_path_with_another_method_is_405_with_allow() {
 async fn unknown_and_traversal_looking_paths_are_404() {
     let app = app().await;
     // Sent raw: an HTTP client would normalise `..` away before sending.
+    // (`/` is the dashboard: a POST there is a 405, as on every known path.)
     let paths = [
-        "/",
         "/cloudamqp",
         "/cloudamqp/alarm/",
         "/cloudamqp/alarm/extra",
