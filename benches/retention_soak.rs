@@ -111,5 +111,8 @@ fn main() {
         }
         store.close().await;
     });
-    eprintln!("soak took {:.0} s of wall time", started.elapsed().as_secs_f64());
+    eprintln!(
+        "soak took {:.0} s of wall time",
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -14,10 +14,10 @@ mod changes;
 mod failures;
 #[path = "daemon/guardrails.rs"]
 mod guardrails;
-#[path = "daemon/notify.rs"]
-mod notify;
 #[path = "daemon/history.rs"]
 mod history;
+#[path = "daemon/notify.rs"]
+mod notify;
 #[path = "daemon/pauses.rs"]
 mod pauses;
 #[path = "daemon/reload.rs"]

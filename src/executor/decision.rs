@@ -16,7 +16,7 @@ pub(super) struct Outcome {
     pub(super) plan: Option<String>,
     pub(super) skip: decide::Skip,
     /// The change a guardrail held back (for its `change.blocked`).
-    pub(super) held: Option<decide::PlanChange>,
+    pub(super) held: Option<Box<decide::PlanChange>>,
 }
 
 impl Outcome {
@@ -264,7 +264,7 @@ impl Executor {
                 instance_id: Some(id),
                 plan,
                 skip: held.skip(&change.rule),
-                held: Some(change),
+                held: Some(Box::new(change)),
             });
         }
         if let Some(catalogue) = &catalogue
@@ -295,7 +295,7 @@ impl Executor {
                     instance_id: Some(id),
                     plan,
                     skip: held.skip(&change.rule),
-                    held: Some(change),
+                    held: Some(Box::new(change)),
                 });
             }
         }
@@ -378,7 +378,7 @@ impl Executor {
                     instance_id: Some(id),
                     plan: state.plan.clone(),
                     skip: held.skip(&change.rule),
-                    held: Some(change),
+                    held: Some(Box::new(change)),
                 })
             }
             _ => None,

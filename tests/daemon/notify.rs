@@ -307,11 +307,16 @@ async fn the_top_of_the_ladder_is_heard_once_per_cooldown() {
     let app = spawn_app(Spawn {
         env: env(&[
             ("AUTOSCALER__NOTIFY__WEBHOOK__URL", capture.url("/hook")),
-            ("AUTOSCALER__NOTIFY__PAGERDUTY__ROUTING_KEY", ROUTING_KEY.into()),
+            (
+                "AUTOSCALER__NOTIFY__PAGERDUTY__ROUTING_KEY",
+                ROUTING_KEY.into(),
+            ),
             ("AUTOSCALER__NOTIFY__PAGERDUTY__URL", capture.url("/pd")),
         ]),
         rules: Some(rules),
-        instances: vec![cloudamqp_autoscaler::fake::SeedInstance::new(ID, "prod", "panda-1")],
+        instances: vec![cloudamqp_autoscaler::fake::SeedInstance::new(
+            ID, "prod", "panda-1",
+        )],
         ..guardrails::spawn("")
     })
     .await;
