@@ -1,29 +1,11 @@
 //! The built binary: `check` and `explain` exit codes and output, as a user sees them.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-fn run(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cloudamqp-autoscaler"));
-    command
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // The user's environment must not steer the test.
-    for (key, _) in std::env::vars() {
-        if key.starts_with("AUTOSCALER__") || key.starts_with("CLOUDAMQP_") {
-            command.env_remove(key);
-        }
-    }
-    let mut child = command.spawn().unwrap();
-    let mut pipe = child.stdin.take().unwrap();
-    // A command that fails before reading stdin closes it: a broken pipe is its answer.
-    let _ = pipe.write_all(stdin.unwrap_or("").as_bytes());
-    drop(pipe);
-    child.wait_with_output().unwrap()
-}
+#[path = "cli_support/mod.rs"]
+mod support;
+
+use support::run;
 
 fn code(output: &Output) -> i32 {
     output.status.code().expect("exited")
@@ -418,13 +400,8 @@ fn serve_refuses_to_start_live_without_a_key_or_public_without_a_token() {
         dir.path().join("state").display()
     );
     let run_with = |env: &[&str], args: &[&str]| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_cloudamqp-autoscaler"));
-        command.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("AUTOSCALER__") || key.starts_with("CLOUDAMQP_") {
-                command.env_remove(key);
-            }
-        }
+        let mut command = support::command(args);
+        command.stdin(std::process::Stdio::null());
         // Defaults first, so the case's own variables win.
         let defaults = [state.as_str(), "AUTOSCALER__SERVER__BIND=127.0.0.1:0"];
         for pair in defaults.into_iter().chain(env.iter().copied()) {

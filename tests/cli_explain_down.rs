@@ -1,6 +1,9 @@
 //! The built binary: `explain --down`, what one scale-down look decides, as a user asks it.
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
+
+#[path = "cli_support/mod.rs"]
+mod support;
 
 const RULES: &str = r#"
 [ladders]
@@ -22,24 +25,7 @@ hours = { days = ["sun"], from = "02:00", to = "05:00", timezone = "Europe/Stock
 "#;
 
 fn run(rules: &str, args: &[&str]) -> Output {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("rules.toml");
-    std::fs::write(&path, rules).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cloudamqp-autoscaler"));
-    command
-        .arg("explain")
-        .arg("--rules")
-        .arg(&path)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (key, _) in std::env::vars() {
-        if key.starts_with("AUTOSCALER__") || key.starts_with("CLOUDAMQP_") {
-            command.env_remove(key);
-        }
-    }
-    command.output().unwrap()
+    support::explain(rules, args, None)
 }
 
 fn json(out: &Output) -> serde_json::Value {

@@ -1,8 +1,10 @@
 //! The built binary: `explain --now` with freezes and schedules — "what would happen at 16:30
 //! on Friday?" — answered by the same pure code as the daemon.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
+
+#[path = "cli_support/mod.rs"]
+mod support;
 
 const RULES: &str = r#"
 [ladders]
@@ -40,31 +42,7 @@ min_plan = "hare-1"
 const ALARM: &str = r#"{"alarm_type":"memory","value":85,"instance_id":359559}"#;
 
 fn run(args: &[&str]) -> Output {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("rules.toml");
-    std::fs::write(&path, RULES).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cloudamqp-autoscaler"));
-    command
-        .arg("explain")
-        .arg("--rules")
-        .arg(&path)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (key, _) in std::env::vars() {
-        if key.starts_with("AUTOSCALER__") || key.starts_with("CLOUDAMQP_") {
-            command.env_remove(key);
-        }
-    }
-    let mut child = command.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(ALARM.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    support::explain(RULES, args, Some(ALARM))
 }
 
 fn stdout(out: &Output) -> String {
@@ -143,13 +121,17 @@ fn check_lists_the_next_openings_in_the_zone_and_utc_and_warns_about_dst() {
     let night = "\n[[schedules]]\nname = \"night\"\ntimezone = \"Europe/Stockholm\"\nstart = \"30 2 * * *\"\nduration = \"1h\"\nmin_plan = \"hare-1\"\n";
     std::fs::write(&path, format!("{RULES}{night}")).unwrap();
     let run = |format: &str| {
-        Command::new(env!("CARGO_BIN_EXE_cloudamqp-autoscaler"))
-            .args(["check", "--rules"])
-            .arg(&path)
-            .args(["--now", "2027-03-26T12:00:00Z", "--format", format])
-            .env_remove("AUTOSCALER__RULES__PATH")
-            .output()
-            .unwrap()
+        let path = path.to_str().unwrap();
+        let args = [
+            "check",
+            "--rules",
+            path,
+            "--now",
+            "2027-03-26T12:00:00Z",
+            "--format",
+            format,
+        ];
+        support::run(&args, None)
     };
     let text = stdout(&run("text"));
     assert!(

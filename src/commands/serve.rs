@@ -147,13 +147,14 @@ fn demo_banner(addr: std::net::SocketAddr) -> String {
         "\ncloudamqp-autoscaler demo: live against a simulated CloudAMQP with instance {DEMO_INSTANCE} (\"demo\") on bunny-1.\n\
          Send it the Friday-evening alarm (memory at 85 %):\n\n  \
          curl -X POST http://{addr}/cloudamqp/alarm -d '{{\"alarm_type\":\"memory\",\"value\":85,\"instance_id\":{DEMO_INSTANCE}}}'\n\n\
-         then watch the plan change to hare-1 within seconds:\n\n  \
+         then watch the plan change to hare-1 within seconds, on the dashboard or in the JSON:\n\n  \
+         open http://{addr}/\n  \
          curl http://{addr}/status\n\n\
          Send it again: the instance is cooling down, nothing is changed twice.\n\n\
          Then stay quiet. The demo's own timings (rules in the demo state directory): after 60 s with no\n\
          alarm (quiet_for) it looks at the broker every 5 s (check_every) - the simulated broker uses\n\
          300 MiB of bunny-1's 1.6 GiB per node, within the 60 % headroom - and once the looks have\n\
          passed for 15 s (window) it steps back down to bunny-1. An alarm meanwhile starts the quiet\n\
-         minute again: watch instances.{DEMO_INSTANCE}.scale_down.last_look in /status. Ctrl-C stops.\n\n"
+         minute again: watch instances.{DEMO_INSTANCE}.scale_down.last_look in /status. To hear it too, start\n         the demo with AUTOSCALER__NOTIFY__WEBHOOK__URL (or __SLACK__URL) set. Ctrl-C stops.\n\n"
     )
 }

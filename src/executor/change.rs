@@ -496,6 +496,28 @@ impl Executor {
     }
 }
 
+/// The change's row, recorded (phase `intended`) before anything is sent; `alarm` caused
+/// it (`None`: a look or a schedule did).
+pub(super) fn new_change(
+    id: u64,
+    alarm: Option<crate::store::AlarmId>,
+    change: &crate::decide::PlanChange,
+    live: bool,
+    now: Timestamp,
+) -> crate::store::NewChange {
+    crate::store::NewChange {
+        instance_id: id,
+        alarm_id: alarm,
+        direction: change.direction,
+        from_plan: change.from.clone(),
+        to_plan: change.to.clone(),
+        rule: change.rule.clone(),
+        cooldown: change.cooldown,
+        dry_run: !live,
+        intended_at: now,
+    }
+}
+
 /// How often the end of a change is offered again to a store that could not write it.
 const RECORD_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 

@@ -4,7 +4,7 @@
 use crate::decide::{self, Decision, InstanceView, PlanPrices, Reason};
 use crate::instance::InstanceRef;
 use crate::rules::InstanceNames;
-use crate::store::{DecisionKind, NewChange, NewDecision};
+use crate::store::{DecisionKind, NewDecision};
 
 use super::state::{Finished, InstanceState, LastDecision};
 use super::{Executor, Job};
@@ -525,17 +525,7 @@ impl Executor {
             to_plan: Some(change.to.clone()),
             detail: detail.clone(),
         };
-        let new_change = NewChange {
-            instance_id: id,
-            alarm_id: Some(job.alarm_id),
-            direction: change.direction,
-            from_plan: change.from.clone(),
-            to_plan: change.to.clone(),
-            rule: change.rule.clone(),
-            cooldown: change.cooldown,
-            dry_run: !live,
-            intended_at: now,
-        };
+        let new_change = super::change::new_change(id, Some(job.alarm_id), &change, live, now);
         let notes = self.started_notes(id, &change, &detail, now);
         let change_id = match inner
             .store

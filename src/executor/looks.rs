@@ -24,7 +24,7 @@ use crate::clock::{add, between};
 use crate::cloudamqp::{ApiError, BrokerNode, Instance, ManagementAccess};
 use crate::decide::PlanChange;
 use crate::scale_down::{self, DownDecision, DownReason, Figures, LookVerdict, Step, Streak};
-use crate::store::{DecisionKind, NewChange, NewLook};
+use crate::store::{DecisionKind, NewLook};
 
 /// How often the task checks which instances are above their floor (at most; a shorter
 /// `check_every` checks more often).
@@ -425,17 +425,7 @@ impl Executor {
                 DecisionKind::WouldChange
             },
         };
-        let new_change = NewChange {
-            instance_id: id,
-            alarm_id: None,
-            direction: change.direction,
-            from_plan: change.from.clone(),
-            to_plan: change.to.clone(),
-            rule: change.rule.clone(),
-            cooldown: change.cooldown,
-            dry_run: !live,
-            intended_at: now,
-        };
+        let new_change = super::change::new_change(id, None, &change, live, now);
         let notes = self.started_notes(id, &change, &detail, now);
         let change_id = match inner
             .store

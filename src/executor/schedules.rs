@@ -23,7 +23,7 @@ use crate::clock::between;
 use crate::cloudamqp::InstanceSummary;
 use crate::decide::{Direction, PlanChange, Reason};
 use crate::rules::{InstanceNames, OpenWindow, RuleSet, Schedule};
-use crate::store::{DecisionKind, NewChange, NewScheduleRun};
+use crate::store::{DecisionKind, NewScheduleRun};
 
 /// How often the task looks at the schedules at most (it also wakes at each opening).
 const TICK: Duration = Duration::from_secs(5);
@@ -364,17 +364,7 @@ impl Executor {
             reason: None,
             detail: detail.clone(),
         };
-        let new_change = NewChange {
-            instance_id: id,
-            alarm_id: None,
-            direction: Direction::Up,
-            from_plan: change.from.clone(),
-            to_plan: change.to.clone(),
-            rule: change.rule.clone(),
-            cooldown: change.cooldown,
-            dry_run: !live,
-            intended_at: now,
-        };
+        let new_change = super::change::new_change(id, None, &change, live, now);
         let notes = self.started_notes(id, &change, &detail, now);
         let change_id = match inner
             .store
