@@ -153,9 +153,14 @@ impl Application {
         let outbox = store.take_outbox();
         let sinks: Arc<[crate::notify::Sink]> = crate::notify::sinks(&settings.notify).into();
         let notifier = crate::notify::Notifier::new(sinks.clone(), settings.live);
-        let notify_client = crate::notify::client(settings.notify.timeout).map_err(|e| {
-            StartError::Refused(format!("cannot build the notifications' HTTP client: {e}"))
-        })?;
+        // Only with a sink: an HTTP client with its TLS roots costs memory for nothing.
+        let notify_client = if sinks.is_empty() {
+            None
+        } else {
+            Some(crate::notify::client(settings.notify.timeout).map_err(|e| {
+                StartError::Refused(format!("cannot build the notifications' HTTP client: {e}"))
+            })?)
+        };
         tracing::info!(
             dir = %settings.state.dir.display(),
             pending_alarms = recovered.pending_alarms.len(),

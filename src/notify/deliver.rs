@@ -49,7 +49,8 @@ impl OutboxCounts {
 pub struct Senders {
     pub sinks: Arc<[Sink]>,
     pub store: Store,
-    pub client: reqwest::Client,
+    /// `None` only when there is no sink (nothing is ever sent).
+    pub client: Option<reqwest::Client>,
     pub clock: SharedClock,
     pub metrics: Metrics,
     pub counts: Arc<OutboxCounts>,
@@ -163,8 +164,13 @@ impl Senders {
                 };
             }
         };
+        let Some(client) = &self.client else {
+            return Outcome::Refused {
+                why: "no HTTP client (no sink configured)".into(),
+            };
+        };
         for prepared in sink.requests(&event) {
-            let outcome = send(&self.client, &prepared).await;
+            let outcome = send(client, &prepared).await;
             if outcome != Outcome::Sent {
                 return outcome;
             }

@@ -7,18 +7,19 @@
 //! Every call is blocking: async callers go through `spawn_blocking`.
 //!
 //! Events come from four places, each read newest first along an index of its own
-//! (migration 7) and merged: alarms (`received_at`), decisions (an alarm's, at its
+//! (migration 8) and merged: alarms (`received_at`), decisions (an alarm's, at its
 //! `decided_at`; a look that stepped down; a schedule's opening), and changes (at
-//! `intended_at`, with `finished_at` once finished). Looks that did not step down are left
-//! out: one every `check_every` would drown the rest (the `looks` table has them all, and
-//! `/status` the last).
+//! `intended_at`, with `finished_at` once finished). Looks that neither stepped down nor
+//! were held by a guardrail (paused, frozen, max_changes: a refusal, found again here) are
+//! left out: one every `check_every` would drown the rest (the `looks` table has them all,
+//! and `/status` the last).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use rusqlite::{Connection, OpenFlags, Row, ToSql};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, ToSql};
 use serde::Serialize;
 
 use super::rows::{instance_id, optional_timestamp, timestamp, timestamp_text};
@@ -289,8 +290,8 @@ impl Reader {
         let mut alarms: Vec<TimelineAlarm> = tx
             .prepare(
                 "SELECT received_at, kind, value, resolved FROM alarms \
-                 WHERE instance_id = ?1 AND received_at >= ?2 \
-                 ORDER BY received_at DESC, id DESC LIMIT :limit",
+                 WHERE instance_id = ?1 AND decided_at >= ?2 AND received_at >= ?2 \
+                 ORDER BY decided_at DESC, id DESC LIMIT ?3",
             )
             .and_then(|mut statement| {
                 statement
@@ -328,36 +329,62 @@ fn read_failed(err: rusqlite::Error) -> StoreError {
 }
 
 /// Each source's query: `{where}` becomes the instance and time filter on columns
-/// `instance_col` and `at_col`; `:limit` is the limit.
+/// `instance_col` and `at_col`; `:limit` is the limit. `by_instance`, when set, is the query
+/// for one instance (another order, along another index).
 struct Source {
     sql: &'static str,
+    by_instance: Option<&'static str>,
     instance_col: &'static str,
     at_col: &'static str,
+    /// Rows are in time order by rowid: a time filter also bounds `id` from below
+    /// (`:floor`, found by [`first_alarm_since`]), so a scan stops where the time does.
+    rowid_in_time_order: bool,
 }
 
+// Alarms have no index in time order (each would cost every alarm an insert on the
+// webhook's path): their ids grow with time, so every instance's newest are read along
+// the rowid, and one instance's along `alarms_by_instance` (decided_at ≥ received_at, so
+// `decided_at >= :since` keeps every alarm received since).
 const ALARM_EVENTS: Source = Source {
-    sql: "SELECT * FROM alarms WHERE {where} ORDER BY received_at DESC, id DESC LIMIT :limit",
+    sql: "SELECT * FROM alarms WHERE {where} ORDER BY id DESC LIMIT :limit",
+    by_instance: Some(
+        "SELECT * FROM alarms WHERE {where} ORDER BY decided_at DESC, id DESC LIMIT :limit",
+    ),
     instance_col: "instance_id",
     at_col: "received_at",
+    rowid_in_time_order: true,
 };
 const ALARM_DECISIONS: Source = Source {
     sql: "SELECT * FROM alarms WHERE decided_at IS NOT NULL AND {where} \
-          ORDER BY decided_at DESC, id DESC LIMIT :limit",
+          ORDER BY id DESC LIMIT :limit",
+    by_instance: Some(
+        "SELECT * FROM alarms WHERE decided_at IS NOT NULL AND {where} \
+         ORDER BY decided_at DESC, id DESC LIMIT :limit",
+    ),
     instance_col: "instance_id",
     at_col: "decided_at",
+    rowid_in_time_order: true,
 };
 const LOOK_DECISIONS: Source = Source {
+    by_instance: None,
+    rowid_in_time_order: false,
     sql: "SELECT l.*, c.rule AS rule FROM looks AS l LEFT JOIN changes AS c ON c.id = l.change_id \
-          WHERE l.decision <> 'skip' AND {where} ORDER BY l.at DESC, l.id DESC LIMIT :limit",
+          WHERE (l.decision <> 'skip' OR l.reason = 'paused' OR l.reason = 'frozen' \
+                 OR l.reason = 'max_changes') \
+            AND {where} ORDER BY l.at DESC, l.id DESC LIMIT :limit",
     instance_col: "l.instance_id",
     at_col: "l.at",
 };
 const SCHEDULE_DECISIONS: Source = Source {
+    by_instance: None,
+    rowid_in_time_order: false,
     sql: "SELECT * FROM schedule_runs WHERE {where} ORDER BY at DESC, id DESC LIMIT :limit",
     instance_col: "instance_id",
     at_col: "at",
 };
 const CHANGE_EVENTS: Source = Source {
+    by_instance: None,
+    rowid_in_time_order: false,
     sql: "SELECT * FROM changes WHERE {where} ORDER BY intended_at DESC, id DESC LIMIT :limit",
     instance_col: "instance_id",
     at_col: "intended_at",
@@ -389,16 +416,31 @@ impl Filter {
     /// The source's query with this filter's conditions.
     fn sql(&self, source: &Source) -> String {
         let mut conditions = Vec::new();
-        if self.instance.is_some() {
-            conditions.push(format!("{} = :instance", source.instance_col));
-        }
+        let sql = match (self.instance, source.by_instance) {
+            (Some(_), Some(by_instance)) => {
+                conditions.push(format!("{} = :instance", source.instance_col));
+                if self.since.is_some() {
+                    conditions.push("decided_at >= :since".to_owned());
+                }
+                by_instance
+            }
+            (instance, _) => {
+                if instance.is_some() {
+                    conditions.push(format!("{} = :instance", source.instance_col));
+                }
+                if self.since.is_some() && source.rowid_in_time_order {
+                    conditions.push("id >= :floor".to_owned());
+                }
+                source.sql
+            }
+        };
         if self.since.is_some() {
             conditions.push(format!("{} >= :since", source.at_col));
         }
         if conditions.is_empty() {
             conditions.push("1".into());
         }
-        source.sql.replace("{where}", &conditions.join(" AND "))
+        sql.replace("{where}", &conditions.join(" AND "))
     }
 
     fn read(
@@ -409,10 +451,15 @@ impl Filter {
     ) -> Result<Vec<(SortKey, HistoryEvent)>, StoreError> {
         let sql = self.sql(&source);
         let mut statement = conn.prepare_cached(&sql).map_err(read_failed)?;
-        let params: [(&str, &dyn ToSql); 3] = [
+        let floor = match (&self.since, source.rowid_in_time_order) {
+            (Some(since), true) => first_alarm_since(conn, since).map_err(read_failed)?,
+            _ => 0,
+        };
+        let params: [(&str, &dyn ToSql); 4] = [
             (":instance", &self.instance),
             (":since", &self.since),
             (":limit", &self.limit),
+            (":floor", &floor),
         ];
         for (name, value) in params {
             // Bound only where the query has the parameter (no filter, no parameter).
@@ -429,6 +476,32 @@ impl Filter {
         }
         Ok(events)
     }
+}
+
+/// The smallest alarm id received at or after `since` (one past the last when none was):
+/// ids grow with time, so a binary search over the rowid finds it in ~log2(rows) lookups.
+pub(super) fn first_alarm_since(conn: &Connection, since: &str) -> rusqlite::Result<i64> {
+    let bounds: (Option<i64>, Option<i64>) =
+        conn.query_row("SELECT min(id), max(id) FROM alarms", [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+    let (Some(mut low), Some(max)) = bounds else {
+        return Ok(0);
+    };
+    let mut high = max.saturating_add(1);
+    let mut next = conn
+        .prepare_cached("SELECT id, received_at FROM alarms WHERE id >= ?1 ORDER BY id LIMIT 1")?;
+    while low < high {
+        let middle = low + (high - low) / 2;
+        let row: Option<(i64, String)> = next
+            .query_row([middle], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?;
+        match row {
+            Some((id, received_at)) if received_at.as_str() < since => low = id + 1,
+            _ => high = middle,
+        }
+    }
+    Ok(low)
 }
 
 fn optional_instance(row: &Row<'_>, column: &str) -> rusqlite::Result<Option<u64>> {

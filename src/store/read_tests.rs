@@ -187,7 +187,7 @@ fn every_history_query_walks_an_index_in_time_order() {
                 .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
                 .unwrap()
                 .query_map(
-                    rusqlite::named_params! {":instance": 7, ":since": "x", ":limit": 10}
+                    rusqlite::named_params! {":instance": 7, ":since": "x", ":limit": 10, ":floor": 1}
                         .iter()
                         .filter(|(name, _)| sql.contains(name))
                         .copied()
@@ -199,8 +199,13 @@ fn every_history_query_walks_an_index_in_time_order() {
                 .collect::<Result<_, _>>()
                 .unwrap();
             let first = &plan[0];
+            // Every instance's alarms go along the rowid (in time order): a scan from the
+            // newest, bounded by `:floor` when filtered by time.
+            let along_rowid = first == "SCAN alarms" || first.contains("USING INTEGER PRIMARY KEY");
             assert!(
-                first.contains("USING INDEX") || first.contains("USING COVERING INDEX"),
+                first.contains("USING INDEX")
+                    || first.contains("USING COVERING INDEX")
+                    || (along_rowid && !sql.contains(":instance")),
                 "{sql}: {plan:?}"
             );
             assert!(
@@ -227,4 +232,36 @@ fn a_plan_timeline_has_the_changes_and_alarms_since_a_time() {
     assert_eq!(later.plan_at_start, None);
     assert!(later.changes.is_empty());
     assert_eq!(later.alarms.len(), 1);
+}
+
+#[test]
+fn the_first_alarm_since_a_time_is_found_along_the_rowid() {
+    let mut sql = String::new();
+    // Ids 1..=40 one minute apart, with gaps (retention deleted 11..=20).
+    for id in (1..=40).filter(|id| !(11..=20).contains(id)) {
+        sql.push_str(&format!(
+            "INSERT INTO alarms (id, received_at, kind, resolved, body) \
+             VALUES ({id}, '2026-11-26T17:{:02}:00.000000000Z', 'cpu', 0, '{{}}');\n",
+            id - 1
+        ));
+    }
+    let dir = store_with(&sql);
+    let reader = Reader::open(dir.path()).unwrap();
+    let first = |since: &str| super::first_alarm_since(&reader.conn, since).unwrap();
+    assert_eq!(first("2026-11-26T16:00:00.000000000Z"), 1);
+    assert_eq!(first("2026-11-26T17:05:00.000000000Z"), 6);
+    assert_eq!(first("2026-11-26T17:05:30.000000000Z"), 7);
+    // Inside the gap: a bound that lets no alarm before it through, the first after it in.
+    assert!((11..=21).contains(&first("2026-11-26T17:12:00.000000000Z")));
+    assert_eq!(
+        first("2026-11-26T18:00:00.000000000Z"),
+        41,
+        "none since: past the last"
+    );
+    let empty = store_with("");
+    let reader = Reader::open(empty.path()).unwrap();
+    assert_eq!(
+        super::first_alarm_since(&reader.conn, "2026-11-26T16:00:00Z").unwrap(),
+        0
+    );
 }

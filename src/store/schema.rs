@@ -346,18 +346,22 @@ CREATE INDEX schedule_runs_by_change ON schedule_runs (change_id) WHERE change_i
 CREATE INDEX changes_by_alarm ON changes (alarm_id) WHERE alarm_id IS NOT NULL;
 "#,
     // 8: history reads (`GET /history`, `history`, the dashboard), newest first, of every
-    // instance or of one, from a time on: each source of events has an index in time order,
-    // so a page of 100 reads about 100 rows whatever the size of the journal.
+    // instance or of one, from a time on: each source of events is read in time order
+    // along an index (alarms along their rowid), so a page of 100 reads about 100 rows
+    // whatever the size of the journal.
     r#"
-CREATE INDEX alarms_by_time ON alarms (received_at, id);
-CREATE INDEX alarms_by_instance_time ON alarms (instance_id, received_at, id)
-    WHERE instance_id IS NOT NULL;
--- Decisions of every instance by time (`alarms_by_instance` serves one instance's).
-CREATE INDEX alarms_decided_by_time ON alarms (decided_at, id) WHERE decided_at IS NOT NULL;
+-- No index on alarms: each would cost every alarm an insert on the webhook's path. Their
+-- ids grow with time (read along the rowid), and one instance's are in
+-- `alarms_by_instance` (instance_id, decided_at, id).
 CREATE INDEX changes_by_time ON changes (intended_at, id);
--- Only the looks that stepped down are history: the others would drown it.
-CREATE INDEX looks_steps_by_time ON looks (at, id) WHERE decision <> 'skip';
-CREATE INDEX looks_steps_by_instance ON looks (instance_id, at, id) WHERE decision <> 'skip';
+-- Only the looks that stepped down or that a guardrail held are history: the others would
+-- drown it.
+CREATE INDEX looks_steps_by_time ON looks (at, id)
+    WHERE (decision <> 'skip' OR reason = 'paused' OR reason = 'frozen'
+           OR reason = 'max_changes');
+CREATE INDEX looks_steps_by_instance ON looks (instance_id, at, id)
+    WHERE (decision <> 'skip' OR reason = 'paused' OR reason = 'frozen'
+           OR reason = 'max_changes');
 CREATE INDEX schedule_runs_by_time ON schedule_runs (at, id);
 CREATE INDEX schedule_runs_by_instance_time ON schedule_runs (instance_id, at, id);
 "#,

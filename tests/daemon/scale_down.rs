@@ -309,6 +309,14 @@ async fn a_freeze_on_downs_holds_the_step_down_until_it_ends_and_lets_ups_throug
     );
     let refused = app.query("SELECT count(*) FROM looks WHERE reason = 'frozen'");
     assert!(refused[0][0].as_i64().unwrap() >= 1, "{refused:?}");
+    // The refusal is found again in the history, with its reason.
+    let history: Value = app.get("/history").await.json().await.unwrap();
+    assert!(
+        history["events"].as_array().unwrap().iter().any(|e| {
+            e["kind"] == "decision" && e["reason"] == "frozen" && e["direction"] == "down"
+        }),
+        "{history:#}"
+    );
 
     clock.set("2026-12-04T18:00:00Z".parse().unwrap());
     stepped_down_to(&app, "bunny-1").await;
