@@ -405,7 +405,13 @@ impl Executor {
             detail,
             needs_attention,
         };
-        let notes = self.finished_notes(id, &change, result, finish.detail.as_deref(), at);
+        let notes = self.finished_notes(
+            id,
+            super::notes::in_flight_of(&change),
+            result,
+            finish.detail.as_deref(),
+            at,
+        );
         let recorded = inner
             .store
             .with_notes(notes.clone())

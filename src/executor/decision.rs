@@ -601,12 +601,20 @@ impl Executor {
             });
         });
         inner.metrics.plan_change(change.direction, "dry_run");
-        let write = inner.store.finish_change(
+        let detail = "dry run: nothing was sent";
+        let notes = self.finished_notes(
+            id,
+            super::notes::change_of(change),
+            "completed",
+            Some(detail),
+            now,
+        );
+        let write = inner.store.with_notes(notes).finish_change(
             change_id,
             crate::store::ChangeFinish {
                 phase: crate::store::Phase::Completed,
                 finished_at: now,
-                detail: Some("dry run: nothing was sent".into()),
+                detail: Some(detail.into()),
                 needs_attention: false,
             },
         );

@@ -19,7 +19,8 @@ fn about<'a>(id: u64, state: &'a InstanceState) -> About<'a> {
     }
 }
 
-fn change_of(change: &PlanChange) -> ChangeOf<'_> {
+/// A decided change, as its events name it.
+pub(super) fn change_of(change: &PlanChange) -> ChangeOf<'_> {
     ChangeOf {
         from: &change.from,
         to: &change.to,
@@ -163,7 +164,7 @@ impl Executor {
     pub(super) fn finished_notes(
         &self,
         id: u64,
-        change: &InFlight,
+        change: ChangeOf<'_>,
         result: &str,
         detail: Option<&str>,
         now: Timestamp,
@@ -177,14 +178,19 @@ impl Executor {
             notifier.mode(),
             now,
             about(id, &state),
-            ChangeOf {
-                from: &change.from,
-                to: &change.to,
-                rule: &change.rule,
-                direction: change.direction,
-            },
+            change,
             result,
             detail,
         )])
+    }
+}
+
+/// A change in flight, as its events name it.
+pub(super) fn in_flight_of(change: &InFlight) -> ChangeOf<'_> {
+    ChangeOf {
+        from: &change.from,
+        to: &change.to,
+        rule: &change.rule,
+        direction: change.direction,
     }
 }

@@ -221,14 +221,18 @@ impl Senders {
         };
         if done {
             queue.items.remove(position);
-            self.counts.pending.fetch_sub(1, Ordering::Relaxed);
-            if matches!(attempt.outcome, DeliveryOutcome::Dropped(_)) {
-                self.counts.dropped.fetch_add(1, Ordering::Relaxed);
-            }
         }
+        let dropped = matches!(attempt.outcome, DeliveryOutcome::Dropped(_));
         // A failed write only means it is sent again after a restart (at least once).
         if let Err(error) = self.store.record_delivery(attempt).await {
             tracing::warn!(sink = sink.name(), %error, "could not record a notification's delivery");
+        }
+        // Counted once recorded: `/status` says what the store says.
+        if done {
+            self.counts.pending.fetch_sub(1, Ordering::Relaxed);
+            if dropped {
+                self.counts.dropped.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }

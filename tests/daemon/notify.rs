@@ -339,3 +339,26 @@ async fn the_top_of_the_ladder_is_heard_once_per_cooldown() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(capture.requests().len(), 2, "one event, to two sinks");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_is_heard_too_marked_dry_run() {
+    let capture = Capture::start(Vec::new()).await;
+    let app = spawn_app(Spawn {
+        live: false,
+        env: env(&[("AUTOSCALER__NOTIFY__WEBHOOK__URL", capture.url("/hook"))]),
+        ..guardrails::spawn("")
+    })
+    .await;
+    assert_eq!(app.alarm(MEMORY_85).await.status(), StatusCode::ACCEPTED);
+    let hook = received(&capture, "/hook", 2).await;
+    let bodies: Vec<Value> = hook.iter().map(Captured::json).collect();
+    assert!(bodies.iter().all(|b| b["mode"] == "dry-run"), "{bodies:?}");
+    assert_eq!(bodies[0]["type"], "change.started");
+    assert_eq!(
+        bodies[0]["summary"],
+        format!("prod ({ID}): would change plan (dry run) bunny-1 → hare-1 (up, rule memory-high)")
+    );
+    assert_eq!(bodies[1]["type"], "change.completed");
+    assert_eq!(bodies[1]["detail"], "dry run: nothing was sent");
+    assert!(app.puts().is_empty(), "nothing sent to CloudAMQP");
+}
