@@ -381,6 +381,18 @@ fn check_start(settings: &Settings) -> Result<(), StartError> {
             settings.server.bind
         )));
     }
+    // The webhook token travels in CloudAMQP's recipient URL (its console shows it): the
+    // key that pauses the daemon must be another.
+    if let (Some(webhook), Some(admin)) =
+        (&settings.server.webhook_token, &settings.server.admin_token)
+        && secrecy::ExposeSecret::expose_secret(webhook)
+            == secrecy::ExposeSecret::expose_secret(admin)
+    {
+        return Err(StartError::Refused(
+            "server.admin_token is the same as server.webhook_token, which CloudAMQP's              recipient URL carries: give the admin API a token of its own"
+                .into(),
+        ));
+    }
     // The right token is never throttled (a reverse proxy's address is every sender's), so
     // the token's own strength is what stops a guesser.
     for (key, token) in [

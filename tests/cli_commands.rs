@@ -426,6 +426,25 @@ fn serve_refuses_to_start_live_without_a_key_or_public_without_a_token() {
         text(&out.stderr)
     );
 
+    let same = "one-token-for-both-0b5e7a9c41";
+    let out = run_with(
+        &[
+            &format!("AUTOSCALER__SERVER__WEBHOOK_TOKEN={same}"),
+            &format!("AUTOSCALER__SERVER__ADMIN_TOKEN={same}"),
+        ],
+        &["serve"],
+    );
+    assert_eq!(code(&out), 2);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("give the admin API a token of its own"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(same),
+        "the token is never printed: {stderr}"
+    );
+
     let out = run_with(
         &[],
         &[
