@@ -7,8 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloudamqp_autoscaler::clock::OffsetClock;
-use cloudamqp_autoscaler::rules::CronExpr;
-use jiff::tz::TimeZone;
 
 use super::guardrails::{WITHIN, at, skipped, spawn};
 use crate::support::{ID, Spawn, TestApp, spawn_app};
@@ -96,7 +94,21 @@ async fn a_start_inside_an_open_window_changes_once_and_a_restart_changes_nothin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_closing_changes_nothing_and_an_unselected_instance_is_left_alone() {
-    let clock = OffsetClock::starting_at(at("2026-12-07T17:59:59+01:00"));
+    // Selected: changed at the opening; the closing changes nothing, and the floor drops.
+    let clock = OffsetClock::starting_at(at("2026-12-07T07:59:59+01:00"));
+    let app = spawn_app(on(&clock, BUSINESS_HOURS)).await;
+    let open = scheduled_to(&app, "rabbit-1").await;
+    assert_eq!(open["floor"], "rabbit-1", "{open:#}");
+    clock.set(at("2026-12-07T18:00:01+01:00"));
+    let closed = app
+        .wait_for("the floor back down", WITHIN, |i| i["floor"] != "rabbit-1")
+        .await;
+    assert_eq!(closed["plan"], "rabbit-1", "{closed:#}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(app.puts().len(), 1, "the closing sent nothing");
+
+    // Not selected: nothing at all.
+    let clock = OffsetClock::starting_at(at("2026-12-07T07:59:59+01:00"));
     let other = BUSINESS_HOURS.replace("prod*", "staging-*");
     let app = spawn_app(on(&clock, &other)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -157,21 +169,28 @@ start = "30 2 * * *"
 duration = "1h"
 min_plan = "hare-1"
 "#;
-    let zone = TimeZone::get("Europe/Stockholm").unwrap();
-    let before = at("2027-03-28T01:00:00+01:00");
-    let opening = CronExpr::parse("30 2 * * *")
-        .unwrap()
-        .next_after(before, &zone)
-        .unwrap();
-    assert!(
-        opening >= at("2027-03-28T03:00:00+02:00") && opening < at("2027-03-28T04:00:00+02:00"),
-        "{opening}"
-    );
-    let clock = OffsetClock::starting_at(cloudamqp_autoscaler::clock::sub(
-        opening,
-        Duration::from_secs(2),
-    ));
+    // Just before the gap: nothing yet; the window opens when the clocks jump to 03:00.
+    let clock = OffsetClock::starting_at(at("2027-03-28T01:59:58+01:00"));
     let app = spawn_app(on(&clock, schedule)).await;
-    scheduled_to(&app, "hare-1").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(app.puts().is_empty(), "01:59: not open yet");
+    clock.set(at("2027-03-28T03:00:00+02:00"));
+    let changed = scheduled_to(&app, "hare-1").await;
+    assert_eq!(changed["last_change"]["rule"], "business-hours");
+    let opened = runs(&app);
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    assert_eq!(
+        opened[0][3]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .unwrap(),
+        at("2027-03-28T03:00:00+02:00"),
+        "the 02:30 that does not exist opens just after the gap"
+    );
+    // Later inside the same window: no second opening.
+    app.fake.set_plan(ID, "bunny-1");
+    clock.set(at("2027-03-28T03:45:00+02:00"));
+    tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(app.fake.plan_changes().len(), 1);
 }
