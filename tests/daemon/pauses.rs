@@ -271,9 +271,10 @@ async fn pauses_survive_a_restart_and_ended_or_expired_ones_stay_gone() {
         .await;
     let ended = app.pause(r#"{"for":"2h"}"#).await;
     let expiring = app.pause(r#"{"for":"10m"}"#).await;
+    let ups = app.pause(r#"{"for":"3h","direction":"up"}"#).await;
     app.delete_pause(Some(ADMIN), &ended).await;
     let before = app.pauses().await;
-    assert_eq!(before.len(), 2);
+    assert_eq!(before.len(), 3);
     let stopped = app.stop().await;
 
     clock.advance(Duration::from_secs(11 * 60));
@@ -286,11 +287,22 @@ async fn pauses_survive_a_restart_and_ended_or_expired_ones_stay_gone() {
     let after = app.pauses().await;
     assert_eq!(
         Value::Array(after),
-        json!([before[1]]),
+        json!([before[1], before[2]]),
         "{expiring} expired"
     );
     assert_eq!(before[1]["pause_id"], kept.as_str());
-    assert!(app.metrics().await.contains("autoscaler_pauses 1"));
+    assert_eq!(before[2]["pause_id"], ups.as_str());
+    assert!(app.metrics().await.contains("autoscaler_pauses 2"));
+    // Still in force, not only listed: the alarm is held.
+    assert_eq!(
+        app.alarm(crate::support::MEMORY_85).await.status(),
+        StatusCode::ACCEPTED
+    );
+    app.wait_for("a skip with paused", Duration::from_secs(15), |i| {
+        i["last_decision"]["reason"] == "paused"
+    })
+    .await;
+    assert!(app.puts().is_empty());
     app.stop().await;
 }
 
