@@ -28,6 +28,7 @@
 //! nodes look while a change runs, and every RAM figure and count the management API
 //! reports. Those are plausible and scriptable, not facts.
 
+mod alarms;
 mod catalogue;
 mod faults;
 mod management;
@@ -45,11 +46,15 @@ use actix_web::{App, HttpServer, web};
 
 use crate::clock::{SharedClock, SystemClock};
 
+pub use alarms::{
+    ALARM_TYPES, DEDICATED_ONLY_ALARMS, FakeAlarm, FakeRecipient, NOTICE_CANNOT_BE_CREATED,
+    NOTICE_CANNOT_BE_DELETED, RECIPIENT_TYPES,
+};
 pub use catalogue::{FakePlan, LAVINMQ, RABBITMQ, production_plans};
 pub use faults::{Fault, FaultRule, PathMatch};
 pub use management::DEFAULT_MEM_USED;
 pub use record::RecordedRequest;
-pub use state::{InstanceSnapshot, SeedInstance};
+pub use state::{DISK_SIZES, InstanceSnapshot, SeedInstance};
 pub use timeline::Timeline;
 pub use views::SECRET_MARKER;
 
@@ -110,6 +115,8 @@ struct State {
     requests: Vec<RecordedRequest>,
     plan_changes: Vec<(u64, String)>,
     put_attempts: usize,
+    alarms: alarms::Alarms,
+    disk_resizes: Vec<(u64, u32)>,
 }
 
 impl Shared {
@@ -136,6 +143,8 @@ impl FakeCloudAmqp {
                     requests: Vec::new(),
                     plan_changes: Vec::new(),
                     put_attempts: 0,
+                    alarms: alarms::Alarms::default(),
+                    disk_resizes: Vec::new(),
                 }),
             }),
         }
@@ -283,6 +292,71 @@ impl FakeCloudAmqp {
             .figures_mut(id)
             .map(update)
             .is_some()
+    }
+
+    /// The recipients of instance `id` as `GET …/alarms/recipients` shows them now (a new
+    /// instance has one: `Default`, email, id from 661 on); `None` for an unknown instance.
+    pub fn recipients(&self, id: u64) -> Option<Vec<FakeRecipient>> {
+        let mut state = self.shared.lock();
+        if !state.instances.contains(id) {
+            return None;
+        }
+        Some(state.alarms.board(id).recipients.clone())
+    }
+
+    /// The alarms of instance `id` as `GET …/alarms` shows them now (a new instance has the
+    /// `notice` alarm, id from 679 on); `None` for an unknown instance.
+    pub fn alarms(&self, id: u64) -> Option<Vec<FakeAlarm>> {
+        let mut state = self.shared.lock();
+        if !state.instances.contains(id) {
+            return None;
+        }
+        Some(state.alarms.board(id).alarms.clone())
+    }
+
+    /// Adds a recipient to instance `id` as if made in the console, without any check (its
+    /// `id` field is ignored); returns the id it got, `None` for an unknown instance.
+    pub fn seed_recipient(&self, id: u64, recipient: FakeRecipient) -> Option<u64> {
+        let mut state = self.shared.lock();
+        if !state.instances.contains(id) {
+            return None;
+        }
+        Some(state.alarms.seed_recipient(id, recipient))
+    }
+
+    /// Adds an alarm to instance `id` as if made in the console (e.g. someone else's, sent
+    /// to their own recipient), without any check (its `id` field is ignored); returns the
+    /// id it got, `None` for an unknown instance.
+    pub fn seed_alarm(&self, id: u64, alarm: FakeAlarm) -> Option<u64> {
+        let mut state = self.shared.lock();
+        if !state.instances.contains(id) {
+            return None;
+        }
+        Some(state.alarms.seed_alarm(id, alarm))
+    }
+
+    /// Each node's `additional_disk_size` (GB) as `GET /api/instances/{id}/nodes` shows it
+    /// now; `None` for an unknown instance.
+    pub fn disk_sizes(&self, id: u64) -> Option<Vec<u32>> {
+        self.instance(id)
+            .map(|instance| instance.additional_disk_size)
+    }
+
+    /// Every disk resize accepted with a 200: `(instance id, extra_disk_size)`, in order.
+    pub fn disk_resizes(&self) -> Vec<(u64, u32)> {
+        self.shared.lock().disk_resizes.clone()
+    }
+
+    /// Someone resized the disk in the console: every node has `gb` extra at once and any
+    /// resize in flight is forgotten. Returns `false` if there is no such instance.
+    pub fn set_extra_disk(&self, id: u64, gb: u32) -> bool {
+        self.shared.lock().instances.set_extra_disk(id, gb)
+    }
+
+    /// The least time between two accepted disk resizes of one instance, as the cloud
+    /// provider limits it (AWS: 6 h); a resize sooner answers 422. Default: no limit.
+    pub fn set_disk_resize_interval(&self, interval: std::time::Duration) {
+        self.shared.lock().instances.set_disk_interval(interval);
     }
 
     /// The catalogue, as `GET /api/plans` serves it.
