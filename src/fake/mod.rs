@@ -3,7 +3,9 @@
 //!
 //! It serves the endpoints the daemon uses (`/api/instances`, `/api/instances/{id}`,
 //! `/api/instances/{id}/nodes`, `/api/plans`) with production's auth rule, bodies, plan
-//! move rules and the asynchronous reconfiguration timeline, and it can be told to fail in
+//! move rules and the asynchronous reconfiguration timeline, the alarms and notification
+//! recipients `setup` writes (`/api/instances/{id}/alarms[/recipients][/{id}]`), and disk
+//! resizes (`PUT /api/instances/{id}/disk`, on the same timeline), and it can be told to fail in
 //! each way production has been seen to fail. On the same server, under
 //! `/management/{id}/api/nodes`, it serves each instance's own management API (RabbitMQ's
 //! or LavinMQ's node list, with the instance's own credentials), which the daemon reads
@@ -18,7 +20,8 @@
 //! ```
 //!
 //! Module map: `catalogue` (the plan list, what a plan name means, RAM per family), `state`
-//! (instances, the `PUT` rules, the figures set on them), `timeline` (phases of a change),
+//! (instances, the `PUT` rules for plans and disks, the figures set on them), `alarms`
+//! (recipients and alarms per instance, their rules and shapes), `timeline` (phases of a change),
 //! `faults` (scripted failures), `record` (request log, credentials, bodies), `views`
 //! (Customer API JSON shapes, instance credentials), `routes` (the one HTTP handler),
 //! `management` (an instance's management API: its checks and node list).
@@ -26,7 +29,8 @@
 //! Not faithful, because nobody knows: production's rate limits, its 429/503 bodies, the
 //! error texts for unknown plans and refused moves other than dedicated → shared, how
 //! nodes look while a change runs, and every RAM figure and count the management API
-//! reports. Those are plausible and scriptable, not facts.
+//! reports; for alarms and disks, the texts of every 422, the 404 for an unknown alarm or
+//! recipient, the defaults of omitted alarm fields, and how a disk resize shows on the nodes. Those are plausible and scriptable, not facts.
 
 mod alarms;
 mod catalogue;
