@@ -7,7 +7,9 @@
 mod fake_cloudamqp {
     pub mod support;
 
+    mod alarms;
     mod auth;
+    mod disk;
     mod endpoints;
     mod faults;
     mod management;

@@ -310,6 +310,8 @@ mod tests {
             ready: true,
             configured: vec![true; nodes],
             changing_to: None,
+            additional_disk_size: vec![0; nodes],
+            disk_resizing_to: None,
         }
     }
 

@@ -3,7 +3,9 @@
 //!
 //! It serves the endpoints the daemon uses (`/api/instances`, `/api/instances/{id}`,
 //! `/api/instances/{id}/nodes`, `/api/plans`) with production's auth rule, bodies, plan
-//! move rules and the asynchronous reconfiguration timeline, and it can be told to fail in
+//! move rules and the asynchronous reconfiguration timeline, the alarms and notification
+//! recipients `setup` writes (`/api/instances/{id}/alarms[/recipients][/{id}]`), and disk
+//! resizes (`PUT /api/instances/{id}/disk`, on the same timeline), and it can be told to fail in
 //! each way production has been seen to fail. On the same server, under
 //! `/management/{id}/api/nodes`, it serves each instance's own management API (RabbitMQ's
 //! or LavinMQ's node list, with the instance's own credentials), which the daemon reads
@@ -18,7 +20,8 @@
 //! ```
 //!
 //! Module map: `catalogue` (the plan list, what a plan name means, RAM per family), `state`
-//! (instances, the `PUT` rules, the figures set on them), `timeline` (phases of a change),
+//! (instances, the `PUT` rules for plans and disks, the figures set on them), `alarms`
+//! (recipients and alarms per instance, their rules and shapes), `timeline` (phases of a change),
 //! `faults` (scripted failures), `record` (request log, credentials, bodies), `views`
 //! (Customer API JSON shapes, instance credentials), `routes` (the one HTTP handler),
 //! `management` (an instance's management API: its checks and node list).
@@ -26,8 +29,10 @@
 //! Not faithful, because nobody knows: production's rate limits, its 429/503 bodies, the
 //! error texts for unknown plans and refused moves other than dedicated → shared, how
 //! nodes look while a change runs, and every RAM figure and count the management API
-//! reports. Those are plausible and scriptable, not facts.
+//! reports; for alarms and disks, the texts of every 422, the 404 for an unknown alarm or
+//! recipient, the defaults of omitted alarm fields, and how a disk resize shows on the nodes. Those are plausible and scriptable, not facts.
 
+mod alarms;
 mod catalogue;
 mod faults;
 mod management;
@@ -45,11 +50,15 @@ use actix_web::{App, HttpServer, web};
 
 use crate::clock::{SharedClock, SystemClock};
 
+pub use alarms::{
+    ALARM_TYPES, DEDICATED_ONLY_ALARMS, FakeAlarm, FakeRecipient, NOTICE_CANNOT_BE_CREATED,
+    NOTICE_CANNOT_BE_DELETED, RECIPIENT_TYPES,
+};
 pub use catalogue::{FakePlan, LAVINMQ, RABBITMQ, production_plans};
 pub use faults::{Fault, FaultRule, PathMatch};
 pub use management::DEFAULT_MEM_USED;
 pub use record::RecordedRequest;
-pub use state::{InstanceSnapshot, SeedInstance};
+pub use state::{DISK_SIZES, InstanceSnapshot, SeedInstance};
 pub use timeline::Timeline;
 pub use views::SECRET_MARKER;
 
@@ -110,6 +119,8 @@ struct State {
     requests: Vec<RecordedRequest>,
     plan_changes: Vec<(u64, String)>,
     put_attempts: usize,
+    alarms: alarms::Alarms,
+    disk_resizes: Vec<(u64, u32)>,
 }
 
 impl Shared {
@@ -136,6 +147,8 @@ impl FakeCloudAmqp {
                     requests: Vec::new(),
                     plan_changes: Vec::new(),
                     put_attempts: 0,
+                    alarms: alarms::Alarms::default(),
+                    disk_resizes: Vec::new(),
                 }),
             }),
         }
@@ -283,6 +296,71 @@ impl FakeCloudAmqp {
             .figures_mut(id)
             .map(update)
             .is_some()
+    }
+
+    /// The recipients of instance `id` as `GET …/alarms/recipients` shows them now (a new
+    /// instance has one: `Default`, email, id from 661 on); `None` for an unknown instance.
+    pub fn recipients(&self, id: u64) -> Option<Vec<FakeRecipient>> {
+        let mut state = self.shared.lock();
+        if !state.instances.contains(id) {
+            return None;
+        }
+        Some(state.alarms.board(id).recipients.clone())
+    }
+
+    /// The alarms of instance `id` as `GET …/alarms` shows them now (a new instance has the
+    /// `notice` alarm, id from 679 on); `None` for an unknown instance.
+    pub fn alarms(&self, id: u64) -> Option<Vec<FakeAlarm>> {
+        let mut state = self.shared.lock();
+        if !state.instances.contains(id) {
+            return None;
+        }
+        Some(state.alarms.board(id).alarms.clone())
+    }
+
+    /// Adds a recipient to instance `id` as if made in the console, without any check (its
+    /// `id` field is ignored); returns the id it got, `None` for an unknown instance.
+    pub fn seed_recipient(&self, id: u64, recipient: FakeRecipient) -> Option<u64> {
+        let mut state = self.shared.lock();
+        if !state.instances.contains(id) {
+            return None;
+        }
+        Some(state.alarms.seed_recipient(id, recipient))
+    }
+
+    /// Adds an alarm to instance `id` as if made in the console (e.g. someone else's, sent
+    /// to their own recipient), without any check (its `id` field is ignored); returns the
+    /// id it got, `None` for an unknown instance.
+    pub fn seed_alarm(&self, id: u64, alarm: FakeAlarm) -> Option<u64> {
+        let mut state = self.shared.lock();
+        if !state.instances.contains(id) {
+            return None;
+        }
+        Some(state.alarms.seed_alarm(id, alarm))
+    }
+
+    /// Each node's `additional_disk_size` (GB) as `GET /api/instances/{id}/nodes` shows it
+    /// now; `None` for an unknown instance.
+    pub fn disk_sizes(&self, id: u64) -> Option<Vec<u32>> {
+        self.instance(id)
+            .map(|instance| instance.additional_disk_size)
+    }
+
+    /// Every disk resize accepted with a 200: `(instance id, extra_disk_size)`, in order.
+    pub fn disk_resizes(&self) -> Vec<(u64, u32)> {
+        self.shared.lock().disk_resizes.clone()
+    }
+
+    /// Someone resized the disk in the console: every node has `gb` extra at once and any
+    /// resize in flight is forgotten. Returns `false` if there is no such instance.
+    pub fn set_extra_disk(&self, id: u64, gb: u32) -> bool {
+        self.shared.lock().instances.set_extra_disk(id, gb)
+    }
+
+    /// The least time between two accepted disk resizes of one instance, as the cloud
+    /// provider limits it (AWS: 6 h); a resize sooner answers 422. Default: no limit.
+    pub fn set_disk_resize_interval(&self, interval: std::time::Duration) {
+        self.shared.lock().instances.set_disk_interval(interval);
     }
 
     /// The catalogue, as `GET /api/plans` serves it.

@@ -132,6 +132,23 @@ pub(crate) fn requested_plan(bytes: &[u8], headers: &HeaderMap) -> Option<String
     body.get("plan")?.as_str().map(str::to_owned)
 }
 
+/// The fields of a request body, read with the same strictness as [`requested_plan`]: JSON
+/// only with a JSON content type, a form only with a form content type (its values are then
+/// strings). `None` when there is no object to read.
+pub(crate) fn request_fields(bytes: &[u8], headers: &HeaderMap) -> Option<Map<String, Value>> {
+    let body = if is_json(headers) {
+        serde_json::from_slice::<Value>(bytes).ok()?
+    } else if is_form(headers) {
+        form_fields(std::str::from_utf8(bytes).ok()?)?
+    } else {
+        return None;
+    };
+    match body {
+        Value::Object(fields) => Some(fields),
+        _ => None,
+    }
+}
+
 fn content_type(headers: &HeaderMap) -> String {
     headers
         .get(header::CONTENT_TYPE)

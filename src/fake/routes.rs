@@ -13,16 +13,19 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
+use super::alarms::AlarmRefusal;
 use super::faults::Fault;
 use super::management::{self, Target};
-use super::record::{Credentials, RecordedRequest, recorded_body, requested_plan};
-use super::state::Refusal;
+use super::record::{Credentials, RecordedRequest, recorded_body, request_fields, requested_plan};
+use super::state::{DiskRefusal, Refusal};
 use super::{Shared, views};
 
 const CHANGE_ACCEPTED: &str =
     "Your cluster is being reconfigured, this can take up to 10 minutes to complete. ";
 const PLEASE_WAIT: &str =
     "Please wait for your cluster to be configured before trying to update it";
+const DISK_SHARED: &str = "Disk resize is only available on dedicated plans";
+const DISK_RESIZE_STARTED: &str = "Disk resize started.";
 const TO_SHARED: &str =
     "Sorry, you can't move to a shared plan automatically. Please create a new instance.";
 
@@ -90,6 +93,16 @@ enum Route {
     Instance(Option<u64>),
     Nodes(Option<u64>),
     Plans,
+    /// `/api/instances/{id}/alarms`
+    Alarms(Option<u64>),
+    /// `/api/instances/{id}/alarms/{aid}`
+    Alarm(Option<u64>, Option<u64>),
+    /// `/api/instances/{id}/alarms/recipients`
+    Recipients(Option<u64>),
+    /// `/api/instances/{id}/alarms/recipients/{rid}`
+    Recipient(Option<u64>, Option<u64>),
+    /// `/api/instances/{id}/disk`
+    Disk(Option<u64>),
     NotFound,
 }
 
@@ -105,6 +118,13 @@ impl Route {
             ["instances"] => Self::Instances,
             ["instances", instance] => Self::Instance(id(instance)),
             ["instances", instance, "nodes"] => Self::Nodes(id(instance)),
+            ["instances", instance, "alarms"] => Self::Alarms(id(instance)),
+            ["instances", instance, "alarms", "recipients"] => Self::Recipients(id(instance)),
+            ["instances", instance, "alarms", "recipients", rid] => {
+                Self::Recipient(id(instance), id(rid))
+            }
+            ["instances", instance, "alarms", aid] => Self::Alarm(id(instance), id(aid)),
+            ["instances", instance, "disk"] => Self::Disk(id(instance)),
             ["plans"] => Self::Plans,
             // Notably `/api/instances/{id}/actions/…`: those restart nodes or upgrade
             // versions in production; there is no plan change there, and none here.
@@ -116,6 +136,9 @@ impl Route {
     fn allowed(self) -> &'static [&'static str] {
         match self {
             Self::Instance(_) => &["GET", "PUT"],
+            Self::Alarms(_) | Self::Recipients(_) => &["GET", "POST"],
+            Self::Alarm(..) | Self::Recipient(..) => &["GET", "PUT", "DELETE"],
+            Self::Disk(_) => &["PUT"],
             Self::NotFound => &[],
             _ => &["GET"],
         }
@@ -182,7 +205,131 @@ fn answer(shared: &Shared, req: &HttpRequest, body: &[u8], authorized: bool) -> 
                 .collect();
             HttpResponse::Ok().json(plans)
         }
+        (Route::Disk(id), _) => {
+            let Some(id) = id else {
+                return invalid_id();
+            };
+            let fields = request_fields(body, req.headers());
+            let field = |name: &str| fields.as_ref().and_then(|f| f.get(name));
+            let size = field("extra_disk_size").and_then(super::alarms::unsigned);
+            let allow_downtime = match field("allow_downtime") {
+                None | Some(Value::Null) => Some(false),
+                Some(value) => super::alarms::boolean(value),
+            };
+            match state.instances.request_disk(id, size, allow_downtime, now) {
+                Ok(size) => {
+                    state.disk_resizes.push((id, size));
+                    HttpResponse::Ok().json(json!({"message": DISK_RESIZE_STARTED}))
+                }
+                Err(refusal) => disk_refused(&refusal),
+            }
+        }
+        (
+            Route::Alarms(id)
+            | Route::Alarm(id, _)
+            | Route::Recipients(id)
+            | Route::Recipient(id, _),
+            _,
+        ) => {
+            let Some(instance) = id.and_then(|id| state.instances.show(id, now)) else {
+                return invalid_id();
+            };
+            let fields = request_fields(body, req.headers());
+            alarms_answer(&mut state.alarms, route, method, &instance, fields.as_ref())
+        }
         (Route::NotFound, _) => error(StatusCode::NOT_FOUND, "Not found"),
+    }
+}
+
+/// The alarm and recipient endpoints of an instance that exists.
+fn alarms_answer(
+    alarms: &mut super::alarms::Alarms,
+    route: Route,
+    method: &str,
+    instance: &super::state::InstanceSnapshot,
+    fields: Option<&serde_json::Map<String, Value>>,
+) -> HttpResponse {
+    let id = instance.id;
+    let result = match (route, method) {
+        (Route::Alarms(_), "GET") => {
+            let list: Vec<Value> = alarms.board(id).alarms.iter().map(|a| a.view()).collect();
+            Ok(HttpResponse::Ok().json(list))
+        }
+        (Route::Alarms(_), _) => alarms
+            .create_alarm(id, instance.dedicated, fields)
+            .map(|alarm| HttpResponse::Created().json(alarm.view())),
+        (Route::Alarm(_, None) | Route::Recipient(_, None), _) => Err(AlarmRefusal::NotFound),
+        (Route::Alarm(_, Some(aid)), "GET") => alarms
+            .board(id)
+            .alarms
+            .iter()
+            .find(|a| a.id == aid)
+            .map(|alarm| HttpResponse::Ok().json(alarm.view()))
+            .ok_or(AlarmRefusal::NotFound),
+        // Production answers an alarm update with 201, not 200.
+        (Route::Alarm(_, Some(aid)), "PUT") => alarms
+            .update_alarm(id, aid, fields)
+            .map(|alarm| HttpResponse::Created().json(alarm.view())),
+        (Route::Alarm(_, Some(aid)), _) => alarms
+            .delete_alarm(id, aid)
+            .map(|()| HttpResponse::NoContent().finish()),
+        (Route::Recipients(_), "GET") => {
+            let list: Vec<Value> = alarms
+                .board(id)
+                .recipients
+                .iter()
+                .map(|r| r.view())
+                .collect();
+            Ok(HttpResponse::Ok().json(list))
+        }
+        (Route::Recipients(_), _) => alarms
+            .create_recipient(id, fields)
+            .map(|recipient| HttpResponse::Created().json(recipient.created_view())),
+        (Route::Recipient(_, Some(rid)), "GET") => alarms
+            .board(id)
+            .recipients
+            .iter()
+            .find(|r| r.id == rid)
+            .map(|recipient| HttpResponse::Ok().json(recipient.view()))
+            .ok_or(AlarmRefusal::NotFound),
+        (Route::Recipient(_, Some(rid)), "PUT") => alarms
+            .update_recipient(id, rid, fields)
+            .map(|recipient| HttpResponse::Ok().json(recipient.view())),
+        (Route::Recipient(_, Some(rid)), _) => alarms
+            .delete_recipient(id, rid)
+            .map(|()| HttpResponse::NoContent().finish()),
+        _ => Err(AlarmRefusal::NotFound),
+    };
+    result.unwrap_or_else(|refusal| match refusal {
+        AlarmRefusal::NotFound => invalid_id(),
+        AlarmRefusal::Invalid(fields) => invalid_fields(&fields),
+        AlarmRefusal::Refused(message) => error(StatusCode::UNPROCESSABLE_ENTITY, &message),
+    })
+}
+
+/// 400 `{"errors":[{"field":"…"}, …]}`: CloudAMQP's validation error shape.
+fn invalid_fields(fields: &[&str]) -> HttpResponse {
+    let errors: Vec<Value> = fields.iter().map(|field| json!({"field": field})).collect();
+    HttpResponse::BadRequest().json(json!({"errors": errors}))
+}
+
+fn disk_refused(refusal: &DiskRefusal) -> HttpResponse {
+    let unprocessable = |message: &str| error(StatusCode::UNPROCESSABLE_ENTITY, message);
+    match refusal {
+        DiskRefusal::UnknownId => invalid_id(),
+        DiskRefusal::Shared => unprocessable(DISK_SHARED),
+        DiskRefusal::Busy => unprocessable(PLEASE_WAIT),
+        DiskRefusal::Invalid(fields) => invalid_fields(fields),
+        DiskRefusal::Shrink { current } => unprocessable(&format!(
+            "The disk can only grow: it has {current} GB of extra disk"
+        )),
+        DiskRefusal::Same { current } => {
+            unprocessable(&format!("The disk already has {current} GB of extra disk"))
+        }
+        DiskRefusal::TooSoon { interval } => unprocessable(&format!(
+            "The disk can be resized once every {} hours",
+            interval.as_secs().div_ceil(3600)
+        )),
     }
 }
 
@@ -290,6 +437,23 @@ mod tests {
             Route::Nodes(Some(7))
         );
         assert_eq!(Route::parse("/api/plans"), Route::Plans);
+        assert_eq!(
+            Route::parse("/api/instances/7/alarms"),
+            Route::Alarms(Some(7))
+        );
+        assert_eq!(
+            Route::parse("/api/instances/7/alarms/680"),
+            Route::Alarm(Some(7), Some(680))
+        );
+        assert_eq!(
+            Route::parse("/api/instances/7/alarms/recipients"),
+            Route::Recipients(Some(7))
+        );
+        assert_eq!(
+            Route::parse("/api/instances/7/alarms/recipients/661"),
+            Route::Recipient(Some(7), Some(661))
+        );
+        assert_eq!(Route::parse("/api/instances/7/disk"), Route::Disk(Some(7)));
         assert_eq!(
             Route::parse("/api/instances/7/actions/upgrade"),
             Route::NotFound

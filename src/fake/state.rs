@@ -71,6 +71,11 @@ pub struct InstanceSnapshot {
     pub configured: Vec<bool>,
     /// The plan an accepted change is heading to, while it is in flight (lag or reconfiguring).
     pub changing_to: Option<String>,
+    /// Each node's `additional_disk_size` (GB), in node order: during a disk resize the nodes
+    /// already done show the new size, the others the old one.
+    pub additional_disk_size: Vec<u32>,
+    /// The size an accepted disk resize is heading to, while it is in flight.
+    pub disk_resizing_to: Option<u32>,
 }
 
 impl InstanceSnapshot {
@@ -103,6 +108,33 @@ pub(crate) enum Refusal {
     BackendChange { from: String, to: String },
 }
 
+/// The extra disk sizes (GB) `PUT /api/instances/{id}/disk` accepts.
+pub const DISK_SIZES: &[u32] = &[0, 25, 50, 100, 250, 500, 1000, 2000];
+
+/// Why a disk resize was refused; the HTTP mapping lives in `routes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DiskRefusal {
+    UnknownId,
+    /// A shared plan has no disk of its own.
+    Shared,
+    /// A plan change or a disk resize is in flight, or the instance is not ready.
+    Busy,
+    /// 400 on these fields.
+    Invalid(Vec<&'static str>),
+    /// Smaller than the current size (`current`, GB).
+    Shrink {
+        current: u32,
+    },
+    /// The size the disk already has.
+    Same {
+        current: u32,
+    },
+    /// Within the provider's minimum interval since the last resize.
+    TooSoon {
+        interval: Duration,
+    },
+}
+
 #[derive(Debug, Clone)]
 struct Instance {
     id: u64,
@@ -115,6 +147,17 @@ struct Instance {
     figures: Figures,
     /// When the nodes last started, on the fake's clock.
     up_since: Timestamp,
+    /// The extra disk (GB) every node has once no resize is in flight.
+    extra_disk: u32,
+    disk_change: Option<DiskChange>,
+    /// When the last accepted resize started.
+    last_resize: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone)]
+struct DiskChange {
+    to: u32,
+    started: Timestamp,
 }
 
 #[derive(Debug, Clone)]
@@ -131,6 +174,8 @@ pub(crate) struct Instances {
     by_id: BTreeMap<u64, Instance>,
     plans: Vec<FakePlan>,
     timeline: Timeline,
+    /// The least time between two disk resizes (the provider's limit; AWS: 6 h).
+    disk_interval: Duration,
 }
 
 impl Instances {
@@ -144,6 +189,7 @@ impl Instances {
             by_id: BTreeMap::new(),
             plans,
             timeline,
+            disk_interval: Duration::ZERO,
         };
         for seed in seeds {
             instances.add(seed, now);
@@ -170,6 +216,9 @@ impl Instances {
                 change: None,
                 figures: Figures::new(seed.mem_used),
                 up_since: now,
+                extra_disk: 0,
+                disk_change: None,
+                last_resize: None,
             },
         );
     }
@@ -196,6 +245,10 @@ impl Instances {
             .change
             .as_ref()
             .map(|change| (change, timeline.phase(change.started, now)));
+        let disk_phase = instance
+            .disk_change
+            .as_ref()
+            .map(|change| (change.to, timeline.phase(change.started, now)));
         let (plan, ready, configured) = match phase {
             Some((change, Phase::Reconfiguring { progress })) => {
                 let dedicated = !current_kind(&self.plans, &change.to_plan).shared;
@@ -215,6 +268,22 @@ impl Instances {
                 vec![true; instance.node_count as usize],
             ),
         };
+        let mut ready = ready;
+        let mut configured = configured;
+        let mut additional_disk_size = vec![instance.extra_disk; configured.len()];
+        if let Some((to, Phase::Reconfiguring { progress })) = disk_phase {
+            // The resize rolls through the nodes in order: those before the one being worked
+            // on have the new size, it and those after still the old one.
+            let count = configured.len();
+            let working = ((progress * count as f64) as usize).min(count.saturating_sub(1));
+            for size in additional_disk_size.iter_mut().take(working) {
+                *size = to;
+            }
+            if let Some(flag) = configured.get_mut(working) {
+                *flag = false;
+            }
+            ready = false;
+        }
         let kind = current_kind(&self.plans, &plan);
         Some(InstanceSnapshot {
             id: instance.id,
@@ -226,6 +295,8 @@ impl Instances {
             ready,
             configured,
             changing_to: instance.change.as_ref().map(|c| c.to_plan.clone()),
+            additional_disk_size,
+            disk_resizing_to: instance.disk_change.as_ref().map(|c| c.to),
         })
     }
 
@@ -280,7 +351,7 @@ impl Instances {
         let timeline = self.timeline;
         let instance = self.by_id.get_mut(&id).ok_or(Refusal::UnknownId)?;
         settle(instance, timeline, now);
-        if instance.change.is_some() || !instance.ready {
+        if instance.change.is_some() || instance.disk_change.is_some() || !instance.ready {
             return Err(Refusal::Busy);
         }
         let plan = plan.ok_or(Refusal::MissingPlan)?;
@@ -310,8 +381,88 @@ impl Instances {
     }
 }
 
+impl Instances {
+    /// The least time between two accepted disk resizes (default none).
+    pub fn set_disk_interval(&mut self, interval: Duration) {
+        self.disk_interval = interval;
+    }
+
+    /// The extra disk was changed elsewhere (the console): every node has `gb` at once, and
+    /// any resize in flight is forgotten. Returns `false` if there is no such instance.
+    pub fn set_extra_disk(&mut self, id: u64, gb: u32) -> bool {
+        let Some(instance) = self.by_id.get_mut(&id) else {
+            return false;
+        };
+        instance.extra_disk = gb;
+        instance.disk_change = None;
+        true
+    }
+
+    /// Applies the disk rules to `PUT /api/instances/{id}/disk` asking for `size`
+    /// (`None`: missing or not a non-negative integer) with `allow_downtime` (`None`: sent
+    /// but not a boolean; absent reads as `false`). Order: unknown id, shared plan, busy,
+    /// invalid fields, shrink or same size, too soon. On success the resize starts at `now`.
+    pub fn request_disk(
+        &mut self,
+        id: u64,
+        size: Option<u64>,
+        allow_downtime: Option<bool>,
+        now: Timestamp,
+    ) -> Result<u32, DiskRefusal> {
+        let timeline = self.timeline;
+        let interval = self.disk_interval;
+        let plans = &self.plans;
+        let instance = self.by_id.get_mut(&id).ok_or(DiskRefusal::UnknownId)?;
+        settle(instance, timeline, now);
+        if current_kind(plans, &instance.plan).shared {
+            return Err(DiskRefusal::Shared);
+        }
+        if instance.change.is_some() || instance.disk_change.is_some() || !instance.ready {
+            return Err(DiskRefusal::Busy);
+        }
+        let size = size
+            .and_then(|size| u32::try_from(size).ok())
+            .filter(|size| DISK_SIZES.contains(size));
+        let mut bad = Vec::new();
+        if size.is_none() {
+            bad.push("extra_disk_size");
+        }
+        if allow_downtime.is_none() {
+            bad.push("allow_downtime");
+        }
+        let Some(size) = size.filter(|_| bad.is_empty()) else {
+            return Err(DiskRefusal::Invalid(bad));
+        };
+        let current = instance.extra_disk;
+        if size < current {
+            return Err(DiskRefusal::Shrink { current });
+        }
+        if size == current {
+            return Err(DiskRefusal::Same { current });
+        }
+        if let Some(last) = instance.last_resize
+            && crate::clock::between(last, now) < interval
+        {
+            return Err(DiskRefusal::TooSoon { interval });
+        }
+        instance.disk_change = Some(DiskChange {
+            to: size,
+            started: now,
+        });
+        instance.last_resize = Some(now);
+        Ok(size)
+    }
+}
+
 /// Applies a change whose timeline has reached `Done`.
 fn settle(instance: &mut Instance, timeline: Timeline, now: Timestamp) {
+    let disk_done = instance
+        .disk_change
+        .as_ref()
+        .is_some_and(|change| timeline.phase(change.started, now) == Phase::Done);
+    if disk_done && let Some(change) = instance.disk_change.take() {
+        instance.extra_disk = change.to;
+    }
     let done = instance
         .change
         .as_ref()

@@ -101,7 +101,7 @@ pub(crate) fn nodes(instance: &InstanceSnapshot, last_running: bool) -> Value {
                 "rabbitmq_version": version(instance),
                 "erlang_version": "26.2.5",
                 "disk_size": 10,
-                "additional_disk_size": 0,
+                "additional_disk_size": instance.additional_disk_size.get(index).copied().unwrap_or(0),
                 "availability_zone": ZONES[index % ZONES.len()],
             })
         })
