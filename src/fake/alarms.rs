@@ -16,20 +16,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-/// Every alarm type CloudAMQP knows.
-pub const ALARM_TYPES: &[&str] = &[
-    "cpu",
-    "memory",
-    "disk",
-    "queue",
-    "connection",
-    "flow",
-    "consumer",
-    "netsplit",
-    "server_unreachable",
-    "notice",
-    "ssh",
-];
+/// Every alarm type CloudAMQP knows (the rules' list: one list).
+pub const ALARM_TYPES: &[&str] = crate::rules::ALARM_TYPES;
 
 /// The alarm types only dedicated plans have; a shared instance refuses them with a 422.
 pub const DEDICATED_ONLY_ALARMS: &[&str] =
