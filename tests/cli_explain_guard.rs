@@ -158,3 +158,24 @@ fn check_lists_the_next_openings_in_the_zone_and_utc_and_warns_about_dst() {
     assert_eq!(openings[0]["utc"], "2027-03-29T06:00:00Z");
     assert_eq!(json["freezes"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn check_warns_when_a_weekly_freeze_starts_in_a_dst_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rules.toml");
+    let freeze = "\n[[freeze]]\ndays = [\"sun\"]\nfrom = \"02:30\"\nto = \"04:00\"\ntimezone = \"Europe/Stockholm\"\n";
+    std::fs::write(&path, format!("{RULES}{freeze}")).unwrap();
+    let path = path.to_str().unwrap();
+    let out = support::run(
+        &["check", "--rules", path, "--now", "2027-03-20T12:00:00Z"],
+        None,
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains(
+            "freeze 3 (sun 02:30-04:00 Europe/Stockholm): from falls in the DST gap of Europe/Stockholm on 2027-03-28 (02:00-03:00 does not exist): it happens once, just after the gap"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("): to falls"), "04:00 exists: {text}");
+}

@@ -79,9 +79,27 @@ fn describe_end(schedule: &Schedule) -> String {
     }
 }
 
-/// Every schedule time that meets a DST change in the next two years.
+/// Every schedule time, and every weekly freeze's `from` and `to`, that meets a DST change
+/// in the next two years.
 pub fn dst_warnings(rules: &RuleSet, now: Timestamp) -> Vec<String> {
     let mut warnings = Vec::new();
+    for (index, freeze) in rules.freezes().iter().enumerate() {
+        let crate::rules::FreezeWhen::Weekly(hours) = &freeze.when else {
+            continue;
+        };
+        for (key, cron) in freeze_times(hours) {
+            if let Some(meeting) =
+                crate::rules::dst_meetings(&cron, &hours.timezone, now, DST_AHEAD).first()
+            {
+                warnings.push(format!(
+                    "freeze {} ({}): {key} {}",
+                    index + 1,
+                    hours.describe(),
+                    meeting.describe(&hours.zone_name)
+                ));
+            }
+        }
+    }
     for schedule in rules.schedules() {
         let mut times = vec![("start", &schedule.start)];
         if let ScheduleEnd::Cron(end) = &schedule.end {
@@ -141,4 +159,29 @@ pub fn json(rules: &RuleSet, now: Timestamp) -> [(&'static str, serde_json::Valu
         ),
         ("dst_warnings", json!(dst_warnings(rules, now))),
     ]
+}
+
+/// A weekly freeze's `from` and `to` as cron times on the days they happen (a `to` at or
+/// before `from` is on the next day), for the DST check.
+fn freeze_times(hours: &crate::rules::Hours) -> Vec<(&'static str, crate::rules::CronExpr)> {
+    use jiff::civil::Weekday;
+    let number = |day: Weekday| day.to_sunday_zero_offset();
+    let list = |days: &mut dyn Iterator<Item = i8>| {
+        days.map(|d| d.to_string()).collect::<Vec<_>>().join(",")
+    };
+    let from_days = list(&mut hours.days.iter().map(|d| number(*d)));
+    let to_days = if hours.to <= hours.from {
+        list(&mut hours.days.iter().map(|d| (number(*d) + 1) % 7))
+    } else {
+        from_days.clone()
+    };
+    [("from", hours.from, from_days), ("to", hours.to, to_days)]
+        .into_iter()
+        .filter_map(|(key, time, days)| {
+            let text = format!("{} {} * * {days}", time.minute(), time.hour());
+            crate::rules::CronExpr::parse(&text)
+                .ok()
+                .map(|cron| (key, cron))
+        })
+        .collect()
 }
