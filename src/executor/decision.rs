@@ -367,13 +367,7 @@ impl Executor {
                 };
                 // From `state` itself: the book may be locked by the caller (`decide_now`).
                 let now = self.inner.clock.now();
-                let pauses = self.inner.pauses.in_force(now);
-                let figures = crate::guard::GuardFigures {
-                    pauses: &pauses,
-                    change_starts: &state.change_starts,
-                    budget: crate::guard::BudgetView::NotChecked,
-                };
-                let held = crate::guard::hold(rules, &proposed, &figures, now)?;
+                let held = self.held_by_memory(rules, &proposed, &state.change_starts, now)?;
                 Some(Outcome {
                     instance_id: Some(id),
                     plan: state.plan.clone(),
@@ -416,8 +410,7 @@ impl Executor {
     fn record(&self, alarm_id: crate::store::AlarmId, alarm_kind: &str, outcome: Outcome) {
         let now = self.inner.clock.now();
         self.announce(alarm_id, alarm_kind, &outcome, now);
-        let rules = self.inner.rules.snapshot();
-        let notes = self.skip_notes_now(&rules.rules, alarm_kind, &outcome, now);
+        let notes = self.skip_notes_now(alarm_kind, &outcome, now);
         let write = self.inner.store.with_notes(notes).record_decision(
             alarm_id,
             skip_row(&outcome, now),

@@ -87,10 +87,26 @@ impl Executor {
         proposed: &Proposed<'_>,
         now: Timestamp,
     ) -> Option<Held> {
-        let (pauses, starts) = self.guard_memory(proposed.instance_id, now);
+        let starts = self
+            .inner
+            .book
+            .read(proposed.instance_id, |state| state.change_starts.clone());
+        self.held_by_memory(rules, proposed, &starts, now)
+    }
+
+    /// [`held_without_budget`](Self::held_without_budget) with the instance's change starts
+    /// given (by a caller that holds the book's lock).
+    pub(super) fn held_by_memory(
+        &self,
+        rules: &RuleSet,
+        proposed: &Proposed<'_>,
+        change_starts: &[Timestamp],
+        now: Timestamp,
+    ) -> Option<Held> {
+        let pauses = self.inner.pauses.in_force(now);
         let figures = GuardFigures {
             pauses: &pauses,
-            change_starts: &starts,
+            change_starts,
             budget: BudgetView::NotChecked,
         };
         crate::guard::hold(rules, proposed, &figures, now)

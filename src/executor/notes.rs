@@ -94,15 +94,17 @@ impl Executor {
     /// [`skip_notes`](Self::skip_notes) for a decision taken off the book's lock.
     pub(super) fn skip_notes_now(
         &self,
-        rules: &RuleSet,
         alarm_kind: &str,
         outcome: &Outcome,
         now: Timestamp,
     ) -> Vec<NewNotification> {
         match outcome.instance_id {
-            Some(id) if self.inner.config.notifier.any() => self.inner.book.update(id, |state| {
-                self.skip_notes(rules, alarm_kind, outcome, state, now)
-            }),
+            Some(id) if self.inner.config.notifier.any() => {
+                let loaded = self.inner.rules.snapshot();
+                self.inner.book.update(id, |state| {
+                    self.skip_notes(&loaded.rules, alarm_kind, outcome, state, now)
+                })
+            }
             _ => Vec::new(),
         }
     }

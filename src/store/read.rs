@@ -236,7 +236,11 @@ impl Reader {
         }
         // One read transaction: every source describes the same moment.
         let tx = self.conn.unchecked_transaction().map_err(read_failed)?;
-        let filter = Filter::new(query, limit);
+        let mut filter = Filter::new(query, limit);
+        if let Some(since) = &filter.since {
+            // Once for both alarm sources.
+            filter.floor = first_alarm_since(&tx, since).map_err(read_failed)?;
+        }
         let mut events = Vec::new();
         events.extend(filter.read(&tx, ALARM_EVENTS, alarm_event)?);
         events.extend(filter.read(&tx, ALARM_DECISIONS, alarm_decision)?);
@@ -395,6 +399,8 @@ struct Filter {
     instance: Option<i64>,
     since: Option<String>,
     limit: i64,
+    /// The first alarm id received at or after `since` ([`first_alarm_since`]).
+    floor: i64,
 }
 
 /// Orders events newest first; at one instant a change before its decision before its
@@ -410,6 +416,7 @@ impl Filter {
                 .map(|id| i64::try_from(id).unwrap_or(i64::MAX)),
             since: query.since.map(timestamp_text),
             limit: limit as i64,
+            floor: 0,
         }
     }
 
@@ -451,15 +458,11 @@ impl Filter {
     ) -> Result<Vec<(SortKey, HistoryEvent)>, StoreError> {
         let sql = self.sql(&source);
         let mut statement = conn.prepare_cached(&sql).map_err(read_failed)?;
-        let floor = match (&self.since, source.rowid_in_time_order) {
-            (Some(since), true) => first_alarm_since(conn, since).map_err(read_failed)?,
-            _ => 0,
-        };
         let params: [(&str, &dyn ToSql); 4] = [
             (":instance", &self.instance),
             (":since", &self.since),
             (":limit", &self.limit),
-            (":floor", &floor),
+            (":floor", &self.floor),
         ];
         for (name, value) in params {
             // Bound only where the query has the parameter (no filter, no parameter).
