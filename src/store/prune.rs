@@ -5,7 +5,9 @@
 //! rule still counts — each instance's last upward and last downward change, the upward
 //! changes a step down would take back (since its baseline), the changes started inside
 //! the longest `max_changes` window, each instance's latest look, and the latest opening of
-//! each schedule that made a change. An alarm or a change something kept still refers to
+//! each schedule that made a change, and each instance's latest `change.blocked` and
+//! `ladder.top` (what start-up holds their repeats back by). An alarm or a change something
+//! kept still refers to
 //! stays with it. The `instances` rows (names, baselines: the floor) are never deleted.
 
 use jiff::Timestamp;
@@ -50,6 +52,10 @@ const STEPS: &[(&str, bool)] = &[
         "DELETE FROM notifications WHERE id IN ( \
            SELECT n.id FROM notifications AS n WHERE n.at < :before AND NOT EXISTS ( \
              SELECT 1 FROM deliveries AS d WHERE d.notification_id = n.id) \
+              AND NOT (n.instance_id IS NOT NULL \
+                AND (n.kind = 'change.blocked' OR n.kind = 'ladder.top') \
+                AND n.id = (SELECT max(id) FROM notifications \
+                  WHERE instance_id = n.instance_id AND kind = n.kind)) \
            ORDER BY n.id LIMIT :left)",
         false,
     ),
@@ -112,6 +118,7 @@ pub(crate) fn batch(conn: &Connection, prune: &Prune) -> Result<i64, Failure> {
     let before = timestamp_text(prune.before);
     let window = timestamp_text(prune.keep_changes_since);
     let mut left = i64::from(prune.batch);
+    let mut deleted_in_all = 0i64;
     for (sql, uses_window) in STEPS {
         if left <= 0 {
             break;
@@ -123,9 +130,12 @@ pub(crate) fn batch(conn: &Connection, prune: &Prune) -> Result<i64, Failure> {
         } else {
             statement.execute(named_params! {":before": before, ":left": left})?
         };
-        left -= i64::try_from(deleted).unwrap_or(i64::MAX);
+        let deleted = i64::try_from(deleted).unwrap_or(i64::MAX);
+        deleted_in_all = deleted_in_all.saturating_add(deleted);
+        left -= deleted;
     }
-    Ok(i64::from(prune.batch) - left.max(0))
+    // What was deleted (a step on deliveries may go past `left`: every sink of an event).
+    Ok(deleted_in_all)
 }
 
 impl super::Store {
@@ -338,5 +348,62 @@ mod tests {
             1
         );
         assert_eq!(count::<i64>(dir.path(), "SELECT count(*) FROM changes"), 3);
+    }
+
+    #[tokio::test]
+    async fn delivered_notifications_go_but_each_instances_latest_notice_stays() {
+        use crate::store::{DeliveryAttempt, DeliveryOutcome, NewNotification};
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let note = |id: &str, kind: &str, when: &str| NewNotification {
+            event_id: id.into(),
+            kind: kind.into(),
+            instance_id: Some(7),
+            reason: Some("frozen".into()),
+            at: at(when),
+            body: "{}".into(),
+            sinks: vec!["webhook".into()],
+        };
+        store
+            .record_notifications(vec![
+                note("a", "change.blocked", "2026-01-01T10:00:00Z"),
+                note("b", "change.started", "2026-01-01T10:01:00Z"),
+                note("c", "change.blocked", "2026-01-01T10:02:00Z"),
+                note("d", "change.completed", "2026-01-01T10:03:00Z"),
+            ])
+            .await
+            .unwrap();
+        for id in ["a", "b", "c"] {
+            let attempt = DeliveryAttempt {
+                event_id: id.into(),
+                sink: "webhook".into(),
+                at: at("2026-01-01T11:00:00Z"),
+                outcome: DeliveryOutcome::Sent,
+            };
+            store.record_delivery(attempt).await.unwrap();
+        }
+        let prune = Prune {
+            before: at("2026-06-01T00:00:00Z"),
+            keep_changes_since: at("2026-06-01T00:00:00Z"),
+            batch: 100,
+        };
+        store.prune(prune).await.unwrap();
+        store.close().await;
+        // a: an older notice; b: delivered. c is the latest blocked (start-up holds its
+        // repeat back by it), d is still pending.
+        assert_eq!(
+            count::<String>(
+                dir.path(),
+                "SELECT group_concat(event_id, ',') FROM (SELECT event_id FROM notifications ORDER BY id)"
+            ),
+            "c,d"
+        );
+        assert_eq!(
+            count::<i64>(
+                dir.path(),
+                "SELECT count(*) FROM deliveries WHERE state = 'pending'"
+            ),
+            1
+        );
     }
 }
