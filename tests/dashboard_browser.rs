@@ -14,8 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
-use support::{ID, MEMORY_85, Spawn, spawn_app};
+use support::{ID, Spawn, spawn_app};
 
 /// How long one Chromium run may take.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(90);
@@ -110,17 +109,8 @@ fn screenshot(profile: &Path, url: &str, size: &str, name: &str) -> PathBuf {
 async fn chromium_shows_each_instance_its_plan_and_a_chart_with_marks() {
     let browser = chromium();
     let app = spawn_app(Spawn::default()).await;
-    assert_eq!(app.alarm(MEMORY_85).await.status(), StatusCode::ACCEPTED);
-    app.wait_for("the change to complete", Duration::from_secs(20), |i| {
-        i["last_change"]["result"] == "completed"
-    })
-    .await;
-    // A second alarm, refused for the cooldown: one more mark and a line of history.
-    assert_eq!(app.alarm(MEMORY_85).await.status(), StatusCode::ACCEPTED);
-    app.wait_for("the cooldown skip", Duration::from_secs(20), |i| {
-        i["last_decision"]["reason"] == "cooldown"
-    })
-    .await;
+    // A change, then a second alarm refused for the cooldown: two marks and lines of history.
+    app.change_then_cooldown().await;
 
     let overview = format!("{}/", app.base);
     let instance = format!("{}/instances/{ID}", app.base);

@@ -3,13 +3,12 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use cloudamqp_autoscaler::fake::SeedInstance;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::support::{ID, MEMORY_85, Spawn, TestApp, spawn_app};
+use crate::support::{ID, Spawn, TestApp, spawn_app};
 
 const ADMIN: &str = "admin-token-history-51c2";
 /// An instance name a page must show as text, never run.
@@ -23,16 +22,7 @@ pub async fn app_with_history(spawn: Spawn) -> TestApp {
         ..spawn
     })
     .await;
-    assert_eq!(app.alarm(MEMORY_85).await.status(), StatusCode::ACCEPTED);
-    app.wait_for("the change to complete", Duration::from_secs(20), |i| {
-        i["last_change"]["result"] == "completed"
-    })
-    .await;
-    assert_eq!(app.alarm(MEMORY_85).await.status(), StatusCode::ACCEPTED);
-    app.wait_for("the cooldown skip", Duration::from_secs(20), |i| {
-        i["last_decision"]["reason"] == "cooldown"
-    })
-    .await;
+    app.change_then_cooldown().await;
     app
 }
 

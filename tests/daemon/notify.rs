@@ -362,3 +362,99 @@ async fn a_dry_run_is_heard_too_marked_dry_run() {
     assert_eq!(bodies[1]["detail"], "dry run: nothing was sent");
     assert!(app.puts().is_empty(), "nothing sent to CloudAMQP");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_reload_is_heard() {
+    let capture = Capture::start(Vec::new()).await;
+    let app = spawn_app(Spawn {
+        env: env(&[("AUTOSCALER__NOTIFY__WEBHOOK__URL", capture.url("/hook"))]),
+        ..guardrails::spawn("")
+    })
+    .await;
+    std::fs::write(&app.rules_path, "[[rules]]\nname = \n").unwrap();
+    let report = tokio::task::spawn_blocking({
+        let handle = app.handle.clone();
+        move || handle.reload()
+    })
+    .await
+    .unwrap();
+    assert!(!report.ok);
+    let hook = received(&capture, "/hook", 1).await;
+    let body = hook[0].json();
+    assert_eq!(body["type"], "rules.reload_failed");
+    assert!(
+        body["instance"].is_null() && body["change"].is_null(),
+        "{body}"
+    );
+    assert!(
+        body["detail"].as_str().unwrap().contains("rules.toml"),
+        "{body}"
+    );
+    // The rules in force stay: the alarm still acts.
+    spike(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_failing_a_day_after_its_event_is_given_up() {
+    let clock = cloudamqp_autoscaler::clock::OffsetClock::starting_at(jiff::Timestamp::now());
+    let capture = Capture::start(vec![Reply::status(503); 10]).await;
+    let app = spawn_app(Spawn {
+        clock: Some(clock.clone() as std::sync::Arc<_>),
+        env: env(&[
+            ("AUTOSCALER__NOTIFY__WEBHOOK__URL", capture.url("/hook")),
+            (
+                "AUTOSCALER__NOTIFY__WEBHOOK__EVENTS",
+                "change.started".into(),
+            ),
+        ]),
+        ..guardrails::spawn("")
+    })
+    .await;
+    spike(&app).await;
+    received(&capture, "/hook", 1).await;
+    // A day and an hour on: the next attempt fails too, and the delivery is given up.
+    clock.advance(Duration::from_secs(25 * 3600));
+    app.wait_for_status("given up", |s| s["notify"]["dropped"] == 1)
+        .await;
+    let rows = app.query("SELECT state, last_error LIKE 'given up after 24h%' FROM deliveries");
+    assert_eq!(json!(rows), json!([["dropped", 1]]));
+    let tried = capture.requests().len();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(capture.requests().len(), tried, "not tried again");
+    let metrics = app.metrics().await;
+    let line = r#"autoscaler_notifications_total{sink="webhook",result="dropped"} 1"#;
+    assert!(metrics.contains(line), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_delivery_for_a_sink_no_longer_configured_is_dropped_at_start() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = spawn_app(Spawn {
+        env: env(&[(
+            "AUTOSCALER__NOTIFY__SLACK__URL",
+            format!("http://127.0.0.1:{port}/down"),
+        )]),
+        ..guardrails::spawn("")
+    })
+    .await;
+    spike(&app).await;
+    app.wait_for_status("two pending", |s| s["notify"]["pending"] == 2)
+        .await;
+    let app = app.stop().await.restart(guardrails::spawn("")).await;
+    let status = app
+        .wait_for_status("both dropped", |s| s["notify"]["dropped"] == 2)
+        .await;
+    assert_eq!(status["notify"]["pending"], 0);
+    let rows = app.query("SELECT DISTINCT state, last_error FROM deliveries");
+    assert_eq!(
+        json!(rows),
+        json!([["dropped", "its sink is no longer configured"]])
+    );
+    let metrics = app.metrics().await;
+    let line = r#"autoscaler_notifications_total{sink="slack",result="dropped"} 2"#;
+    assert!(metrics.contains(line), "{metrics}");
+}

@@ -281,6 +281,22 @@ impl TestApp {
     }
 
     /// Waits for the instance's last change to have a result.
+    /// The Friday-evening alarm, its change completed, then a second one refused for the
+    /// cooldown: a short history to look back at.
+    pub async fn change_then_cooldown(&self) {
+        let within = Duration::from_secs(20);
+        assert_eq!(self.alarm(MEMORY_85).await.status(), 202);
+        self.wait_for("the change to complete", within, |i| {
+            i["last_change"]["result"] == "completed"
+        })
+        .await;
+        assert_eq!(self.alarm(MEMORY_85).await.status(), 202);
+        self.wait_for("the cooldown skip", within, |i| {
+            i["last_decision"]["reason"] == "cooldown"
+        })
+        .await;
+    }
+
     /// Polls `/status` until `done` holds for it (at most 15 s).
     pub async fn wait_for_status(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
         let started = Instant::now();
