@@ -62,6 +62,8 @@ fn bench(c: &mut Criterion) {
             names,
             plan: "l0-p10",
             last_change_finished: None,
+            disk: 0,
+            last_disk_change_finished: None,
         };
         assert!(matches!(
             decide(&rules, &alarm(99.0), &change, now, None),
@@ -83,6 +85,8 @@ fn bench(c: &mut Criterion) {
             names,
             plan: "lemur",
             last_change_finished: None,
+            disk: 0,
+            last_disk_change_finished: None,
         };
         group.bench_with_input(
             BenchmarkId::new("skip_not_on_ladder", count),

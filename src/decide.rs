@@ -24,6 +24,10 @@ pub struct InstanceView<'a> {
     /// When its last **upward** plan change finished (completed, failed, timed out or
     /// refused): a step down never delays a step up.
     pub last_change_finished: Option<Timestamp>,
+    /// The instance's extra disk now, in GB (0 when it has none; `disk_sizes` rules grow it).
+    pub disk: u32,
+    /// When its last disk change finished: the disk rules' cooldown counts from it.
+    pub last_disk_change_finished: Option<Timestamp>,
 }
 
 /// Plan prices, when a catalogue is known (the daemon has one; `explain` does not).
@@ -40,7 +44,8 @@ pub enum Decision {
     Skip(Skip),
 }
 
-/// A plan change to make.
+/// A change to make: of the plan, or (`kind` disk) of the extra disk, whose `from` and `to`
+/// are then sizes in GB written as numbers (`"0"`, `"25"`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlanChange {
     pub from: String,
@@ -52,6 +57,57 @@ pub struct PlanChange {
     #[serde(skip)]
     pub cooldown: Duration,
     pub direction: Direction,
+    #[serde(skip)]
+    pub kind: ChangeKind,
+}
+
+/// What a change changes: the plan, or the extra disk (a `disk_sizes` rule; always `up`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    #[default]
+    Plan,
+    Disk,
+}
+
+impl ChangeKind {
+    /// `plan` or `disk`, as `/status`, the store and history write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plan => "plan",
+            Self::Disk => "disk",
+        }
+    }
+
+    /// Whether it is `plan` (for serde's `skip_serializing_if`).
+    pub fn is_plan(&self) -> bool {
+        *self == Self::Plan
+    }
+
+    /// From `plan` or `disk`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "plan" => Some(Self::Plan),
+            "disk" => Some(Self::Disk),
+            _ => None,
+        }
+    }
+}
+
+impl PlanChange {
+    /// `plan bunny-1 -> hare-1` or `extra disk 0 -> 25 GB`: what the change does, for
+    /// logs and details.
+    pub fn describe(&self) -> String {
+        describe_move(self.kind, &self.from, &self.to)
+    }
+}
+
+/// `plan bunny-1 -> hare-1` or `extra disk 0 -> 25 GB`.
+pub fn describe_move(kind: ChangeKind, from: &str, to: &str) -> String {
+    match kind {
+        ChangeKind::Plan => format!("plan {from} -> {to}"),
+        ChangeKind::Disk => format!("extra disk {from} -> {to} GB"),
+    }
 }
 
 /// Which way a plan change goes: `up` (a rule or a schedule raised the plan) or `down` (a
@@ -229,6 +285,12 @@ pub enum RuleOutcome {
     },
     /// The rule would move the instance to this plan.
     Target(String),
+    /// A `disk_sizes` rule would grow the extra disk to this size (GB).
+    DiskTarget(u32),
+    /// A `disk_sizes` rule: the extra disk is at (or above) its largest size.
+    DiskAtLargest {
+        largest: u32,
+    },
 }
 
 impl RuleOutcome {
@@ -237,9 +299,9 @@ impl RuleOutcome {
             Self::NotSelected => Reason::InstanceNotSelected,
             Self::BelowThreshold(_) => Reason::BelowThreshold,
             Self::NotOnLadder => Reason::NotOnLadder,
-            Self::TopOfLadder { .. } => Reason::TopOfLadder,
+            Self::TopOfLadder { .. } | Self::DiskAtLargest { .. } => Reason::TopOfLadder,
             // Never ranked: a target ends the search before reasons are compared.
-            Self::Target(_) => Reason::Cooldown,
+            Self::Target(_) | Self::DiskTarget(_) => Reason::Cooldown,
         }
     }
 }
@@ -272,14 +334,27 @@ pub fn decide(
     // Only rules that can move this plan are looked at first: with thousands of rules a
     // decision costs what the few relevant ones cost.
     let mut furthest: Option<(Reason, usize, RuleOutcome)> = None;
-    let mut winner: Option<(usize, String)> = None;
-    for &i in index.actionable.get(instance.plan).into_iter().flatten() {
+    let mut winner: Option<(usize, RuleOutcome)> = None;
+    let on_plan = index
+        .actionable
+        .get(instance.plan)
+        .map_or(&[][..], Vec::as_slice);
+    // Disk rules act whatever the plan; merged in file order, so that a plan target and a
+    // disk target (which cannot be compared) go to the rule listed first.
+    let candidates: std::borrow::Cow<'_, [usize]> = if index.disk.is_empty() {
+        on_plan.into()
+    } else {
+        let mut merged = [on_plan, &index.disk].concat();
+        merged.sort_unstable();
+        merged.into()
+    };
+    for &i in candidates.iter() {
         match evaluate(rules, &rules.rules[i], alarm, instance) {
-            RuleOutcome::Target(target) => {
+            target @ (RuleOutcome::Target(_) | RuleOutcome::DiskTarget(_)) => {
                 let better = match &winner {
                     None => true,
                     Some((_, best)) => {
-                        compare(rules, prices, &target, best) == Some(Ordering::Greater)
+                        compare_targets(rules, prices, &target, best) == Some(Ordering::Greater)
                     }
                 };
                 if better {
@@ -363,6 +438,12 @@ pub fn evaluate(
             Some(target) => RuleOutcome::Target(target.clone()),
             None => RuleOutcome::NotOnLadder,
         },
+        Action::Disk(sizes) => match sizes.iter().find(|&&size| size > instance.disk) {
+            Some(&size) => RuleOutcome::DiskTarget(size),
+            None => RuleOutcome::DiskAtLargest {
+                largest: sizes.last().copied().unwrap_or(0),
+            },
+        },
     }
 }
 
@@ -395,6 +476,21 @@ fn selected(selectors: &[Selector], names: &InstanceNames<'_>) -> bool {
     selectors.is_empty() || selectors.iter().any(|s| s.matches(names))
 }
 
+/// Orders two rules' targets: plans as [`compare`] does, disk sizes by size; a plan and a
+/// disk size cannot be compared.
+fn compare_targets(
+    rules: &RuleSet,
+    prices: Option<&dyn PlanPrices>,
+    a: &RuleOutcome,
+    b: &RuleOutcome,
+) -> Option<Ordering> {
+    match (a, b) {
+        (RuleOutcome::Target(a), RuleOutcome::Target(b)) => compare(rules, prices, a, b),
+        (RuleOutcome::DiskTarget(a), RuleOutcome::DiskTarget(b)) => Some(a.cmp(b)),
+        _ => None,
+    }
+}
+
 /// Orders two targets: by price when both are known, else by rung on a common ladder.
 fn compare(rules: &RuleSet, prices: Option<&dyn PlanPrices>, a: &str, b: &str) -> Option<Ordering> {
     if let Some(prices) = prices
@@ -410,32 +506,52 @@ fn change_or_cooldown(
     rules: &RuleSet,
     rule: &Rule,
     instance: &InstanceView<'_>,
-    target: String,
+    target: RuleOutcome,
     now: Timestamp,
 ) -> Decision {
     let cooldown = rules.cooldown_of(rule);
-    if let Some(finished) = instance.last_change_finished {
+    let (kind, from, to, last_finished) = match target {
+        RuleOutcome::DiskTarget(size) => (
+            ChangeKind::Disk,
+            instance.disk.to_string(),
+            size.to_string(),
+            instance.last_disk_change_finished,
+        ),
+        RuleOutcome::Target(plan) => (
+            ChangeKind::Plan,
+            instance.plan.to_owned(),
+            plan,
+            instance.last_change_finished,
+        ),
+        other => unreachable!("not a target: {other:?}"),
+    };
+    if let Some(finished) = last_finished {
         let until = crate::clock::add(finished, cooldown);
         if now < until {
+            let what = match kind {
+                ChangeKind::Plan => "change",
+                ChangeKind::Disk => "disk change",
+            };
             return skip(
                 Reason::Cooldown,
                 Some(rule),
                 format!(
-                    "rule {:?} would change {} -> {target}, but the instance is cooling down until {until} \
-                     (its last change finished at {finished}; cooldown {})",
+                    "rule {:?} would change {}, but the instance is cooling down until {until} \
+                     (its last {what} finished at {finished}; cooldown {})",
                     rule.name,
-                    instance.plan,
+                    describe_move(kind, &from, &to),
                     crate::duration::display(cooldown)
                 ),
             );
         }
     }
     Decision::Change(PlanChange {
-        from: instance.plan.to_owned(),
-        to: target,
+        from,
+        to,
         rule: rule.name.clone(),
         cooldown,
         direction: Direction::Up,
+        kind,
     })
 }
 
@@ -494,6 +610,10 @@ pub fn describe(
                 rules.ladders[*ladder].name
             ),
             Action::Targets(_) => format!("rule {name:?} has no target for plan {plan:?}"),
+            Action::Disk(_) => format!(
+                "rule {name:?} has no disk size above the extra disk of {} GB",
+                instance.disk
+            ),
         },
         RuleOutcome::TopOfLadder {
             ladder,
@@ -506,6 +626,14 @@ pub fn describe(
             format!("plan {plan:?} is at or above max_plan {ceiling:?} of rule {name:?}")
         }
         RuleOutcome::Target(target) => format!("rule {name:?} would change {plan} -> {target}"),
+        RuleOutcome::DiskTarget(size) => format!(
+            "rule {name:?} would grow the extra disk {} -> {size} GB",
+            instance.disk
+        ),
+        RuleOutcome::DiskAtLargest { largest } => format!(
+            "the extra disk is {} GB, at or above {largest} GB, the largest of rule {name:?}'s disk_sizes",
+            instance.disk
+        ),
     }
 }
 

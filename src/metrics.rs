@@ -116,6 +116,10 @@ impl Metrics {
                 "Plan changes finished, by direction and result.",
             ),
             (
+                "autoscaler_disk_changes_total",
+                "Extra disk resizes finished, by result.",
+            ),
+            (
                 "autoscaler_scale_down_looks_total",
                 "Looks at instances above their floor, by result and reason.",
             ),
@@ -243,6 +247,12 @@ impl Metrics {
             &[("direction", direction.as_str()), ("result", result)],
         )
         .increment(1);
+    }
+
+    /// A disk change finished with `result` (as [`Self::plan_change`]).
+    pub fn disk_change(&self, result: &'static str) {
+        self.static_counter("autoscaler_disk_changes_total", &[("result", result)])
+            .increment(1);
     }
 
     /// A look at an instance above its floor: `passed` or `failed`, with the reason

@@ -156,7 +156,7 @@ async fn no_secret_reaches_logs_errors_or_returned_values() {
         logs.contains("retrying"),
         "the failures above must have been logged:\n{logs}"
     );
-    assert!(logs.contains("accepted the plan change"), "{logs}");
+    assert!(logs.contains("CloudAMQP accepted the change"), "{logs}");
     assert_clean("the logs", &logs, wrong_key);
     for text in &seen {
         assert_clean("a returned value or error", text, wrong_key);

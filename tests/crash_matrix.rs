@@ -400,3 +400,86 @@ async fn a_step_down_stopped_while_tracked_is_followed_after_the_restart_never_s
         running.stop().await;
     }
 }
+
+/// The rules of `workdir` with a disk rule.
+fn with_disk_rule(dir: &std::path::Path) {
+    let path = dir.join("rules.toml");
+    let mut rules = std::fs::read_to_string(&path).unwrap();
+    rules.push_str(
+        "\n[[rules]]\nname = \"disk-low\"\nalarm = \"disk\"\nbelow = 15\n\
+         disk_sizes = [25, 50]\ncooldown = \"6h\"\n",
+    );
+    std::fs::write(path, rules).unwrap();
+}
+
+/// A disk resize is a change like a plan change: `kill -9` after its PUT reached CloudAMQP
+/// (answer not recorded), or while it is tracked, and the next start follows it until every
+/// node has the new size, without sending it again; a reminder then meets the disk rule's
+/// cooldown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_during_a_disk_resize_is_followed_after_the_restart_never_sent_again() {
+    const DISK_10: &str = r#"{"alarm_type":"disk","value":10,"instance_id":359559}"#;
+    for answered in [false, true] {
+        let (fake, running) = fake(slow_change()).await;
+        let dir = workdir();
+        with_disk_rule(dir.path());
+        let url = running.base_url();
+        if !answered {
+            fake.inject(FaultRule::once(Fault::Slow(Duration::from_secs(3))).method("PUT"));
+        }
+        let mut daemon = Daemon::start(dir.path(), &url, true);
+        let mut accepted = Accepted::default();
+        accepted.post(&daemon, DISK_10).await;
+        let phase = if answered { "tracking" } else { "intended" };
+        until("the disk PUT", Duration::from_secs(10), || {
+            fake.disk_resizes().len() == 1
+        })
+        .await;
+        daemon
+            .wait_for(phase, |s| instance(s)["change"]["phase"] == phase)
+            .await;
+        daemon.signal("KILL");
+        assert_eq!(daemon.wait(), None, "killed by a signal");
+        let stored = if answered { "submitted" } else { "intended" };
+        assert_eq!(change_phases(dir.path()), [stored]);
+
+        let daemon = Daemon::start(dir.path(), &url, true);
+        let status = daemon
+            .wait_for("the resize to complete", |s| {
+                instance(s)["last_change"]["result"] == "completed"
+            })
+            .await;
+        let done = instance(&status);
+        assert_eq!(done["last_change"]["kind"], "disk", "{status:#}");
+        assert_eq!(done["last_change"]["to"], 25);
+        assert_eq!(done["last_change"]["needs_attention"], false);
+        assert_eq!(
+            fake.disk_resizes(),
+            [(ID, 25)],
+            "one resize, never sent again"
+        );
+        assert_eq!(fake.disk_sizes(ID).unwrap(), [25]);
+        assert_eq!(fake.put_attempts(), 1);
+
+        accepted.post(&daemon, DISK_10).await;
+        let reminder = *accepted.0.last().unwrap();
+        let sql = format!("SELECT reason FROM decisions WHERE alarm_id = {reminder}");
+        until("the reminder's decision", support::WITHIN, || {
+            !query(dir.path(), &sql).is_empty()
+        })
+        .await;
+        assert_eq!(query(dir.path(), &sql), [[Value::from("cooldown")]]);
+        assert_eq!(fake.put_attempts(), 1);
+        let mut daemon = daemon;
+        daemon.signal("TERM");
+        assert_eq!(daemon.wait(), Some(0), "{}", daemon.log());
+        assert_eq!(change_phases(dir.path()), ["completed"]);
+        assert_eq!(
+            query(
+                dir.path(),
+                "SELECT count(*) FROM alarms WHERE decided_at IS NULL"
+            )[0][0],
+            0
+        );
+    }
+}

@@ -10,6 +10,8 @@ mod support;
 
 #[path = "daemon/changes.rs"]
 mod changes;
+#[path = "daemon/disk.rs"]
+mod disk;
 #[path = "daemon/failures.rs"]
 mod failures;
 #[path = "daemon/guardrails.rs"]

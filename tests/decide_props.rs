@@ -85,6 +85,8 @@ fn decide_on(rules: &RuleSet, plan: &str, value: Option<u8>) -> Decision {
         names: InstanceNames::default(),
         plan,
         last_change_finished: None,
+        disk: 0,
+        last_disk_change_finished: None,
     };
     decide(rules, &alarm, &view, jiff::Timestamp::UNIX_EPOCH, None)
 }

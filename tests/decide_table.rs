@@ -383,6 +383,8 @@ fn run(rules: &RuleSet, case: &Case, prices: Option<&dyn PlanPrices>) -> Decisio
         },
         plan: case.plan,
         last_change_finished: finished,
+        disk: 0,
+        last_disk_change_finished: None,
     };
     decide(rules, &alarm, &view, now, prices)
 }
@@ -550,10 +552,99 @@ fn cooldown_until_is_the_longest_cooldown_of_the_rules_that_could_act() {
     let view = InstanceView {
         plan: "hare-1",
         last_change_finished: Some(finished),
+        disk: 0,
+        last_disk_change_finished: None,
         names,
     };
     let Decision::Skip(skip) = decide(&rules, &alarm, &view, at(40), None) else {
         panic!("not held back")
     };
     assert_eq!(skip.reason, Reason::Cooldown);
+}
+
+/// `disk_sizes` rules: one size up from the extra disk now, `top_of_ladder` at the largest,
+/// their own cooldown (from the last disk change, not the last plan change), and beside a
+/// plan rule of the same type the rule listed first wins (a size and a plan cannot be
+/// compared).
+#[test]
+fn disk_rules_grow_one_size_with_their_own_cooldown() {
+    let rules = cloudamqp_autoscaler::rules::parse(
+        "disk.toml",
+        r#"
+[ladders]
+single = ["bunny-1", "hare-1"]
+
+[[rules]]
+name = "disk-low"
+alarm = "disk"
+below = 15
+disk_sizes = [25, 50, 100]
+cooldown = "6h"
+
+[[rules]]
+name = "disk-plan"
+alarm = "disk"
+below = 5
+ladder = "single"
+"#,
+    )
+    .unwrap();
+    let now: Timestamp = NOW.parse().unwrap();
+    let hours_ago = |h: i64| Some(now - jiff::SignedDuration::from_hours(h));
+    let decide_on = |value: f64, disk: u32, last_plan, last_disk| {
+        let alarm = alarm::parse(
+            format!(r#"{{"alarm_type":"disk","value":{value},"instance_id":7}}"#).as_bytes(),
+        )
+        .unwrap();
+        let view = InstanceView {
+            names: InstanceNames {
+                id: Some("7"),
+                uuid: None,
+                name: None,
+            },
+            plan: "bunny-1",
+            last_change_finished: last_plan,
+            disk,
+            last_disk_change_finished: last_disk,
+        };
+        decide(&rules, &alarm, &view, now, None)
+    };
+    let change = |decision: Decision| match decision {
+        Decision::Change(c) => (c.kind.as_str(), c.from, c.to, c.rule),
+        Decision::Skip(skip) => panic!("a skip: {skip:?}"),
+    };
+    let reason = |decision: Decision| match decision {
+        Decision::Skip(skip) => (skip.reason, skip.detail),
+        Decision::Change(c) => panic!("a change: {c:?}"),
+    };
+    assert_eq!(
+        change(decide_on(10.0, 0, None, None)),
+        ("disk", "0".into(), "25".into(), "disk-low".into())
+    );
+    assert_eq!(change(decide_on(10.0, 25, None, None)).2, "50");
+    // Below both thresholds: the disk rule is listed first.
+    assert_eq!(change(decide_on(1.0, 25, None, None)).0, "disk");
+    // A plan change an hour ago does not hold the disk rule; a disk change does, for 6 h.
+    assert_eq!(change(decide_on(10.0, 25, hours_ago(1), None)).2, "50");
+    let (why, detail) = reason(decide_on(10.0, 25, None, hours_ago(1)));
+    assert_eq!(why, Reason::Cooldown);
+    assert!(detail.contains("extra disk 25 -> 50 GB"), "{detail}");
+    assert_eq!(change(decide_on(10.0, 25, None, hours_ago(6))).2, "50");
+    // At the largest size: top_of_ladder, and the plan rule still acts below its threshold.
+    let (why, detail) = reason(decide_on(10.0, 100, None, None));
+    assert_eq!(why, Reason::TopOfLadder);
+    assert!(detail.contains("100 GB"), "{detail}");
+    assert_eq!(
+        change(decide_on(1.0, 100, None, None)),
+        (
+            "plan",
+            "bunny-1".into(),
+            "hare-1".into(),
+            "disk-plan".into()
+        )
+    );
+    assert_eq!(
+        reason(decide_on(20.0, 0, None, None)).0,
+        Reason::BelowThreshold
+    );
 }

@@ -62,6 +62,7 @@ fn event(kind: EventKind, result: &str) -> Event {
             name: Some("prod-1".into()),
         }),
         change: Some(EventChange {
+            kind: cloudamqp_autoscaler::decide::ChangeKind::Plan,
             from: "bunny-1".into(),
             to: "hare-1".into(),
             direction: Direction::Up,

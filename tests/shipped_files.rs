@@ -33,6 +33,8 @@ fn decide_shipped(example: &str, plan: &str) -> Decision {
         },
         plan,
         last_change_finished: None,
+        disk: 0,
+        last_disk_change_finished: None,
     };
     decide(
         &shipped_rules(),

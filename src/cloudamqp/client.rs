@@ -218,8 +218,43 @@ impl CloudAmqpClient {
         plan: &str,
         progress: &PutProgress,
     ) -> Result<(), ApiError> {
-        let path = format!("/instances/{id}");
         let body = serde_json::json!({ "plan": plan });
+        self.put_change(id, &format!("/instances/{id}"), &body, plan, progress)
+            .await
+    }
+
+    /// `PUT /instances/{id}/disk` with `{"extra_disk_size": gb, "allow_downtime": false}`:
+    /// starts growing the extra disk, node by node, without downtime. Sent at most once
+    /// exactly as [`change_plan`](Self::change_plan) is (an attempt that may have reached
+    /// CloudAMQP is never repeated); follow it with
+    /// [`track_disk_change`](super::tracking::track_disk_change).
+    pub async fn change_disk_reporting(
+        &self,
+        id: u64,
+        gb: u32,
+        progress: &PutProgress,
+    ) -> Result<(), ApiError> {
+        let body = serde_json::json!({ "extra_disk_size": gb, "allow_downtime": false });
+        let target = format!("extra disk {gb} GB");
+        self.put_change(
+            id,
+            &format!("/instances/{id}/disk"),
+            &body,
+            &target,
+            progress,
+        )
+        .await
+    }
+
+    /// One asynchronous change (`target` says what, for logs), sent with the rules above.
+    async fn put_change(
+        &self,
+        id: u64,
+        path: &str,
+        body: &serde_json::Value,
+        target: &str,
+        progress: &PutProgress,
+    ) -> Result<(), ApiError> {
         let fate_unknown = AtomicBool::new(false);
         let what = format!("PUT {path}");
         let inner = &self.inner;
@@ -227,7 +262,7 @@ impl CloudAmqpClient {
         // or not, with an attempt that must not be repeated.
         let outcome = with_retries(&inner.clock, inner.retry_deadline, &what, || async {
             match self
-                .exchange(Method::PUT, &path, Some(&body), Some(&progress.reached))
+                .exchange(Method::PUT, path, Some(body), Some(&progress.reached))
                 .await
             {
                 Ok(answer) => {
@@ -237,9 +272,9 @@ impl CloudAmqpClient {
                         .unwrap_or_default();
                     tracing::info!(
                         instance = id,
-                        plan,
+                        target,
                         answer = %sanitize(&message, inner.key.expose_secret()),
-                        "CloudAMQP accepted the plan change"
+                        "CloudAMQP accepted the change"
                     );
                     Ok(Ok(()))
                 }
@@ -249,9 +284,9 @@ impl CloudAmqpClient {
                 }) => {
                     tracing::warn!(
                         instance = id,
-                        plan,
+                        target,
                         %error,
-                        "the plan change may have reached CloudAMQP without an answer: not sending it again"
+                        "the change may have reached CloudAMQP without an answer: not sending it again"
                     );
                     Ok(Err(error))
                 }
@@ -261,7 +296,7 @@ impl CloudAmqpClient {
                 }) if fate_unknown.load(Ordering::Relaxed) => {
                     tracing::warn!(
                         instance = id,
-                        plan,
+                        target,
                         answer = %message,
                         "instance busy after an earlier attempt of unknown fate: taking the change as accepted"
                     );

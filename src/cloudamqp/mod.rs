@@ -24,6 +24,8 @@ pub use commands::{
 };
 pub use error::ApiError;
 pub use management::{BrokerNode, ManagementAccess, MetricsError};
-pub use model::{Instance, InstanceSummary, Node, Plan};
+pub use model::{Instance, InstanceSummary, Node, Plan, extra_disk};
 pub use resolve::{InstanceResolver, ResolveError};
-pub use tracking::{PlanChange, TrackEvent, TrackOptions, TrackOutcome, track_change};
+pub use tracking::{
+    DiskChange, PlanChange, TrackEvent, TrackOptions, TrackOutcome, track_change, track_disk_change,
+};

@@ -51,6 +51,9 @@ pub struct Node {
     pub configured: bool,
     #[serde(default)]
     pub running: bool,
+    /// The node's extra disk in GB (0 or absent: none).
+    #[serde(default)]
+    pub additional_disk_size: Option<u32>,
 }
 
 /// One broker plan of `GET /api/plans`.
@@ -165,4 +168,14 @@ mod tests {
         assert_eq!((plans.len(), skipped), (1, 1));
         assert!(decode_list::<Plan>(b"{}").is_err());
     }
+}
+
+/// The extra disk of an instance as its nodes show it: the largest any node has (a resize
+/// goes node by node; asking for less than a node has would be a shrink). `None` for no
+/// nodes.
+pub fn extra_disk(nodes: &[Node]) -> Option<u32> {
+    nodes
+        .iter()
+        .map(|node| node.additional_disk_size.unwrap_or(0))
+        .max()
 }

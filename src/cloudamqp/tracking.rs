@@ -35,6 +35,16 @@ pub struct PlanChange {
     pub accepted_at: Timestamp,
 }
 
+/// An accepted disk resize being followed: done when every node is `configured` with
+/// `additional_disk_size` = `to_gb`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskChange {
+    pub instance_id: u64,
+    pub from_gb: u32,
+    pub to_gb: u32,
+    pub accepted_at: Timestamp,
+}
+
 /// How to poll; usually [`TrackOptions::from_settings`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TrackOptions {
@@ -105,19 +115,52 @@ pub async fn track_change(
         from = %change.from_plan,
         to = %change.to_plan
     );
-    track(client, change, options, on_event)
-        .instrument(span)
-        .await
+    track(
+        client,
+        change.accepted_at,
+        options,
+        |deadline| poll(client, change, deadline),
+        on_event,
+    )
+    .instrument(span)
+    .await
 }
 
-async fn track(
+/// [`track_change`] for a disk resize: polls `GET /instances/{id}/nodes` until every node
+/// is `configured` with the new size, with the same patience, timeout and events (the
+/// `plan` of an event is the size in GB).
+pub async fn track_disk_change(
     client: &CloudAmqpClient,
-    change: &PlanChange,
+    change: &DiskChange,
     options: TrackOptions,
+    on_event: impl FnMut(&TrackEvent) + Send,
+) -> TrackOutcome {
+    let span = tracing::info_span!(
+        "track_disk_change",
+        instance = change.instance_id,
+        from_gb = change.from_gb,
+        to_gb = change.to_gb
+    );
+    track(
+        client,
+        change.accepted_at,
+        options,
+        |deadline| poll_disk(client, change, deadline),
+        on_event,
+    )
+    .instrument(span)
+    .await
+}
+
+async fn track<F: Future<Output = Result<Seen, ApiError>>>(
+    client: &CloudAmqpClient,
+    accepted_at: Timestamp,
+    options: TrackOptions,
+    poll: impl Fn(Timestamp) -> F,
     mut on_event: impl FnMut(&TrackEvent) + Send,
 ) -> TrackOutcome {
     let clock = client.clock().clone();
-    let deadline = add(change.accepted_at, options.change_timeout);
+    let deadline = add(accepted_at, options.change_timeout);
     let mut consecutive_errors = 0;
     loop {
         // Sleep first: right after the PUT there is nothing to see yet. The last sleep is
@@ -128,9 +171,9 @@ async fn track(
                 .sleep(options.poll_interval.min(between(now, deadline)))
                 .await;
         }
-        let event = match poll(client, change, deadline).await {
+        let event = match poll(deadline).await {
             Ok(Seen::Done) => {
-                tracing::info!("plan change completed");
+                tracing::info!("change completed");
                 on_event(&TrackEvent::Done);
                 return TrackOutcome::Completed { at: clock.now() };
             }
@@ -138,12 +181,8 @@ async fn track(
                 consecutive_errors = 0;
                 event
             }
-            Ok(Seen::OtherPlan(plan)) => {
-                let reason = format!(
-                    "the instance settled on plan {plan:?}, neither {:?} nor {:?}: someone else changed it",
-                    change.from_plan, change.to_plan
-                );
-                tracing::warn!(%reason, "plan change failed");
+            Ok(Seen::Other(reason)) => {
+                tracing::warn!(%reason, "change failed");
                 return TrackOutcome::Failed {
                     reason,
                     at: clock.now(),
@@ -151,7 +190,7 @@ async fn track(
             }
             Err(error @ (ApiError::NotFound { .. } | ApiError::MissingApiKey)) => {
                 let reason = format!("the instance can no longer be read: {error}");
-                tracing::warn!(%reason, "plan change failed");
+                tracing::warn!(%reason, "change failed");
                 return TrackOutcome::Failed {
                     reason,
                     at: clock.now(),
@@ -159,7 +198,7 @@ async fn track(
             }
             Err(error) => {
                 consecutive_errors += 1;
-                tracing::warn!(%error, consecutive_errors, "polling the plan change failed");
+                tracing::warn!(%error, consecutive_errors, "polling the change failed");
                 if consecutive_errors >= options.max_consecutive_errors {
                     let event = TrackEvent::PollError {
                         error: error.clone(),
@@ -179,11 +218,11 @@ async fn track(
                 }
             }
         };
-        tracing::debug!(?event, "plan change not done yet");
+        tracing::debug!(?event, "change not done yet");
         on_event(&event);
         let now = clock.now();
         if now >= deadline {
-            tracing::warn!("plan change timed out");
+            tracing::warn!("change timed out");
             return TrackOutcome::TimedOut { at: now };
         }
     }
@@ -192,7 +231,8 @@ async fn track(
 enum Seen {
     Done,
     Progress(TrackEvent),
-    OtherPlan(String),
+    /// The instance settled somewhere neither the change left nor the one it went to: why.
+    Other(String),
 }
 
 /// One look at the instance; reads its nodes only once the plan and readiness look done,
@@ -222,7 +262,10 @@ async fn poll(
             }));
         }
         if instance.ready {
-            return Ok(Seen::OtherPlan(instance.plan));
+            return Ok(Seen::Other(format!(
+                "the instance settled on plan {:?}, neither {:?} nor {:?}: someone else changed it",
+                instance.plan, change.from_plan, change.to_plan
+            )));
         }
         // A third plan while not ready may be a passing state; look again.
         return Ok(Seen::Progress(TrackEvent::Reconfiguring {
@@ -244,4 +287,51 @@ async fn poll(
         configured,
         total: nodes.len(),
     }))
+}
+
+/// One look at the nodes of an instance growing its extra disk. Nodes are resized one by
+/// one: a mix of the old and the new size is progress; every node configured on the new
+/// size is done; every node configured on one other size (or shrunk) is someone else's doing.
+async fn poll_disk(
+    client: &CloudAmqpClient,
+    change: &DiskChange,
+    deadline: Timestamp,
+) -> Result<Seen, ApiError> {
+    let left = between(client.clock().now(), deadline);
+    let nodes = client.nodes_within(change.instance_id, left).await?;
+    let size = |node: &super::model::Node| node.additional_disk_size.unwrap_or(0);
+    let configured = nodes.iter().filter(|n| n.configured).count();
+    let on_target = nodes.iter().filter(|n| size(n) == change.to_gb).count();
+    let progress = |ready| {
+        Seen::Progress(TrackEvent::Reconfiguring {
+            plan: format!("{} GB", change.to_gb),
+            ready,
+            configured,
+            total: nodes.len(),
+        })
+    };
+    if nodes.is_empty() {
+        return Ok(progress(false));
+    }
+    if configured == nodes.len() {
+        if on_target == nodes.len() {
+            return Ok(Seen::Done);
+        }
+        if nodes.iter().all(|n| size(n) == change.from_gb) {
+            return Ok(Seen::Progress(TrackEvent::StillOldPlan {
+                plan: format!("{} GB", change.from_gb),
+            }));
+        }
+        if let Some(other) = nodes
+            .iter()
+            .map(size)
+            .find(|&gb| gb != change.from_gb && gb != change.to_gb)
+        {
+            return Ok(Seen::Other(format!(
+                "a node settled on an extra disk of {other} GB, neither {} nor {} GB: someone else changed it",
+                change.from_gb, change.to_gb
+            )));
+        }
+    }
+    Ok(progress(configured == nodes.len()))
 }

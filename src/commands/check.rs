@@ -184,6 +184,14 @@ fn describe_rule(rules: &RuleSet, rule: &crate::rules::Rule) -> String {
             moves.sort();
             format!("targets {}", moves.join(", "))
         }
+        Action::Disk(sizes) => format!(
+            "grow the extra disk one size at a time: {} GB",
+            sizes
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
     format!(
         "{when}: {action}; {}; cooldown {}",

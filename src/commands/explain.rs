@@ -26,6 +26,13 @@ pub struct ExplainArgs {
     /// When the instance's last plan change finished (RFC 3339); default: never.
     #[arg(long, value_name = "RFC3339")]
     pub last_change: Option<jiff::Timestamp>,
+    /// The instance's extra disk now, in GB, for `disk_sizes` rules (default 0).
+    #[arg(long, value_name = "GB", default_value_t = 0)]
+    pub disk: u32,
+    /// When the instance's last disk change finished (RFC 3339): the disk rules' cooldown
+    /// counts from it; default: never.
+    #[arg(long, value_name = "RFC3339")]
+    pub last_disk_change: Option<jiff::Timestamp>,
     /// The time of the decision (RFC 3339); default: now.
     #[arg(long, value_name = "RFC3339")]
     pub now: Option<jiff::Timestamp>,
@@ -114,6 +121,8 @@ pub fn run(
         },
         plan: &args.plan,
         last_change_finished: args.last_change,
+        disk: args.disk,
+        last_disk_change_finished: args.last_disk_change,
     };
     let now = args.now.unwrap_or_else(jiff::Timestamp::now);
     let decision = decide::decide(&rules, &alarm, &view, now, None);
@@ -150,6 +159,11 @@ pub(super) fn id_forms(instance: Option<InstanceRef>) -> (Option<String>, Option
 /// The contract's JSON object for a decision.
 pub fn decision_json(decision: &Decision) -> serde_json::Value {
     match decision {
+        Decision::Change(change) if change.kind == decide::ChangeKind::Disk => json!({
+            "decision": "change_disk", "kind": "disk", "direction": change.direction,
+            "from": change.from.parse::<u32>().ok(), "to": change.to.parse::<u32>().ok(),
+            "rule": change.rule,
+        }),
         Decision::Change(change) => json!({
             "decision": "change_plan", "direction": change.direction, "from": change.from,
             "to": change.to, "rule": change.rule,
@@ -169,9 +183,8 @@ fn explain_text(
 ) -> String {
     let mut text = match decision {
         Decision::Change(change) => format!(
-            "change plan {} -> {} ({}, rule {:?}; then cooldown {})\n",
-            change.from,
-            change.to,
+            "change {} ({}, rule {:?}; then cooldown {})\n",
+            change.describe(),
             change.direction,
             change.rule,
             crate::duration::display(change.cooldown)

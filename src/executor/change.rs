@@ -5,7 +5,11 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
-use crate::cloudamqp::{ApiError, PlanChange, PutProgress, TrackEvent, TrackOutcome, track_change};
+use crate::cloudamqp::{
+    ApiError, DiskChange, PlanChange, PutProgress, TrackEvent, TrackOutcome, track_change,
+    track_disk_change,
+};
+use crate::decide::ChangeKind;
 use crate::store::{ChangeFinish, ChangeId, ChangeRow, InstanceRow, Phase, StoreError};
 
 use super::Executor;
@@ -62,6 +66,7 @@ impl Executor {
             started_at: now,
             cooldown: change.cooldown,
             direction: change.direction,
+            kind: change.kind,
         };
         inner
             .book
@@ -126,10 +131,13 @@ impl Executor {
         let Some(api) = &inner.api else {
             return false;
         };
-        match api.client.instance(id).await {
-            Ok(instance) if instance.plan == change.from && instance.ready => true,
-            Ok(instance) => {
-                tracing::warn!(instance = id, plan = %instance.plan, ready = instance.ready, decided_on = %change.from, "the instance changed while the daemon was stopped: the change is not sent again");
+        match self
+            .still_where_it_was(api, id, change, std::time::Duration::MAX)
+            .await
+        {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::warn!(instance = id, decided_on = %change.from, "the instance changed while the daemon was stopped (or is busy): the change is not sent again");
                 false
             }
             Err(error) => {
@@ -137,6 +145,28 @@ impl Executor {
                 false
             }
         }
+    }
+
+    /// Whether CloudAMQP shows the instance where `change` leaves from, settled: on its
+    /// plan and ready, or (a disk change) every node configured on its extra disk.
+    async fn still_where_it_was(
+        &self,
+        api: &super::Api,
+        id: u64,
+        change: &InFlight,
+        patience: std::time::Duration,
+    ) -> Result<bool, ApiError> {
+        Ok(match change.kind {
+            ChangeKind::Plan => {
+                let instance = api.client.instance_within(id, patience).await?;
+                instance.plan == change.from && instance.ready
+            }
+            ChangeKind::Disk => {
+                let nodes = api.client.nodes_within(id, patience).await?;
+                let size = crate::cloudamqp::extra_disk(&nodes).unwrap_or(0);
+                nodes.iter().all(|node| node.configured) && size.to_string() == change.from
+            }
+        })
     }
 
     /// Resumes a change the previous run left in flight.
@@ -151,6 +181,7 @@ impl Executor {
                 rule: row.rule,
                 cooldown: row.cooldown,
                 direction: row.direction,
+                kind: row.kind,
             };
             self.finish_dry_run(id, row.id, &change, row.intended_at);
             self.inner
@@ -239,11 +270,20 @@ impl Executor {
             .await;
             return;
         };
-        match api
-            .client
-            .change_plan_reporting(id, &change.to, progress)
-            .await
-        {
+        let sent = match change.kind {
+            ChangeKind::Plan => {
+                api.client
+                    .change_plan_reporting(id, &change.to, progress)
+                    .await
+            }
+            ChangeKind::Disk => match change.to.parse() {
+                Ok(gb) => api.client.change_disk_reporting(id, gb, progress).await,
+                Err(_) => Err(ApiError::BadRequest {
+                    message: format!("{:?} is not a disk size", change.to),
+                }),
+            },
+        };
+        match sent {
             Ok(()) => {
                 let accepted_at = self.inner.clock.now();
                 self.follow(id, change, accepted_at).await;
@@ -296,13 +336,13 @@ impl Executor {
         loop {
             // Retried only until the grace ends, so the verdict comes on time.
             let patience = crate::clock::between(inner.clock.now(), deadline);
-            match api.client.instance_within(id, patience).await {
-                Ok(instance) if instance.plan != change.from || !instance.ready => {
+            match self.still_where_it_was(api, id, &change, patience).await {
+                Ok(false) => {
                     let accepted_at = change.started_at;
                     self.follow(id, change, accepted_at).await;
                     return;
                 }
-                Ok(_) => {}
+                Ok(true) => {}
                 Err(ApiError::NotFound { .. }) => {
                     self.finish(
                         id,
@@ -344,21 +384,32 @@ impl Executor {
                 }
             });
         }
-        let plan_change = PlanChange {
-            instance_id: id,
-            from_plan: change.from.clone(),
-            to_plan: change.to.clone(),
-            accepted_at,
-        };
-        let outcome = track_change(&api.client, &plan_change, inner.config.track, |event| {
-            match event {
-                TrackEvent::PollError { error, consecutive } => {
-                    tracing::warn!(instance = id, %error, consecutive, "polling the change failed");
-                }
-                other => tracing::debug!(instance = id, event = ?other, "change progress"),
+        let on_event = |event: &TrackEvent| match event {
+            TrackEvent::PollError { error, consecutive } => {
+                tracing::warn!(instance = id, %error, consecutive, "polling the change failed");
             }
-        })
-        .await;
+            other => tracing::debug!(instance = id, event = ?other, "change progress"),
+        };
+        let outcome = match change.kind {
+            ChangeKind::Plan => {
+                let plan_change = PlanChange {
+                    instance_id: id,
+                    from_plan: change.from.clone(),
+                    to_plan: change.to.clone(),
+                    accepted_at,
+                };
+                track_change(&api.client, &plan_change, inner.config.track, on_event).await
+            }
+            ChangeKind::Disk => {
+                let disk_change = DiskChange {
+                    instance_id: id,
+                    from_gb: change.from.parse().unwrap_or(0),
+                    to_gb: change.to.parse().unwrap_or(0),
+                    accepted_at,
+                };
+                track_disk_change(&api.client, &disk_change, inner.config.track, on_event).await
+            }
+        };
         match outcome {
             TrackOutcome::Completed { .. } => {
                 self.finish(id, change, Phase::Completed, None, false).await
@@ -394,10 +445,10 @@ impl Executor {
             tracing::error!(
                 instance = id, from = %change.from, to = %change.to, rule = %change.rule, result,
                 detail = detail.as_deref().unwrap_or(""),
-                "plan change {result}: needs a human"
+                "{} change {result}: needs a human", change.kind.as_str()
             );
         } else {
-            tracing::info!(instance = id, from = %change.from, to = %change.to, rule = %change.rule, "plan change completed");
+            tracing::info!(instance = id, from = %change.from, to = %change.to, rule = %change.rule, "{} change completed", change.kind.as_str());
         }
         let finish = ChangeFinish {
             phase,
@@ -418,9 +469,15 @@ impl Executor {
             .finish_change(change.id, finish.clone())
             .await;
         let change_id = change.id;
+        // Counted before `/status` shows the change over, so that whoever sees it over
+        // finds it counted.
+        match change.kind {
+            ChangeKind::Plan => inner.metrics.plan_change(change.direction, result),
+            ChangeKind::Disk => inner.metrics.disk_change(result),
+        }
         inner.book.update(id, |state| {
             state.in_flight = None;
-            if phase == Phase::Completed {
+            if phase == Phase::Completed && change.kind == ChangeKind::Plan {
                 state.plan = Some(change.to.clone());
             }
             state.record_finished(Finished {
@@ -432,9 +489,10 @@ impl Executor {
                 needs_attention,
                 dry_run: false,
                 direction: change.direction,
+                kind: change.kind,
             });
         });
-        if phase == Phase::Completed {
+        if phase == Phase::Completed && change.kind == ChangeKind::Plan {
             // The plan the instance is on now, kept for the next start: its rules and
             // cooldowns are judged on it (a failed write is only a stale cache, and the
             // start also reads the completed change itself).
@@ -449,7 +507,6 @@ impl Executor {
                 tracing::warn!(instance = id, %error, "could not record the instance's new plan");
             }
         }
-        inner.metrics.plan_change(change.direction, result);
         inner
             .metrics
             .changes_in_flight(inner.book.in_flight_count());
@@ -515,6 +572,7 @@ pub(super) fn new_change(
         instance_id: id,
         alarm_id: alarm,
         direction: change.direction,
+        kind: change.kind,
         from_plan: change.from.clone(),
         to_plan: change.to.clone(),
         rule: change.rule.clone(),

@@ -228,14 +228,42 @@ impl Executor {
             }
         };
         self.observe_instance(&instance);
-        let catalogue = api.catalogue.get().await.ok();
-        let prices = catalogue.as_deref().map(|c| c as &dyn PlanPrices);
         let state = inner.book.get(id);
         let names = state.names(&id_text);
+        // The extra disk, read fresh when a disk rule of the type picks the instance.
+        let disk = if rules.rules_for(&alarm.kind).any(|rule| {
+            matches!(rule.action, crate::rules::Action::Disk(_))
+                && (rule.selectors.is_empty() || rule.selectors.iter().any(|s| s.matches(&names)))
+        }) {
+            match api.client.nodes(id).await {
+                Ok(nodes) => {
+                    let size = crate::cloudamqp::extra_disk(&nodes).unwrap_or(0);
+                    inner.book.update(id, |state| state.disk = Some(size));
+                    size
+                }
+                Err(error) => {
+                    return Some(Outcome::skip(
+                        Some(id),
+                        Reason::PlanUnknown,
+                        format!(
+                            "the instance's extra disk could not be read from CloudAMQP: {error}"
+                        ),
+                    ));
+                }
+            }
+        } else {
+            state.disk.unwrap_or(0)
+        };
+        let catalogue = api.catalogue.get().await.ok();
+        let prices = catalogue.as_deref().map(|c| c as &dyn PlanPrices);
         let decision = decide::decide(
             rules,
             alarm,
-            &view(&instance.plan, last_finished, names),
+            &InstanceView {
+                disk,
+                last_disk_change_finished: state.last_disk,
+                ..view(&instance.plan, last_finished, names)
+            },
             inner.clock.now(),
             prices,
         );
@@ -255,10 +283,11 @@ impl Executor {
             instance_id: id,
             names,
             direction: change.direction,
+            kind: change.kind,
             from: &change.from,
             to: &change.to,
         };
-        let _budget_turn = self.budget_turn(rules, change.direction).await;
+        let _budget_turn = self.budget_turn(rules, change.direction, change.kind).await;
         if let Some(held) = self.held(rules, &proposed, inner.clock.now()).await {
             return Some(Outcome {
                 instance_id: Some(id),
@@ -267,7 +296,8 @@ impl Executor {
                 held: Some(Box::new(change)),
             });
         }
-        if let Some(catalogue) = &catalogue
+        if change.kind == decide::ChangeKind::Plan
+            && let Some(catalogue) = &catalogue
             && let Err(refusal) = catalogue.move_allowed(&change.from, &change.to)
         {
             return Some(Outcome {
@@ -284,9 +314,10 @@ impl Executor {
                 held: None,
             });
         }
-        if rules
-            .scale_down()
-            .is_some_and(|section| section.selects(&names))
+        if change.kind == decide::ChangeKind::Plan
+            && rules
+                .scale_down()
+                .is_some_and(|section| section.selects(&names))
         {
             self.learn_capacity_before_up(&instance).await;
             // A pause may have come during the read.
@@ -318,8 +349,10 @@ impl Executor {
                 Some(id),
                 Reason::ChangeInFlight,
                 format!(
-                    "a change {} -> {} (rule {:?}) is in flight since {}",
-                    change.from, change.to, change.rule, change.started_at
+                    "a change of the {} (rule {:?}) is in flight since {}",
+                    crate::decide::describe_move(change.kind, &change.from, &change.to),
+                    change.rule,
+                    change.started_at
                 ),
             ));
         }
@@ -327,10 +360,17 @@ impl Executor {
         let names = state.names(&id_text);
         let last_finished = state.last_up;
         let cached_plan = state.plan.as_deref().unwrap_or("");
+        // A disk rule needs the extra disk: until it has been read, only what holds
+        // whatever the size settles the alarm here.
+        let disk_unknown = state.disk.is_none() && has_disk_rules(rules, &alarm.kind);
         let early = decide::decide(
             rules,
             alarm,
-            &view(cached_plan, last_finished, names),
+            &InstanceView {
+                disk: state.disk.unwrap_or(0),
+                last_disk_change_finished: state.last_disk,
+                ..view(cached_plan, last_finished, names)
+            },
             self.inner.clock.now(),
             None,
         );
@@ -345,7 +385,7 @@ impl Executor {
         let settled = |reason: Reason| match reason {
             Reason::Resolved | Reason::NoMatchingRule => true,
             Reason::InstanceNotSelected | Reason::BelowThreshold => !names_pending,
-            Reason::Cooldown => state.plan.is_some(),
+            Reason::Cooldown => state.plan.is_some() && !disk_unknown,
             _ => false,
         };
         match early {
@@ -357,11 +397,12 @@ impl Executor {
             }),
             // A pause, a freeze or a full `max_changes` holds whatever the plan is now
             // (from memory): an alarm they hold costs no call, however many come.
-            Decision::Change(change) if !names_pending && state.plan.is_some() => {
+            Decision::Change(change) if !names_pending && state.plan.is_some() && !disk_unknown => {
                 let proposed = crate::guard::Proposed {
                     instance_id: id,
                     names,
                     direction: change.direction,
+                    kind: change.kind,
                     from: &change.from,
                     to: &change.to,
                 };
@@ -497,14 +538,12 @@ impl Executor {
             DecisionKind::WouldChange
         };
         let detail = if live {
-            format!(
-                "change plan {} -> {} (rule {:?})",
-                change.from, change.to, change.rule
-            )
+            format!("change {} (rule {:?})", change.describe(), change.rule)
         } else {
             format!(
-                "would change plan {} -> {} (rule {:?}; dry run, nothing sent)",
-                change.from, change.to, change.rule
+                "would change {} (rule {:?}; dry run, nothing sent)",
+                change.describe(),
+                change.rule
             )
         };
         let decision = NewDecision {
@@ -539,10 +578,11 @@ impl Executor {
             }
         };
         self.note_started(id, now);
-        let decision_name = if live {
-            "change_plan"
-        } else {
-            "would_change_plan"
+        let decision_name = match (live, change.kind) {
+            (true, decide::ChangeKind::Plan) => "change_plan",
+            (false, decide::ChangeKind::Plan) => "would_change_plan",
+            (true, decide::ChangeKind::Disk) => "change_disk",
+            (false, decide::ChangeKind::Disk) => "would_change_disk",
         };
         inner
             .metrics
@@ -557,11 +597,11 @@ impl Executor {
             });
         });
         if !live {
-            tracing::info!(alarm_id = job.alarm_id, instance = id, rule = %change.rule, direction = %change.direction, "would change plan {} -> {}", change.from, change.to);
+            tracing::info!(alarm_id = job.alarm_id, instance = id, rule = %change.rule, direction = %change.direction, "would change {}", change.describe());
             self.finish_dry_run(id, change_id, &change, now);
             return;
         }
-        tracing::info!(alarm_id = job.alarm_id, instance = id, rule = %change.rule, direction = %change.direction, "change plan {} -> {}", change.from, change.to);
+        tracing::info!(alarm_id = job.alarm_id, instance = id, rule = %change.rule, direction = %change.direction, "change {}", change.describe());
         self.send_recorded(id, change_id, &change, now);
     }
 
@@ -591,9 +631,15 @@ impl Executor {
                 needs_attention: false,
                 dry_run: true,
                 direction: change.direction,
+                kind: change.kind,
             });
         });
-        inner.metrics.plan_change(change.direction, "dry_run");
+        match change.kind {
+            crate::decide::ChangeKind::Plan => {
+                inner.metrics.plan_change(change.direction, "dry_run")
+            }
+            crate::decide::ChangeKind::Disk => inner.metrics.disk_change("dry_run"),
+        }
         let detail = "dry run: nothing was sent";
         let notes = self.finished_notes(
             id,
@@ -667,6 +713,13 @@ fn unresolved(uuid: uuid::Uuid, error: crate::cloudamqp::ResolveError) -> Outcom
     Outcome::skip(None, Reason::InstanceUnknown, detail)
 }
 
+/// Whether a `disk_sizes` rule handles alarms of `kind`.
+fn has_disk_rules(rules: &crate::rules::RuleSet, kind: &str) -> bool {
+    rules
+        .rules_for(kind)
+        .any(|rule| matches!(rule.action, crate::rules::Action::Disk(_)))
+}
+
 fn view<'a>(
     plan: &'a str,
     last: Option<jiff::Timestamp>,
@@ -676,5 +729,7 @@ fn view<'a>(
         names,
         plan,
         last_change_finished: last,
+        disk: 0,
+        last_disk_change_finished: None,
     }
 }

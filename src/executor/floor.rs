@@ -158,6 +158,7 @@ mod tests {
             needs_attention: true,
             dry_run: false,
             direction: Direction::Up,
+            kind: crate::decide::ChangeKind::Plan,
         });
         assert!(moved_baseline(&state, "hare-1", at()).is_none());
         // A dry run's target was never the daemon's doing.

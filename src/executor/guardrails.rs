@@ -28,7 +28,10 @@ impl Executor {
         if let Some(held) = self.held_without_budget(rules, proposed, now) {
             return Some(held);
         }
-        if proposed.direction != Direction::Up || rules.limits().max_monthly_price.is_none() {
+        if proposed.direction != Direction::Up
+            || proposed.kind == crate::decide::ChangeKind::Disk
+            || rules.limits().max_monthly_price.is_none()
+        {
             return None;
         }
         let pauses = [];
@@ -157,7 +160,10 @@ impl Executor {
                         state
                             .in_flight
                             .as_ref()
-                            .filter(|change| change.direction == Direction::Up)
+                            .filter(|change| {
+                                change.direction == Direction::Up
+                                    && change.kind == crate::decide::ChangeKind::Plan
+                            })
                             .map(|change| change.to.clone())
                             .or_else(|| state.plan.clone())
                     })
@@ -176,8 +182,12 @@ impl Executor {
         &self,
         rules: &RuleSet,
         direction: Direction,
+        kind: crate::decide::ChangeKind,
     ) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        if direction == Direction::Up && rules.limits().max_monthly_price.is_some() {
+        if direction == Direction::Up
+            && kind == crate::decide::ChangeKind::Plan
+            && rules.limits().max_monthly_price.is_some()
+        {
             Some(self.inner.budget_turn.lock().await)
         } else {
             None

@@ -354,6 +354,7 @@ impl Executor {
                     rule: crate::scale_down::RULE.to_owned(),
                     cooldown: std::time::Duration::ZERO,
                     direction: crate::decide::Direction::Down,
+                    kind: crate::decide::ChangeKind::Plan,
                 };
                 self.blocked_notes(id, &held, guardrail, &verdict.detail, at)
             }

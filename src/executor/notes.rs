@@ -22,6 +22,7 @@ fn about<'a>(id: u64, state: &'a InstanceState) -> About<'a> {
 /// A decided change, as its events name it.
 pub(super) fn change_of(change: &PlanChange) -> ChangeOf<'_> {
     ChangeOf {
+        kind: change.kind,
         from: &change.from,
         to: &change.to,
         rule: &change.rule,
@@ -190,6 +191,7 @@ impl Executor {
 /// A change in flight, as its events name it.
 pub(super) fn in_flight_of(change: &InFlight) -> ChangeOf<'_> {
     ChangeOf {
+        kind: change.kind,
         from: &change.from,
         to: &change.to,
         rule: &change.rule,

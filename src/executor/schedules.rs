@@ -181,6 +181,7 @@ impl Executor {
                 instance_id: id,
                 names: state.names(&id_text),
                 direction: Direction::Up,
+                kind: crate::decide::ChangeKind::Plan,
                 from: &plan,
                 to: &schedule.min_plan,
             };
@@ -229,6 +230,7 @@ impl Executor {
             instance_id: id,
             names: state.names(&id_text),
             direction: Direction::Up,
+            kind: crate::decide::ChangeKind::Plan,
             from: &change.from,
             to: &change.to,
         };
@@ -240,7 +242,9 @@ impl Executor {
             self.record_schedule_skip(schedule, window, id, &change, reason, now);
             return;
         }
-        let _budget_turn = self.budget_turn(rules, Direction::Up).await;
+        let _budget_turn = self
+            .budget_turn(rules, Direction::Up, crate::decide::ChangeKind::Plan)
+            .await;
         let held = self
             .held(rules, &proposed, now)
             .await
@@ -276,6 +280,7 @@ impl Executor {
             rule: schedule.name.clone(),
             cooldown: rules.default_cooldown(),
             direction: Direction::Up,
+            kind: crate::decide::ChangeKind::Plan,
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::decide::Direction;
+use crate::decide::{ChangeKind, Direction};
 use crate::scale_down::{DownView, Streak, UpStep};
 use crate::store::{ChangeId, ChangeRow, DecisionKind, LookRow, Phase, Recovered};
 
@@ -25,6 +25,8 @@ pub struct InFlight {
     pub started_at: Timestamp,
     pub cooldown: Duration,
     pub direction: Direction,
+    /// A plan change, or a disk change (`from`/`to` in GB).
+    pub kind: ChangeKind,
 }
 
 impl From<&ChangeRow> for InFlight {
@@ -43,6 +45,7 @@ impl From<&ChangeRow> for InFlight {
             started_at: row.accepted_at.unwrap_or(row.intended_at),
             cooldown: row.cooldown,
             direction: row.direction,
+            kind: row.kind,
         }
     }
 }
@@ -59,17 +62,20 @@ pub struct Finished {
     pub needs_attention: bool,
     pub dry_run: bool,
     pub direction: Direction,
+    pub kind: ChangeKind,
 }
 
 impl Finished {
     /// The plan the instance was left on, as far as this change tells: the new one only
     /// when it completed for real (a dry run, or a change that did not complete, left it
-    /// where it was).
-    pub fn plan_left_on(&self) -> &str {
-        if self.result == "completed" && !self.dry_run {
-            &self.to
+    /// where it was); `None` for a disk change.
+    pub fn plan_left_on(&self) -> Option<&str> {
+        if self.kind == ChangeKind::Disk {
+            None
+        } else if self.result == "completed" && !self.dry_run {
+            Some(&self.to)
         } else {
-            &self.from
+            Some(&self.from)
         }
     }
 }
@@ -133,6 +139,11 @@ pub struct InstanceState {
     pub last_up: Option<Timestamp>,
     /// When the last downward change finished (`after_down`).
     pub last_down: Option<Timestamp>,
+    /// The extra disk in GB, as last read from CloudAMQP's nodes (or reached by our last
+    /// completed disk change); `None`: not known yet.
+    pub disk: Option<u32>,
+    /// When the last disk change finished: the disk rules' cooldown counts from it.
+    pub last_disk: Option<Timestamp>,
     pub baseline: Option<Baseline>,
     /// Upward changes completed since the baseline was set, oldest first.
     pub ups: Vec<UpStep>,
@@ -214,6 +225,14 @@ impl InstanceState {
     /// A change finished: it counts for its direction's gates; a completed upward change
     /// made for real is one a step down may take back.
     pub fn record_finished(&mut self, finished: Finished) {
+        if finished.kind == ChangeKind::Disk {
+            self.last_disk = Some(finished.finished_at);
+            if finished.result == "completed" && !finished.dry_run {
+                self.disk = finished.to.parse().ok();
+            }
+            self.last_change = Some(finished);
+            return;
+        }
         match finished.direction {
             Direction::Up => {
                 self.last_up = Some(finished.finished_at);
@@ -338,6 +357,7 @@ impl StateBook {
                 .find(|instance| instance.id == row.instance_id)
                 .map(|instance| instance.updated_at);
             if row.phase == Phase::Completed
+                && row.kind == ChangeKind::Plan
                 && !row.dry_run
                 && row
                     .finished_at
@@ -354,7 +374,13 @@ impl StateBook {
                 needs_attention: row.needs_attention,
                 dry_run: row.dry_run,
                 direction: row.direction,
+                kind: row.kind,
             });
+        }
+        for (id, finished_at, size) in &recovered.last_disk {
+            let state = book.entry(*id).or_default();
+            state.last_disk = Some(*finished_at);
+            state.disk = *size;
         }
         for (id, direction, finished_at) in &recovered.last_by_direction {
             let state = book.entry(*id).or_default();
@@ -420,7 +446,14 @@ impl StateBook {
         for row in &recovered.last_decisions {
             book.entry(row.instance_id).or_default().last_decision = Some(LastDecision {
                 at: row.at,
-                decision: decision_name(row.kind),
+                decision: match (decision_name(row.kind), &row.from_plan) {
+                    // A disk change's decision moves between sizes (no plan is a number).
+                    ("change_plan", Some(from)) if from.parse::<u32>().is_ok() => "change_disk",
+                    ("would_change_plan", Some(from)) if from.parse::<u32>().is_ok() => {
+                        "would_change_disk"
+                    }
+                    (name, _) => name,
+                },
                 reason: row.reason.clone(),
                 rule: row.rule.clone(),
                 detail: row.detail.clone(),

@@ -50,6 +50,8 @@ pub struct Proposed<'a> {
     pub instance_id: u64,
     pub names: InstanceNames<'a>,
     pub direction: Direction,
+    /// A disk change is held by pauses, freezes and `max_changes`, never by the budget.
+    pub kind: crate::decide::ChangeKind,
     pub from: &'a str,
     pub to: &'a str,
 }
@@ -139,6 +141,7 @@ pub fn gate(
         instance_id,
         names,
         direction: change.direction,
+        kind: change.kind,
         from: &change.from,
         to: &change.to,
     };
@@ -234,7 +237,7 @@ fn max_changes(rules: &RuleSet, starts: &[Timestamp], now: Timestamp) -> Option<
 
 fn budget(rules: &RuleSet, proposed: &Proposed<'_>, view: BudgetView<'_>) -> Option<Held> {
     let cap = rules.limits().max_monthly_price?;
-    if proposed.direction != Direction::Up {
+    if proposed.direction != Direction::Up || proposed.kind == crate::decide::ChangeKind::Disk {
         return None;
     }
     let refuse = |detail: String| {

@@ -36,6 +36,7 @@ fn up<'a>() -> Proposed<'a> {
             name: Some("prod-eu"),
         },
         direction: Direction::Up,
+        kind: crate::decide::ChangeKind::Plan,
         from: "bunny-1",
         to: "hare-1",
     }

@@ -99,6 +99,7 @@ impl About<'_> {
 /// A plan change an event is about.
 #[derive(Debug, Clone, Copy)]
 pub struct ChangeOf<'a> {
+    pub kind: crate::decide::ChangeKind,
     pub from: &'a str,
     pub to: &'a str,
     pub rule: &'a str,
@@ -106,8 +107,25 @@ pub struct ChangeOf<'a> {
 }
 
 impl ChangeOf<'_> {
+    /// `plan` or `extra disk`.
+    fn noun(&self) -> &'static str {
+        match self.kind {
+            crate::decide::ChangeKind::Plan => "plan",
+            crate::decide::ChangeKind::Disk => "extra disk",
+        }
+    }
+
+    /// `bunny-1 → hare-1`, or `0 → 25 GB`.
+    fn moved(&self) -> String {
+        match self.kind {
+            crate::decide::ChangeKind::Plan => format!("{} → {}", self.from, self.to),
+            crate::decide::ChangeKind::Disk => format!("{} → {} GB", self.from, self.to),
+        }
+    }
+
     fn json(&self, result: &str) -> EventChange {
         EventChange {
+            kind: self.kind,
             from: self.from.to_owned(),
             to: self.to.to_owned(),
             direction: self.direction,
@@ -140,18 +158,17 @@ pub fn change_started(
     detail: &str,
 ) -> Event {
     let verb = match mode {
-        Mode::Live => "changing plan",
-        Mode::DryRun => "would change plan (dry run)",
+        Mode::Live => format!("changing {}", change.noun()),
+        Mode::DryRun => format!("would change {} (dry run)", change.noun()),
     };
     Event {
         instance: Some(about.json()),
         change: Some(change.json("started")),
         detail: detail.to_owned(),
         summary: format!(
-            "{}: {verb} {} → {} ({}, rule {})",
+            "{}: {verb} {} ({}, rule {})",
             about.label(),
-            change.from,
-            change.to,
+            change.moved(),
             change.direction,
             change.rule
         ),
@@ -174,10 +191,10 @@ pub fn change_finished(
         (
             EventKind::ChangeCompleted,
             format!(
-                "{}: plan changed {} → {} ({}, rule {})",
+                "{}: {} changed {} ({}, rule {})",
                 about.label(),
-                change.from,
-                change.to,
+                change.noun(),
+                change.moved(),
                 change.direction,
                 change.rule
             ),
@@ -186,10 +203,10 @@ pub fn change_finished(
         (
             EventKind::ChangeFailed,
             format!(
-                "{}: plan change {} → {} {}: needs a human{}",
+                "{}: {} change {} {}: needs a human{}",
                 about.label(),
-                change.from,
-                change.to,
+                change.noun(),
+                change.moved(),
                 result.replace('_', " "),
                 detail.map(|d| format!(" ({d})")).unwrap_or_default()
             ),
@@ -199,11 +216,15 @@ pub fn change_finished(
         instance: Some(about.json()),
         change: Some(change.json(result)),
         detail: detail
-            .unwrap_or(if completed {
-                "CloudAMQP reports the instance on its new plan, every node running"
-            } else {
-                "the change did not finish"
-            })
+            .unwrap_or(
+                if completed && change.kind == crate::decide::ChangeKind::Disk {
+                    "CloudAMQP reports every node configured with the new extra disk"
+                } else if completed {
+                    "CloudAMQP reports the instance on its new plan, every node running"
+                } else {
+                    "the change did not finish"
+                },
+            )
             .to_owned(),
         summary,
         ..event(kind, mode, at)
@@ -225,10 +246,9 @@ pub fn change_blocked(
         reason: Some(reason.to_owned()),
         detail: detail.to_owned(),
         summary: format!(
-            "{}: change {} → {} held back ({reason}): {detail}",
+            "{}: change {} held back ({reason}): {detail}",
             about.label(),
-            change.from,
-            change.to
+            change.moved()
         ),
         ..event(EventKind::ChangeBlocked, mode, at)
     }
@@ -341,6 +361,7 @@ mod tests {
         name: Some("prod"),
     };
     const UP: ChangeOf<'static> = ChangeOf {
+        kind: crate::decide::ChangeKind::Plan,
         from: "bunny-1",
         to: "hare-1",
         rule: "memory-high",

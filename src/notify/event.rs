@@ -42,6 +42,9 @@ pub struct EventInstance {
 /// The plan change an event is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventChange {
+    /// `disk` (then `from` and `to` are extra disk sizes in GB); left out for a plan.
+    #[serde(default, skip_serializing_if = "crate::decide::ChangeKind::is_plan")]
+    pub kind: crate::decide::ChangeKind,
     pub from: String,
     pub to: String,
     pub direction: Direction,
@@ -176,6 +179,7 @@ mod tests {
                 name: Some("prod-1".into()),
             }),
             change: Some(EventChange {
+                kind: crate::decide::ChangeKind::Plan,
                 from: "bunny-1".into(),
                 to: "hare-1".into(),
                 direction: Direction::Up,

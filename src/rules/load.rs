@@ -38,6 +38,7 @@ const RULE_KEYS: &[&str] = &[
     "steps",
     "max_plan",
     "targets",
+    "disk_sizes",
     "cooldown",
     "instances",
 ];
@@ -425,6 +426,15 @@ impl Loader<'_> {
             .remove("instances")
             .map_or(Some(Vec::new()), |v| self.selectors(v, ctx));
         let action = self.action(&mut table, span, ctx, ladders);
+        if let (Some(kind), Some(Action::Disk(_))) = (&alarm, &action)
+            && kind != "disk"
+        {
+            self.warn(
+                span,
+                Some(ctx),
+                format!("a `disk_sizes` rule acts on {kind:?} alarms: it grows the disk when that alarm comes; a disk that fills up raises the \"disk\" alarm"),
+            );
+        }
         self.unknown_keys(table, RULE_KEYS, Some(ctx), "in the rule");
         Some(Rule {
             name: name?.value,
@@ -470,6 +480,31 @@ impl Loader<'_> {
         let targets = table.remove("targets");
         let steps = table.remove("steps");
         let max_plan = table.remove("max_plan");
+        if let Some(sizes) = table.remove("disk_sizes") {
+            let mut valid = true;
+            for (key, value) in [("ladder", &ladder), ("targets", &targets)] {
+                if let Some(value) = value {
+                    self.error(
+                        value.span,
+                        Some(ctx),
+                        format!("a rule has either `disk_sizes` or `{key}`, not both: a disk rule grows the disk, a plan rule changes the plan; split it into two rules"),
+                    );
+                    valid = false;
+                }
+            }
+            for (key, value) in [("steps", &steps), ("max_plan", &max_plan)] {
+                if let Some(value) = value {
+                    self.error(
+                        value.span,
+                        Some(ctx),
+                        format!("`{key}` applies to ladder rules only; a disk rule grows one size at a time up to the last of `disk_sizes`"),
+                    );
+                    valid = false;
+                }
+            }
+            let sizes = self.disk_sizes(sizes, ctx);
+            return sizes.filter(|_| valid).map(Action::Disk);
+        }
         match (ladder, targets) {
             (Some(_), Some(targets)) => {
                 self.error(
@@ -483,7 +518,7 @@ impl Loader<'_> {
                 self.error(
                     span,
                     Some(ctx),
-                    "the rule says nothing about where to go; add `ladder = \"…\"` (with `steps`) or a [rules.targets] table",
+                    "the rule says nothing about where to go; add `ladder = \"…\"` (with `steps`), a [rules.targets] table, or `disk_sizes = [25, 50, …]`",
                 );
                 None
             }
@@ -812,6 +847,7 @@ fn index(rules: &[Rule], ladders: &[Ladder]) -> HashMap<String, TypeIndex> {
                     index.actionable.entry(plan.clone()).or_default().push(i);
                 }
             }
+            Action::Disk(_) => index.disk.push(i),
         }
     }
     by_type

@@ -5,6 +5,7 @@
 //! by alarm type and by current plan, so a decision looks only at the rules that can act.
 
 mod cron;
+mod disk_load;
 mod dst;
 mod error;
 mod guard;
@@ -144,7 +145,14 @@ pub enum Action {
     },
     /// Move from each listed plan to its target.
     Targets(HashMap<String, String>),
+    /// Grow the instance's extra disk to the next of these sizes (GB, increasing, each one
+    /// CloudAMQP offers): `disk_sizes`.
+    Disk(Vec<u32>),
 }
+
+/// The extra disk sizes CloudAMQP offers, in GB (cloudamqp-api.md, "Disk resize"); every
+/// instance starts at 0.
+pub const DISK_SIZES: &[u32] = &[0, 25, 50, 100, 250, 500, 1000, 2000];
 
 /// Rules of one alarm type, indexed by the plan an instance is on.
 #[derive(Debug, Clone, Default)]
@@ -155,6 +163,8 @@ pub(crate) struct TypeIndex {
     pub actionable: HashMap<String, Vec<usize>>,
     /// Ladder rules on which this plan is at or above the cap, in file order.
     pub capped: HashMap<String, Vec<usize>>,
+    /// `disk_sizes` rules, in file order: they act whatever the plan.
+    pub disk: Vec<usize>,
 }
 
 /// A plan name written somewhere in the file (for `check --online`).

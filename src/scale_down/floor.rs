@@ -154,7 +154,8 @@ fn undo_one(rules: &RuleSet, plan: &str, up: &UpStep) -> Option<String> {
                 None => back_to_from(),
             }
         }
-        Some(Action::Targets(_)) => back_to_from(),
+        // A disk rule never made a plan change; `back_to_from` for completeness.
+        Some(Action::Targets(_) | Action::Disk(_)) => back_to_from(),
         // A rule no longer in the file: its change still stands; a ladder holding both
         // plans says one rung, else straight back.
         None => match ladder_with(rules, plan, &up.from) {

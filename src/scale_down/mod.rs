@@ -303,6 +303,7 @@ pub fn guardrails(
         instance_id: id,
         names: view.names,
         direction: Direction::Down,
+        kind: crate::decide::ChangeKind::Plan,
         from: view.plan,
         to: &step.to,
     };
@@ -396,6 +397,7 @@ pub fn judge(
         rule: RULE.to_owned(),
         cooldown: section.after_down,
         direction: Direction::Down,
+        kind: crate::decide::ChangeKind::Plan,
     };
     let detail = format!(
         "{}; every look for {} passed ({} looks): step down {} -> {}",

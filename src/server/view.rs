@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::AppState;
-use crate::decide::Direction;
+use crate::decide::{ChangeKind, Direction};
 use crate::executor::state::InstanceState;
 use crate::guard::Pause;
 use crate::rules::RuleSet;
@@ -18,6 +18,8 @@ pub struct InstanceView {
     pub id: u64,
     pub name: Option<String>,
     pub plan: Option<String>,
+    /// The extra disk in GB, as last read or reached (`None`: not known).
+    pub disk: Option<u32>,
     pub floor: Option<String>,
     pub change: Option<ChangeView>,
     pub cooldown_until: Option<Timestamp>,
@@ -46,10 +48,38 @@ impl InstanceView {
     }
 }
 
+/// What a change moves between: plans, or extra disk sizes (GB, written as numbers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Moved {
+    Plan(String),
+    Gb(u32),
+}
+
+impl Moved {
+    /// `from` or `to` of a change of `kind`, as the book keeps it.
+    pub fn of(kind: ChangeKind, text: &str) -> Self {
+        match (kind, text.parse()) {
+            (ChangeKind::Disk, Ok(gb)) => Self::Gb(gb),
+            _ => Self::Plan(text.to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Display for Moved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Plan(plan) => f.write_str(plan),
+            Self::Gb(gb) => write!(f, "{gb} GB"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ChangeView {
-    pub from: String,
-    pub to: String,
+    pub kind: ChangeKind,
+    pub from: Moved,
+    pub to: Moved,
     pub rule: String,
     pub direction: Direction,
     pub phase: &'static str,
@@ -58,8 +88,9 @@ pub struct ChangeView {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LastChangeView {
-    pub from: String,
-    pub to: String,
+    pub kind: ChangeKind,
+    pub from: Moved,
+    pub to: Moved,
     pub rule: String,
     pub direction: Direction,
     pub result: &'static str,
@@ -135,8 +166,9 @@ fn build(
     let id_text = id.to_string();
     let names = instance.names(&id_text);
     let change = instance.in_flight.as_ref().map(|c| ChangeView {
-        from: c.from.clone(),
-        to: c.to.clone(),
+        kind: c.kind,
+        from: Moved::of(c.kind, &c.from),
+        to: Moved::of(c.kind, &c.to),
         rule: c.rule.clone(),
         direction: c.direction,
         phase: c.phase,
@@ -149,12 +181,13 @@ fn build(
         let plan = instance
             .plan
             .as_deref()
-            .or_else(|| instance.last_change.as_ref().map(|c| c.plan_left_on()))?;
+            .or_else(|| instance.last_change.as_ref().and_then(|c| c.plan_left_on()))?;
         crate::decide::cooling_down_until(rules, plan, &names, finished, now)
     });
     let last_change = instance.last_change.as_ref().map(|c| LastChangeView {
-        from: c.from.clone(),
-        to: c.to.clone(),
+        kind: c.kind,
+        from: Moved::of(c.kind, &c.from),
+        to: Moved::of(c.kind, &c.to),
         rule: c.rule.clone(),
         direction: c.direction,
         result: c.result,
@@ -198,6 +231,7 @@ fn build(
         id,
         name: instance.name.clone(),
         plan: instance.plan.clone(),
+        disk: instance.disk,
         floor,
         change,
         cooldown_until,

@@ -186,8 +186,8 @@ pub(crate) const DECIDE_ALARM: &str = "UPDATE alarms SET decided_at = ?1, instan
     detail = ?9 WHERE id = ?10 AND decided_at IS NULL";
 
 const INSERT_CHANGE: &str = "INSERT INTO changes (instance_id, alarm_id, from_plan, \
-    to_plan, rule, cooldown_seconds, dry_run, phase, intended_at, direction) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'intended', ?8, ?9)";
+    to_plan, rule, cooldown_seconds, dry_run, phase, intended_at, direction, kind) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'intended', ?8, ?9, ?10)";
 const FINISH_CHANGE: &str = "UPDATE changes SET phase = ?1, finished_at = ?2, \
     detail = ?3, needs_attention = ?4 WHERE id = ?5 AND phase IN ('intended', 'submitted')";
 
@@ -299,6 +299,7 @@ fn insert_change(conn: &Connection, change: &NewChange) -> Result<ChangeId, Fail
         change.dry_run,
         timestamp_text(change.intended_at),
         change.direction,
+        change.kind,
     ])?;
     Ok(conn.last_insert_rowid())
 }

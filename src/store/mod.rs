@@ -103,8 +103,11 @@ pub struct Recovered {
     pub instances: Vec<InstanceRow>,
     /// Each instance's baseline (the floor's base), where one is known.
     pub baselines: Vec<BaselineRow>,
-    /// When each instance's last upward and last downward change finished.
+    /// When each instance's last upward and last downward plan change finished.
     pub last_by_direction: Vec<(u64, Direction, Timestamp)>,
+    /// When each instance's last disk change finished, and the extra disk (GB) its last
+    /// completed one (not a dry run) reached, if any.
+    pub last_disk: Vec<(u64, Timestamp, Option<u32>)>,
     /// Upward changes that completed for real since each instance's baseline was set,
     /// oldest first: what a step down takes back.
     pub ups: Vec<ChangeRow>,
@@ -187,6 +190,8 @@ pub struct NewChange {
     /// The alarm that caused it; `None` for a step down (a look caused it).
     pub alarm_id: Option<AlarmId>,
     pub direction: Direction,
+    /// A plan change, or a disk change whose `from_plan`/`to_plan` are sizes in GB.
+    pub kind: crate::decide::ChangeKind,
     pub from_plan: String,
     pub to_plan: String,
     pub rule: String,
@@ -227,6 +232,8 @@ pub struct ChangeRow {
     pub rule: String,
     pub cooldown: Duration,
     pub direction: Direction,
+    /// A plan change, or a disk change whose `from_plan`/`to_plan` are sizes in GB.
+    pub kind: crate::decide::ChangeKind,
     pub dry_run: bool,
     pub phase: Phase,
     pub intended_at: Timestamp,
@@ -253,6 +260,7 @@ impl ChangeRow {
             rule: "memory-high".into(),
             cooldown: Duration::from_secs(1800),
             direction: Direction::Up,
+            kind: crate::decide::ChangeKind::Plan,
             dry_run: false,
             phase: Phase::Intended,
             intended_at: intended_at.parse().unwrap(),

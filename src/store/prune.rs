@@ -85,8 +85,8 @@ const STEPS: &[(&str, bool)] = &[
            SELECT c.id FROM changes AS c WHERE c.finished_at < :before AND c.intended_at < :window \
               AND c.finished_at < (SELECT max(finished_at) FROM changes \
                     WHERE instance_id = c.instance_id AND direction = c.direction \
-                      AND finished_at IS NOT NULL) \
-              AND NOT (c.direction = 'up' AND c.phase = 'completed' AND c.dry_run = 0 \
+                      AND kind = c.kind AND finished_at IS NOT NULL) \
+              AND NOT (c.kind = 'plan' AND c.direction = 'up' AND c.phase = 'completed' AND c.dry_run = 0 \
                     AND c.finished_at > coalesce( \
                       (SELECT baseline_since FROM instances WHERE id = c.instance_id), '')) \
               AND NOT EXISTS (SELECT 1 FROM looks WHERE change_id = c.id) \
@@ -207,6 +207,7 @@ mod tests {
             instance_id: 7,
             alarm_id: Some(alarm_id),
             direction: Direction::Up,
+            kind: crate::decide::ChangeKind::Plan,
             from_plan: "bunny-1".into(),
             to_plan: "hare-1".into(),
             rule: "memory-high".into(),
@@ -303,6 +304,7 @@ mod tests {
             instance_id: 7,
             alarm_id: Some(alarm_id),
             direction: Direction::Up,
+            kind: crate::decide::ChangeKind::Plan,
             from_plan: "hare-1".into(),
             to_plan: "rabbit-1".into(),
             rule: "memory-high".into(),

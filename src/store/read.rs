@@ -102,6 +102,9 @@ pub enum EventKind {
     },
     Change {
         change_id: i64,
+        /// `disk` (then `from` and `to` are extra disk sizes in GB); left out for a plan.
+        #[serde(skip_serializing_if = "crate::decide::ChangeKind::is_plan")]
+        change_kind: crate::decide::ChangeKind,
         from: String,
         to: String,
         direction: Direction,
@@ -271,7 +274,7 @@ impl Reader {
         let since_text = timestamp_text(since);
         let changes: Vec<TimelineChange> = tx
             .prepare(
-                "SELECT * FROM changes WHERE instance_id = ?1 AND intended_at >= ?2 \
+                "SELECT * FROM changes WHERE instance_id = ?1 AND intended_at >= ?2 AND kind = 'plan' \
                  ORDER BY intended_at, id",
             )
             .and_then(|mut statement| {
@@ -610,6 +613,7 @@ fn change_event(row: &Row<'_>) -> rusqlite::Result<(SortKey, HistoryEvent)> {
     let phase: Phase = row.get("phase")?;
     let what = EventKind::Change {
         change_id: id,
+        change_kind: row.get("kind")?,
         from: row.get("from_plan")?,
         to: row.get("to_plan")?,
         direction: row.get("direction")?,

@@ -48,6 +48,7 @@ impl HistoryEvent {
                 (word, ..) => format!("decided {word}"),
             },
             EventKind::Change {
+                change_kind,
                 from,
                 to,
                 direction,
@@ -55,8 +56,12 @@ impl HistoryEvent {
                 dry_run,
                 ..
             } => format!(
-                "change {} {from} -> {to}: {phase}{}",
+                "change {} {}: {phase}{}",
                 direction.as_str(),
+                match change_kind {
+                    crate::decide::ChangeKind::Plan => format!("{from} -> {to}"),
+                    crate::decide::ChangeKind::Disk => format!("extra disk {from} -> {to} GB"),
+                },
                 if *dry_run { " (dry run)" } else { "" }
             ),
         }

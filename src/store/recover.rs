@@ -52,7 +52,7 @@ pub(crate) fn read(conn: &Connection) -> rusqlite::Result<Recovered> {
         last_by_direction: tx
             .prepare(
                 "SELECT instance_id, direction, max(finished_at) AS finished_at FROM changes \
-                 WHERE finished_at IS NOT NULL GROUP BY instance_id, direction",
+                 WHERE finished_at IS NOT NULL AND kind = 'plan' GROUP BY instance_id, direction",
             )?
             .query_map([], |row| {
                 Ok((
@@ -62,10 +62,29 @@ pub(crate) fn read(conn: &Connection) -> rusqlite::Result<Recovered> {
                 ))
             })?
             .collect::<rusqlite::Result<_>>()?,
+        last_disk: tx
+            .prepare(
+                "SELECT instance_id, max(finished_at) AS finished_at, \
+                   (SELECT to_plan FROM changes AS d WHERE d.instance_id = c.instance_id \
+                      AND d.kind = 'disk' AND d.phase = 'completed' AND d.dry_run = 0 \
+                    ORDER BY d.finished_at DESC, d.id DESC LIMIT 1) AS size \
+                 FROM changes AS c WHERE finished_at IS NOT NULL AND kind = 'disk' \
+                 GROUP BY instance_id",
+            )?
+            .query_map([], |row| {
+                let size: Option<String> = row.get("size")?;
+                Ok((
+                    instance_id(row, "instance_id")?,
+                    timestamp(row, "finished_at")?,
+                    size.and_then(|size| size.parse().ok()),
+                ))
+            })?
+            .collect::<rusqlite::Result<_>>()?,
         ups: tx
             .prepare(
                 "SELECT c.* FROM changes AS c JOIN instances AS i ON i.id = c.instance_id \
-                 WHERE c.direction = 'up' AND c.phase = 'completed' AND c.dry_run = 0 \
+                 WHERE c.kind = 'plan' AND c.direction = 'up' AND c.phase = 'completed' \
+                   AND c.dry_run = 0 \
                    AND (i.baseline_since IS NULL OR c.finished_at > i.baseline_since) \
                  ORDER BY c.finished_at, c.id",
             )?

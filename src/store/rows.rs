@@ -180,6 +180,19 @@ impl FromSql for Direction {
     }
 }
 
+impl ToSql for crate::decide::ChangeKind {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for crate::decide::ChangeKind {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let word = value.as_str()?;
+        Self::from_name(word).ok_or_else(|| unknown_word("change kind", word))
+    }
+}
+
 fn unknown_word(what: &str, word: &str) -> FromSqlError {
     FromSqlError::Other(format!("unknown {what} {word:?}").into())
 }
@@ -195,6 +208,7 @@ pub(crate) fn change_row(row: &Row<'_>) -> rusqlite::Result<ChangeRow> {
         rule: row.get("rule")?,
         cooldown: duration_from_seconds(row.get("cooldown_seconds")?),
         direction: row.get("direction")?,
+        kind: row.get("kind")?,
         dry_run: row.get("dry_run")?,
         phase: row.get("phase")?,
         intended_at: timestamp(row, "intended_at")?,

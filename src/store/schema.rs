@@ -365,6 +365,13 @@ CREATE INDEX looks_steps_by_instance ON looks (instance_id, at, id)
 CREATE INDEX schedule_runs_by_time ON schedule_runs (at, id);
 CREATE INDEX schedule_runs_by_instance_time ON schedule_runs (instance_id, at, id);
 "#,
+    // 9: disk changes. A change changes the plan or (a `disk_sizes` rule) the extra disk,
+    // whose sizes in GB its `from_plan` and `to_plan` then hold. Only plan changes count
+    // for the plan rules' cooldown, the baseline and the steps down.
+    r#"
+ALTER TABLE changes ADD COLUMN kind TEXT NOT NULL DEFAULT 'plan'
+    CHECK (kind = 'plan' OR kind = 'disk');
+"#,
 ];
 
 /// The schema version this build writes.

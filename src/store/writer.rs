@@ -335,6 +335,7 @@ mod tests {
                 instance_id: 1,
                 alarm_id: Some(999),
                 direction: crate::decide::Direction::Up,
+                kind: crate::decide::ChangeKind::Plan,
                 from_plan: "a".into(),
                 to_plan: "b".into(),
                 rule: "r".into(),

@@ -60,6 +60,7 @@ pub fn change(alarm_id: AlarmId, instance_id: u64, when: &str) -> NewChange {
         instance_id,
         alarm_id: Some(alarm_id),
         direction: cloudamqp_autoscaler::decide::Direction::Up,
+        kind: cloudamqp_autoscaler::decide::ChangeKind::Plan,
         from_plan: "bunny-1".into(),
         to_plan: "hare-1".into(),
         rule: "memory-high".into(),
