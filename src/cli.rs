@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{self, check, explain, history, notify, pause, plans, resume, serve};
+use crate::commands::{self, check, explain, history, notify, pause, plans, resume, serve, setup};
 
 /// Keeps a CloudAMQP cluster on the right plan: alarm webhook in, plan change out.
 #[derive(Debug, Parser)]
@@ -46,6 +46,9 @@ pub enum Command {
     /// What happened, newest first: alarms, decisions and changes, read from the state
     /// store (read-only; works while a daemon runs and when it is stopped).
     History(history::HistoryArgs),
+    /// Create or update the webhook recipient and the alarms the rules act on in CloudAMQP
+    /// (prints the plan; writes only with --apply).
+    Setup(setup::SetupArgs),
 }
 
 /// Runs a parsed command line, printing to `out` and `err`.
@@ -64,6 +67,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
         Command::Resume(args) => commands::resume::run(cli.config.as_deref(), args, out),
         Command::Notify(args) => commands::notify::run(cli.config.as_deref(), args, out),
         Command::History(args) => commands::history::run(cli.config.as_deref(), args, out),
+        Command::Setup(args) => commands::setup::run(cli.config.as_deref(), args, out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -31,6 +31,7 @@ pub mod rules;
 pub mod scale_down;
 pub mod server;
 pub mod settings;
+pub mod setup;
 pub mod signals;
 pub mod startup;
 pub mod store;

@@ -146,6 +146,11 @@ impl CloudAmqpClient {
         Ok((status, response.bytes().await?.to_vec()))
     }
 
+    /// `cloudamqp.retry_deadline`: how long transient failures are retried.
+    pub(super) fn retry_deadline(&self) -> Duration {
+        self.inner.retry_deadline
+    }
+
     /// The management timeout, for messages.
     pub(super) fn management_timeout(&self) -> Duration {
         self.inner.management_timeout
@@ -346,7 +351,7 @@ impl CloudAmqpClient {
         .await
     }
 
-    async fn get_list<T: DeserializeOwned>(
+    pub(super) async fn get_list<T: DeserializeOwned>(
         &self,
         path: &str,
         patience: Duration,
@@ -376,7 +381,7 @@ impl CloudAmqpClient {
     }
 
     /// One request, after the rate limit; the body of a success, else the classified error.
-    async fn attempt(
+    pub(super) async fn attempt(
         &self,
         method: Method,
         path: &str,
@@ -390,7 +395,7 @@ impl CloudAmqpClient {
     /// [`Self::attempt`], telling apart the failures after which the request may have taken
     /// effect without our learning it. `sending` is set once the rate limit lets the
     /// request go (a stop while it waits for its turn has sent nothing).
-    async fn exchange(
+    pub(super) async fn exchange(
         &self,
         method: Method,
         path: &str,
@@ -494,9 +499,9 @@ impl CloudAmqpClient {
 }
 
 /// A failed attempt.
-struct Failed {
-    error: ApiError,
-    fate: Fate,
+pub(super) struct Failed {
+    pub(super) error: ApiError,
+    pub(super) fate: Fate,
 }
 
 /// What is known of a plan change while [`CloudAmqpClient::change_plan_reporting`] runs.
@@ -525,7 +530,7 @@ impl PutProgress {
 
 /// Whether a failed attempt may have taken effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fate {
+pub(super) enum Fate {
     /// Refused, or never sent (a connection that was never made): nothing happened.
     NotApplied,
     /// An answer that comes after the request may have been passed on (a gateway's 502 or

@@ -6,6 +6,7 @@
 //! all timed on the injected clock. What the API does is described in
 //! `cloudamqp-api.md`; this module follows it, not the old how-to.
 
+pub mod alarms;
 pub mod catalogue;
 pub mod client;
 pub mod commands;
@@ -17,6 +18,7 @@ pub mod resolve;
 pub mod retry;
 pub mod tracking;
 
+pub use alarms::{AlarmConfig, AlarmSpec, PostError, Recipient};
 pub use catalogue::{CATALOGUE_TTL, Catalogue, CatalogueCache, MoveRefusal};
 pub use client::{CallObserver, CloudAmqpClient, PutProgress, USER_AGENT};
 pub use commands::{

@@ -118,7 +118,30 @@ fn online_check(settings: &Settings, rules: &RuleSet) -> Result<OnlineCheck, Com
         .iter()
         .map(|m| (m.plan.clone(), format!("{}: {}", m.location, m.context)))
         .collect();
-    Ok(check_rules_online(&catalogue, &ladders, &mentions))
+    let mut check = check_rules_online(&catalogue, &ladders, &mentions);
+    check
+        .warnings
+        .extend(alarm_drift(settings, rules, &catalogue)?);
+    Ok(check)
+}
+
+/// How the live alarms of the instances the rules manage differ from what `setup` would
+/// make of them: warnings, never errors.
+fn alarm_drift(
+    settings: &Settings,
+    rules: &RuleSet,
+    catalogue: &Catalogue,
+) -> Result<Vec<String>, CommandError> {
+    let client = crate::cloudamqp::CloudAmqpClient::new(
+        &settings.cloudamqp,
+        crate::clock::SystemClock::shared(),
+    )?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CommandError::Setup(format!("cannot start the async runtime: {e}")))?;
+    let warnings = runtime.block_on(crate::setup::drift_report(&client, rules, catalogue))?;
+    Ok(warnings.iter().map(|w| crate::setup::scrub(w)).collect())
 }
 
 fn error_json(e: &RuleError) -> serde_json::Value {

@@ -11,6 +11,7 @@ pub mod pause;
 pub mod plans;
 pub mod resume;
 pub mod serve;
+pub mod setup;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -51,8 +51,12 @@ pub enum Fault {
     Slow(Duration),
     /// 200 with a JSON content type and a body that is not JSON at all.
     MalformedBody,
-    /// The connection is closed without any HTTP answer.
+    /// The connection is closed without any HTTP answer; the request is not handled.
     DropConnection,
+    /// The request is handled as normal (a `POST` creates its object, a `PUT` applies), then
+    /// the connection is closed without any HTTP answer: the answer lost on its way back,
+    /// after which a client cannot tell whether its request took effect.
+    DropAfterHandling,
     /// Any status with any JSON body, for shapes nobody has seen yet
     /// (e.g. 400 `{"errors":[…]}`).
     Respond {

@@ -75,6 +75,11 @@ pub(crate) async fn handle(
         Some(Fault::Slow(delay)) => (normal(), Some(delay)),
         // Recorded with status 0: no HTTP answer goes out.
         Some(Fault::DropConnection) => return dropped_connection(),
+        Some(Fault::DropAfterHandling) => {
+            // The effect stays; only the answer is lost (recorded with status 0 too).
+            drop(normal());
+            return dropped_connection();
+        }
         Some(fault) => (fault_response(fault), None),
     };
     if let Some(record) = shared.lock().requests.get_mut(index) {
@@ -408,7 +413,7 @@ fn fault_response(fault: Fault) -> HttpResponse {
                 .json(body)
         }
         // Handled by the caller; kept total so a new variant cannot be forgotten silently.
-        Fault::Slow(_) | Fault::DropConnection => dropped_connection(),
+        Fault::Slow(_) | Fault::DropConnection | Fault::DropAfterHandling => dropped_connection(),
     }
 }
 

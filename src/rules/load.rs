@@ -27,6 +27,7 @@ const TOP_KEYS: &[&str] = &[
     "limits",
     "freeze",
     "schedules",
+    "alarms",
 ];
 const DEFAULTS_KEYS: &[&str] = &["cooldown"];
 const RULE_KEYS: &[&str] = &[
@@ -197,6 +198,9 @@ impl Loader<'_> {
             Some(value) => self.schedules(value, &ladders, &rule_names),
             None => Vec::new(),
         };
+        let alarms = table
+            .remove("alarms")
+            .map(|v| self.alarm_sections(v, scale_down.as_ref()));
         self.unknown_keys(table, TOP_KEYS, None, "at the top level");
         if rules.is_empty() && self.errors.is_empty() {
             self.warn(
@@ -228,6 +232,7 @@ impl Loader<'_> {
             limits,
             freezes,
             schedules,
+            alarms: alarms.unwrap_or_default(),
         })
     }
 

@@ -4,6 +4,7 @@
 //! ([`RuleError`]s with file, line, column and rule). A `RuleSet` is immutable and indexed
 //! by alarm type and by current plan, so a decision looks only at the rules that can act.
 
+mod alarms_load;
 mod cron;
 mod disk_load;
 mod dst;
@@ -21,6 +22,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
+pub use alarms_load::{AlarmSettings, DEFAULT_TIME_THRESHOLD};
 pub use cron::CronExpr;
 pub use dst::{DstMeeting, meetings as dst_meetings};
 pub use error::{Location, RuleError, RulesFailure};
@@ -68,6 +70,8 @@ pub struct RuleSet {
     pub(crate) freezes: Vec<Freeze>,
     /// `[[schedules]]`, in file order (names unique).
     pub(crate) schedules: Vec<Schedule>,
+    /// `[alarms.<type>]` sections, by alarm type (what `setup` configures).
+    pub(crate) alarms: HashMap<String, AlarmSettings>,
 }
 
 /// Where a rule set came from.
@@ -226,6 +230,11 @@ impl RuleSet {
     /// `[[schedules]]`, in file order.
     pub fn schedules(&self) -> &[Schedule] {
         &self.schedules
+    }
+
+    /// `[alarms.<kind>]` as written (every field `None` when the file has no such section).
+    pub fn alarm_settings(&self, kind: &str) -> AlarmSettings {
+        self.alarms.get(kind).copied().unwrap_or_default()
     }
 
     /// Whether the daemon manages the instance with these names: a rule, `[scale_down]`
