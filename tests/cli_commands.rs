@@ -460,3 +460,55 @@ fn serve_refuses_to_start_live_without_a_key_or_public_without_a_token() {
         text(&out.stderr)
     );
 }
+
+/// `explain` explains a disk alarm: one size up from `--disk`, the disk rule's own cooldown
+/// from `--last-disk-change`, `top_of_ladder` at the largest size.
+#[test]
+fn explain_a_disk_alarm() {
+    let rules = r#"
+[[rules]]
+name = "disk-low"
+alarm = "disk"
+below = 15
+disk_sizes = [25, 50]
+cooldown = "6h"
+"#;
+    let alarm = Some(r#"{"alarm_type":"disk","value":9,"instance_id":7}"#);
+    let json = |args: &[&str]| {
+        let mut all = vec!["--plan", "bunny-1", "--format", "json"];
+        all.extend_from_slice(args);
+        let out = support::explain(rules, &all, alarm);
+        assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(
+        json(&[]),
+        serde_json::json!({"decision": "change_disk", "kind": "disk", "direction": "up",
+                           "from": 0, "to": 25, "rule": "disk-low"})
+    );
+    assert_eq!(json(&["--disk", "25"])["to"], 50);
+    let cooling = json(&[
+        "--disk",
+        "25",
+        "--last-disk-change",
+        "2026-12-03T08:00:00Z",
+        "--now",
+        "2026-12-03T10:00:00Z",
+    ]);
+    assert_eq!(cooling["reason"], "cooldown", "{cooling}");
+    // A plan change does not hold the disk rule.
+    let free = json(&[
+        "--last-change",
+        "2026-12-03T09:59:00Z",
+        "--now",
+        "2026-12-03T10:00:00Z",
+    ]);
+    assert_eq!(free["decision"], "change_disk", "{free}");
+    assert_eq!(json(&["--disk", "50"])["reason"], "top_of_ladder");
+    let out = support::explain(rules, &["--plan", "bunny-1"], alarm);
+    assert!(
+        text(&out.stdout).starts_with("change extra disk 0 -> 25 GB (up, rule \"disk-low\""),
+        "{}",
+        text(&out.stdout)
+    );
+}

@@ -517,3 +517,31 @@ async fn check_online_warns_about_drift_and_not_after_setup() {
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(!stdout.contains("warning: instance"), "{stdout}");
 }
+
+/// A disk rule's alarm: the highest `below` of the type's rules (so the alarm fires for
+/// every one of them), the disk rule's cooldown as the reminder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_rules_get_a_disk_alarm_at_their_highest_below() {
+    let e = env(&[]).await;
+    e.write_rules(&format!(
+        "{RULES}\n[[rules]]\nname = \"disk-low\"\nalarm = \"disk\"\nbelow = 15\n\
+         disk_sizes = [25, 50]\ncooldown = \"6h\"\n\n[[rules]]\nname = \"disk-very-low\"\n\
+         alarm = \"disk\"\nbelow = 5\ndisk_sizes = [100]\ncooldown = \"2h\"\n"
+    ));
+    let out = e.setup(true).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l == "+ create alarm disk (value_threshold 15, time_threshold 300, reminder_interval 21600)"),
+        "{stdout}"
+    );
+    let rid = e.ours(ID)[0].id;
+    let disk = e.alarms_of(ID, "disk");
+    assert_eq!(disk.len(), 1);
+    assert_eq!(
+        fields(&disk[0]),
+        (Some(15), Some(300), Some(21600), vec![rid], true)
+    );
+}

@@ -19,6 +19,18 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::client::{CloudAmqpClient, Failed, Fate};
+
+/// The alarm types whose alarm carries a `value_threshold` (CloudAMQP requires one, and
+/// sends `time_threshold` 600 when none is given).
+pub const THRESHOLD_TYPES: &[&str] = &[
+    "cpu",
+    "memory",
+    "disk",
+    "queue",
+    "connection",
+    "flow",
+    "consumer",
+];
 use super::error::ApiError;
 use super::retry::with_retries;
 

@@ -117,6 +117,16 @@ pub(crate) fn decode_list<T: DeserializeOwned>(
     Ok((items, skipped))
 }
 
+/// The extra disk of an instance as its nodes show it: the largest any node has (a resize
+/// goes node by node; asking for less than a node has would be a shrink). `None` for no
+/// nodes.
+pub fn extra_disk(nodes: &[Node]) -> Option<u32> {
+    nodes
+        .iter()
+        .map(|node| node.additional_disk_size.unwrap_or(0))
+        .max()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,14 +178,4 @@ mod tests {
         assert_eq!((plans.len(), skipped), (1, 1));
         assert!(decode_list::<Plan>(b"{}").is_err());
     }
-}
-
-/// The extra disk of an instance as its nodes show it: the largest any node has (a resize
-/// goes node by node; asking for less than a node has would be a shrink). `None` for no
-/// nodes.
-pub fn extra_disk(nodes: &[Node]) -> Option<u32> {
-    nodes
-        .iter()
-        .map(|node| node.additional_disk_size.unwrap_or(0))
-        .max()
 }

@@ -231,9 +231,8 @@ impl Executor {
         let state = inner.book.get(id);
         let names = state.names(&id_text);
         // The extra disk, read fresh when a disk rule of the type picks the instance.
-        let disk = if rules.rules_for(&alarm.kind).any(|rule| {
-            matches!(rule.action, crate::rules::Action::Disk(_))
-                && (rule.selectors.is_empty() || rule.selectors.iter().any(|s| s.matches(&names)))
+        let disk = if rules.disk_rules_for(&alarm.kind).any(|rule| {
+            rule.selectors.is_empty() || rule.selectors.iter().any(|s| s.matches(&names))
         }) {
             match api.client.nodes(id).await {
                 Ok(nodes) => {
@@ -715,9 +714,7 @@ fn unresolved(uuid: uuid::Uuid, error: crate::cloudamqp::ResolveError) -> Outcom
 
 /// Whether a `disk_sizes` rule handles alarms of `kind`.
 fn has_disk_rules(rules: &crate::rules::RuleSet, kind: &str) -> bool {
-    rules
-        .rules_for(kind)
-        .any(|rule| matches!(rule.action, crate::rules::Action::Disk(_)))
+    rules.disk_rules_for(kind).next().is_some()
 }
 
 fn view<'a>(

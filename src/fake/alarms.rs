@@ -36,17 +36,6 @@ pub const RECIPIENT_TYPES: &[&str] = &[
     "signl4",
 ];
 
-/// Alarm types that need a `value_threshold` (and get `time_threshold` 600 when none is sent).
-const THRESHOLD_ALARMS: &[&str] = &[
-    "cpu",
-    "memory",
-    "disk",
-    "queue",
-    "connection",
-    "flow",
-    "consumer",
-];
-
 /// Optional string fields kept on queue and consumer alarms.
 const EXTRA_FIELDS: &[&str] = &["queue_regex", "vhost_regex", "message_type"];
 
@@ -481,7 +470,7 @@ fn read_alarm(
         None if !creating => {}
         _ => bad.push("type"),
     }
-    let thresholds = THRESHOLD_ALARMS.contains(&alarm.alarm_type.as_str());
+    let thresholds = crate::cloudamqp::alarms::THRESHOLD_TYPES.contains(&alarm.alarm_type.as_str());
     for (field, slot) in [
         ("value_threshold", &mut alarm.value_threshold),
         ("time_threshold", &mut alarm.time_threshold),

@@ -268,6 +268,14 @@ impl RuleSet {
             .flat_map(|index| index.all.iter().map(|&i| &self.rules[i]))
     }
 
+    /// The `disk_sizes` rules of one alarm type, in file order (looked up, not scanned).
+    pub fn disk_rules_for<'a>(&'a self, alarm_type: &str) -> impl Iterator<Item = &'a Rule> + 'a {
+        self.by_type
+            .get(alarm_type)
+            .into_iter()
+            .flat_map(|index| index.disk.iter().map(|&i| &self.rules[i]))
+    }
+
     /// The position of `plan` on a ladder that holds both plans, the first such ladder
     /// in file order: how targets are compared when no catalogue gives prices.
     pub fn rungs_on_common_ladder(&self, a: &str, b: &str) -> Option<(usize, usize)> {

@@ -27,17 +27,6 @@ pub const DEDICATED_ONLY: &[&str] = &["cpu", "memory", "disk", "netsplit", "serv
 /// Shared plans by name, for an instance whose plan the catalogue does not list.
 pub const KNOWN_SHARED_PLANS: &[&str] = &["lemur", "tiger", "lemming", "ermine"];
 
-/// The alarm types whose alarm carries a `value_threshold` (CloudAMQP requires one).
-const THRESHOLD_TYPES: &[&str] = &[
-    "cpu",
-    "memory",
-    "disk",
-    "queue",
-    "connection",
-    "flow",
-    "consumer",
-];
-
 /// The `value_threshold` of a type whose rules have no threshold at all (they act on any
 /// alarm of the type): the console's usual values, percent used for cpu and memory,
 /// percent free for disk. The other threshold types (queue, connection, flow, consumer)
@@ -173,7 +162,7 @@ pub fn wanted(rules: &RuleSet, instance: &InstanceSummary, is_shared: bool) -> W
             ));
             continue;
         }
-        let value_threshold = if THRESHOLD_TYPES.contains(kind) {
+        let value_threshold = if crate::cloudamqp::alarms::THRESHOLD_TYPES.contains(kind) {
             match threshold(kind, &selecting) {
                 Ok(value) => Some(value),
                 Err(problem) => {
