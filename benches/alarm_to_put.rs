@@ -43,7 +43,18 @@ async fn main() {
     let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/rules.toml"))
         .expect("the shipped rules");
     let scale_down = std::env::var_os("ALARM_TO_PUT_SCALE_DOWN").is_some();
-    let extra = if scale_down { "\n[scale_down]\n" } else { "" };
+    // `ALARM_TO_PUT_DISK=1`: disk alarms and a disk rule, so each PUT is a disk resize that
+    // waits for a read of the instance's nodes.
+    let disk = std::env::var_os("ALARM_TO_PUT_DISK").is_some();
+    let mut extra = String::new();
+    if scale_down {
+        extra.push_str("\n[scale_down]\n");
+    }
+    if disk {
+        extra.push_str(
+            "\n[[rules]]\nname = \"disk-low\"\nalarm = \"disk\"\nbelow = 15\ndisk_sizes = [25]\n",
+        );
+    }
     std::fs::write(&rules, format!("{shipped}{extra}")).expect("rules written");
     let management = running.base_url().replace("/api", "/management/{id}/api");
     let env = [
@@ -77,7 +88,11 @@ async fn main() {
     // The catalogue is fetched once, by the first alarm: warm it up outside the sample.
     let mut latencies = Vec::new();
     for id in 1..=alarms {
-        let body = format!(r#"{{"alarm_type":"memory","value":85,"instance_id":{id}}}"#);
+        let body = if disk {
+            format!(r#"{{"alarm_type":"disk","value":10,"instance_id":{id}}}"#)
+        } else {
+            format!(r#"{{"alarm_type":"memory","value":85,"instance_id":{id}}}"#)
+        };
         let sent = Instant::now();
         let status = http
             .post(&url)
@@ -105,9 +120,14 @@ async fn main() {
     latencies.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "alarm -> PUT received{}, {} alarms: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        "alarm -> PUT received{}{}, {} alarms: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         if scale_down {
             " ([scale_down]: a management read before each PUT)"
+        } else {
+            ""
+        },
+        if disk {
+            " (disk alarms: a nodes read before each disk PUT)"
         } else {
             ""
         },
