@@ -334,13 +334,15 @@ pub fn decide(
     // Only rules that can move this plan are looked at first: with thousands of rules a
     // decision costs what the few relevant ones cost.
     let mut furthest: Option<(Reason, usize, RuleOutcome)> = None;
-    let mut winner: Option<(usize, RuleOutcome)> = None;
+    // The best plan target and the best disk size, each the highest of its kind (a plan
+    // and a size cannot be compared); each then meets its own cooldown.
+    let mut winners: [Option<(usize, RuleOutcome)>; 2] = [None, None];
     let on_plan = index
         .actionable
         .get(instance.plan)
         .map_or(&[][..], Vec::as_slice);
-    // Disk rules act whatever the plan; merged in file order, so that a plan target and a
-    // disk target (which cannot be compared) go to the rule listed first.
+    // Disk rules act whatever the plan; merged in file order, so that ties go to the rule
+    // listed first.
     let candidates: std::borrow::Cow<'_, [usize]> = if index.disk.is_empty() {
         on_plan.into()
     } else {
@@ -351,21 +353,36 @@ pub fn decide(
     for &i in candidates.iter() {
         match evaluate(rules, &rules.rules[i], alarm, instance) {
             target @ (RuleOutcome::Target(_) | RuleOutcome::DiskTarget(_)) => {
-                let better = match &winner {
+                let slot = &mut winners[usize::from(matches!(target, RuleOutcome::DiskTarget(_)))];
+                let better = match slot {
                     None => true,
                     Some((_, best)) => {
                         compare_targets(rules, prices, &target, best) == Some(Ordering::Greater)
                     }
                 };
                 if better {
-                    winner = Some((i, target));
+                    *slot = Some((i, target));
                 }
             }
             outcome => note(&mut furthest, i, outcome),
         }
     }
-    if let Some((i, target)) = winner {
-        return change_or_cooldown(rules, &rules.rules[i], instance, target, now);
+    // The winner of the rule listed first acts unless it is cooling down; then the other
+    // kind's, under its own cooldown. Both cooling down: the first one's `cooldown`. (Within
+    // a kind there is no fallback to a lesser rule.)
+    let mut winners: Vec<(usize, RuleOutcome)> = winners.into_iter().flatten().collect();
+    winners.sort_unstable_by_key(|(i, _)| *i);
+    let mut cooling = None;
+    for (i, target) in winners {
+        match change_or_cooldown(rules, &rules.rules[i], instance, target, now) {
+            change @ Decision::Change(_) => return change,
+            skip => {
+                cooling.get_or_insert(skip);
+            }
+        }
+    }
+    if let Some(skip) = cooling {
+        return skip;
     }
     for &i in index.capped.get(instance.plan).into_iter().flatten() {
         note(
@@ -465,6 +482,25 @@ pub fn cooling_down_until(
         .values()
         .filter_map(|index| index.actionable.get(plan))
         .flatten()
+        .map(|&i| &rules.rules[i])
+        .filter(|rule| selected(&rule.selectors, names))
+        .map(|rule| rules.cooldown_of(rule))
+        .max()?;
+    Some(crate::clock::add(finished, longest)).filter(|until| *until > now)
+}
+
+/// [`cooling_down_until`] for the disk rules: the instance's last disk change finished at
+/// `finished`, plus the longest cooldown of the disk rules that select it.
+pub fn disk_cooling_down_until(
+    rules: &RuleSet,
+    names: &InstanceNames<'_>,
+    finished: Timestamp,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    let longest = rules
+        .by_type
+        .values()
+        .flat_map(|index| &index.disk)
         .map(|&i| &rules.rules[i])
         .filter(|rule| selected(&rule.selectors, names))
         .map(|rule| rules.cooldown_of(rule))

@@ -647,4 +647,22 @@ ladder = "single"
         reason(decide_on(20.0, 0, None, None)).0,
         Reason::BelowThreshold
     );
+    // Each kind meets its own cooldown: the disk rule (listed first) cooling down lets the
+    // plan rule act, and the plan rule cooling down does not hold the disk rule.
+    assert_eq!(
+        change(decide_on(1.0, 25, None, hours_ago(1))).3,
+        "disk-plan",
+        "the disk cooldown does not hold a plan change"
+    );
+    assert_eq!(
+        change(decide_on(1.0, 25, Some(now), None)).3,
+        "disk-low",
+        "the plan cooldown does not hold a disk change"
+    );
+    let (why, detail) = reason(decide_on(1.0, 25, Some(now), hours_ago(1)));
+    assert_eq!(why, Reason::Cooldown);
+    assert!(
+        detail.contains("disk-low"),
+        "the first-listed rule's cooldown: {detail}"
+    );
 }

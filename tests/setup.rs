@@ -545,3 +545,35 @@ async fn disk_rules_get_a_disk_alarm_at_their_highest_below() {
         (Some(15), Some(300), Some(21600), vec![rid], true)
     );
 }
+
+/// A key refused half-way (after the recipient was created): what was written is still
+/// shown, the run stops there with exit 1 (not a configuration error), and a second run
+/// once CloudAMQP answers again finishes the job without a second recipient.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stopped_half_way_shows_what_it_wrote_and_a_second_run_finishes() {
+    let e = env(&[]).await;
+    e.fake.inject(
+        FaultRule::once(Fault::Unauthorized)
+            .method("POST")
+            .path(PathMatch::Exact("/api/instances/359559/alarms".into())),
+    );
+    let out = e.setup(true).await;
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("done: created recipient cloudamqp-autoscaler")),
+        "{stdout}"
+    );
+    assert!(stderr.contains("setup stopped after 1 write"), "{stderr}");
+    assert!(!stdout.contains(TOKEN) && !stderr.contains(TOKEN));
+    assert!(e.alarms_of(ID, "memory").is_empty() && e.alarms_of(ID, "cpu").is_empty());
+
+    let out = e.setup(true).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert_eq!(e.ours(ID).len(), 1, "the recipient is not made twice");
+    assert_eq!(e.alarms_of(ID, "memory").len(), 1);
+    assert_eq!(e.alarms_of(ID, "cpu").len(), 1);
+}

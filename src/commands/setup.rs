@@ -88,6 +88,20 @@ pub fn run(
     for line in &report.lines {
         writeln!(out, "{line}").map_err(io)?;
     }
+    if let Some(error) = &report.fatal {
+        let error = setup::scrub(&format!("CloudAMQP API: {error}"));
+        // Writes already made are shown above: the run failed half-way (exit 1), not for
+        // its configuration.
+        return Err(if args.apply && report.writes > 0 {
+            CommandError::Invalid(format!(
+                "setup stopped after {} write{}: {error}; run it again once CloudAMQP answers",
+                report.writes,
+                if report.writes == 1 { "" } else { "s" }
+            ))
+        } else {
+            CommandError::Setup(error)
+        });
+    }
     if !args.apply && report.writes > 0 {
         writeln!(
             out,

@@ -295,25 +295,29 @@ impl Executor {
     /// The PUT did not succeed. A refusal is final and never retried blindly; a failure of
     /// unknown fate (no answer) may still have started the change, so look first.
     async fn put_failed(&self, id: u64, change: InFlight, error: ApiError) {
+        let what = match change.kind {
+            ChangeKind::Plan => "plan change",
+            ChangeKind::Disk => "disk resize",
+        };
         if matches!(
             error.root(),
             ApiError::Transient { .. } | ApiError::RateLimited { .. }
         ) {
-            tracing::warn!(instance = id, %error, "the plan change got no clear answer: watching whether it started");
+            tracing::warn!(instance = id, %error, "the change got no clear answer: watching whether it started");
             let why = format!(
-                "CloudAMQP gave no clear answer to the plan change ({error}) and shows no change"
+                "CloudAMQP gave no clear answer to the {what} ({error}) and shows no change"
             );
             self.confirm_then_follow(id, change, &why).await;
             return;
         }
         let detail = match &error {
             ApiError::ChangeRefused(deadline) => format!(
-                "CloudAMQP refused the plan change every time it was tried ({deadline}); nothing was started"
+                "CloudAMQP refused the {what} every time it was tried ({deadline}); nothing was started"
             ),
             ApiError::InstanceBusy { message } => format!(
                 "CloudAMQP says the instance is busy ({message}): another change is running; not retried"
             ),
-            other => format!("CloudAMQP did not accept the plan change: {other}"),
+            other => format!("CloudAMQP did not accept the {what}: {other}"),
         };
         self.finish(id, change, Phase::Failed, Some(detail), true)
             .await;

@@ -231,27 +231,19 @@ impl Executor {
         let state = inner.book.get(id);
         let names = state.names(&id_text);
         // The extra disk, read fresh when a disk rule of the type picks the instance.
-        let disk = if rules.disk_rules_for(&alarm.kind).any(|rule| {
-            rule.selectors.is_empty() || rule.selectors.iter().any(|s| s.matches(&names))
-        }) {
+        // `Err`: the read failed; the disk rules then cannot act (as at their largest size),
+        // and only a plan rule may.
+        let disk = if disk_rule_selects(rules, &alarm.kind, &names) {
             match api.client.nodes(id).await {
                 Ok(nodes) => {
                     let size = crate::cloudamqp::extra_disk(&nodes).unwrap_or(0);
                     inner.book.update(id, |state| state.disk = Some(size));
-                    size
+                    Ok(size)
                 }
-                Err(error) => {
-                    return Some(Outcome::skip(
-                        Some(id),
-                        Reason::PlanUnknown,
-                        format!(
-                            "the instance's extra disk could not be read from CloudAMQP: {error}"
-                        ),
-                    ));
-                }
+                Err(error) => Err(error),
             }
         } else {
-            state.disk.unwrap_or(0)
+            Ok(state.disk.unwrap_or(0))
         };
         let catalogue = api.catalogue.get().await.ok();
         let prices = catalogue.as_deref().map(|c| c as &dyn PlanPrices);
@@ -259,7 +251,7 @@ impl Executor {
             rules,
             alarm,
             &InstanceView {
-                disk,
+                disk: *disk.as_ref().unwrap_or(&u32::MAX),
                 last_disk_change_finished: state.last_disk,
                 ..view(&instance.plan, last_finished, names)
             },
@@ -269,6 +261,13 @@ impl Executor {
         let plan = Some(instance.plan.clone());
         let change = match decision {
             Decision::Change(change) => change,
+            Decision::Skip(_) if let Err(error) = &disk => {
+                return Some(Outcome::skip(
+                    Some(id),
+                    Reason::PlanUnknown,
+                    format!("the instance's extra disk could not be read from CloudAMQP: {error}"),
+                ));
+            }
             Decision::Skip(skip) => {
                 return Some(Outcome {
                     instance_id: Some(id),
@@ -329,7 +328,7 @@ impl Executor {
                 });
             }
         }
-        self.start_change(job, id, change).await;
+        self.start_change(job, id, &instance.plan, change).await;
         None
     }
 
@@ -361,7 +360,7 @@ impl Executor {
         let cached_plan = state.plan.as_deref().unwrap_or("");
         // A disk rule needs the extra disk: until it has been read, only what holds
         // whatever the size settles the alarm here.
-        let disk_unknown = state.disk.is_none() && has_disk_rules(rules, &alarm.kind);
+        let disk_unknown = state.disk.is_none() && disk_rule_selects(rules, &alarm.kind, &names);
         let early = decide::decide(
             rules,
             alarm,
@@ -387,8 +386,19 @@ impl Executor {
             Reason::Cooldown => state.plan.is_some() && !disk_unknown,
             _ => false,
         };
+        // A disk never shrinks: at a disk rule's largest size (read or reached) it stays there.
+        let disk_at_top = |skip: &decide::Skip| {
+            skip.reason == Reason::TopOfLadder
+                && state.disk.is_some()
+                && !names_pending
+                && skip.rule.as_deref().is_some_and(|name| {
+                    rules
+                        .disk_rules_for(&alarm.kind)
+                        .any(|rule| rule.name == name)
+                })
+        };
         match early {
-            Decision::Skip(skip) if settled(skip.reason) => Some(Outcome {
+            Decision::Skip(skip) if settled(skip.reason) || disk_at_top(&skip) => Some(Outcome {
                 instance_id: Some(id),
                 plan: state.plan.clone(),
                 skip,
@@ -527,7 +537,7 @@ impl Executor {
 
     /// Records the decision to change and, in a dry run, the pretend change; live, the
     /// intent (durably, before anything is sent), then sends and follows the change.
-    async fn start_change(&self, job: &Job, id: u64, change: decide::PlanChange) {
+    async fn start_change(&self, job: &Job, id: u64, plan: &str, change: decide::PlanChange) {
         let inner = &self.inner;
         let now = inner.clock.now();
         let live = inner.config.live;
@@ -548,7 +558,8 @@ impl Executor {
         let decision = NewDecision {
             at: now,
             instance_id: Some(id),
-            plan: Some(change.from.clone()),
+            // The plan the instance is on (for a disk change not its size).
+            plan: Some(plan.to_owned()),
             kind,
             reason: None,
             rule: Some(change.rule.clone()),
@@ -712,9 +723,11 @@ fn unresolved(uuid: uuid::Uuid, error: crate::cloudamqp::ResolveError) -> Outcom
     Outcome::skip(None, Reason::InstanceUnknown, detail)
 }
 
-/// Whether a `disk_sizes` rule handles alarms of `kind`.
-fn has_disk_rules(rules: &crate::rules::RuleSet, kind: &str) -> bool {
-    rules.disk_rules_for(kind).next().is_some()
+/// Whether a `disk_sizes` rule for alarms of `kind` selects the instance with `names`.
+fn disk_rule_selects(rules: &crate::rules::RuleSet, kind: &str, names: &InstanceNames<'_>) -> bool {
+    rules
+        .disk_rules_for(kind)
+        .any(|rule| rule.selectors.is_empty() || rule.selectors.iter().any(|s| s.matches(names)))
 }
 
 fn view<'a>(

@@ -92,7 +92,7 @@ fn moved_baseline(state: &InstanceState, plan: &str, now: Timestamp) -> Option<(
         (None, _) => Why::FirstSeen,
         (Some(_), Some(expected)) if expected != plan => {
             let ours = state
-                .last_change
+                .last_plan_change
                 .as_ref()
                 .is_some_and(|change| !change.dry_run && change.to == plan);
             if ours {
@@ -149,7 +149,7 @@ mod tests {
     #[test]
     fn the_daemon_s_own_late_change_does_not() {
         let mut state = on("bunny-1", "bunny-1");
-        state.last_change = Some(Finished {
+        let timed_out = Finished {
             from: "bunny-1".into(),
             to: "hare-1".into(),
             rule: "memory-high".into(),
@@ -159,10 +159,21 @@ mod tests {
             dry_run: false,
             direction: Direction::Up,
             kind: crate::decide::ChangeKind::Plan,
+        };
+        state.record_finished(timed_out.clone());
+        assert!(moved_baseline(&state, "hare-1", at()).is_none());
+        // A disk change finished since says nothing of the plan: still ours.
+        state.record_finished(Finished {
+            from: "0".into(),
+            to: "25".into(),
+            rule: "disk-low".into(),
+            result: "completed",
+            kind: crate::decide::ChangeKind::Disk,
+            ..timed_out
         });
         assert!(moved_baseline(&state, "hare-1", at()).is_none());
         // A dry run's target was never the daemon's doing.
-        state.last_change.as_mut().unwrap().dry_run = true;
+        state.last_plan_change.as_mut().unwrap().dry_run = true;
         assert!(moved_baseline(&state, "hare-1", at()).is_some());
     }
 }

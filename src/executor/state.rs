@@ -65,6 +65,23 @@ pub struct Finished {
     pub kind: ChangeKind,
 }
 
+impl From<&ChangeRow> for Finished {
+    /// A change the store holds as finished.
+    fn from(row: &ChangeRow) -> Self {
+        Self {
+            from: row.from_plan.clone(),
+            to: row.to_plan.clone(),
+            rule: row.rule.clone(),
+            result: phase_name(row.phase),
+            finished_at: row.finished_at.unwrap_or(row.intended_at),
+            needs_attention: row.needs_attention,
+            dry_run: row.dry_run,
+            direction: row.direction,
+            kind: row.kind,
+        }
+    }
+}
+
 impl Finished {
     /// The plan the instance was left on, as far as this change tells: the new one only
     /// when it completed for real (a dry run, or a change that did not complete, left it
@@ -131,8 +148,10 @@ pub struct InstanceState {
     /// The plan as last read from CloudAMQP (or reached by our last completed change).
     pub plan: Option<String>,
     pub in_flight: Option<InFlight>,
-    /// The last change that finished, either way.
+    /// The last change that finished, either way, of either kind.
     pub last_change: Option<Finished>,
+    /// The last plan change that finished (a disk change says nothing of the plan).
+    pub last_plan_change: Option<Finished>,
     pub last_decision: Option<LastDecision>,
     /// When the last upward change finished: the up rules' cooldown and `after_up` count
     /// from it.
@@ -225,6 +244,9 @@ impl InstanceState {
     /// A change finished: it counts for its direction's gates; a completed upward change
     /// made for real is one a step down may take back.
     pub fn record_finished(&mut self, finished: Finished) {
+        if finished.kind == ChangeKind::Plan {
+            self.last_plan_change = Some(finished.clone());
+        }
         if finished.kind == ChangeKind::Disk {
             self.last_disk = Some(finished.finished_at);
             if finished.result == "completed" && !finished.dry_run {
@@ -349,33 +371,26 @@ impl StateBook {
             state.uuid = row.providerid.clone();
             state.plan = row.plan.clone();
         }
-        for row in &recovered.last_finished {
+        for row in &recovered.last_finished_plans {
             // A change that completed after the instance was last read says its plan (a
             // store from before the plan was written at completion, or a lost write).
             let read_at = instances
                 .iter()
                 .find(|instance| instance.id == row.instance_id)
                 .map(|instance| instance.updated_at);
+            let state = book.entry(row.instance_id).or_default();
             if row.phase == Phase::Completed
-                && row.kind == ChangeKind::Plan
                 && !row.dry_run
                 && row
                     .finished_at
                     .is_some_and(|finished| read_at.is_none_or(|read| read < finished))
             {
-                book.entry(row.instance_id).or_default().plan = Some(row.to_plan.clone());
+                state.plan = Some(row.to_plan.clone());
             }
-            book.entry(row.instance_id).or_default().last_change = Some(Finished {
-                from: row.from_plan.clone(),
-                to: row.to_plan.clone(),
-                rule: row.rule.clone(),
-                result: phase_name(row.phase),
-                finished_at: row.finished_at.unwrap_or(row.intended_at),
-                needs_attention: row.needs_attention,
-                dry_run: row.dry_run,
-                direction: row.direction,
-                kind: row.kind,
-            });
+            state.last_plan_change = Some(Finished::from(row));
+        }
+        for row in &recovered.last_finished {
+            book.entry(row.instance_id).or_default().last_change = Some(Finished::from(row));
         }
         for (id, finished_at, size) in &recovered.last_disk {
             let state = book.entry(*id).or_default();
@@ -535,7 +550,7 @@ mod tests {
         let book = StateBook::default();
         book.restore(&Recovered {
             instances: instance.into_iter().cloned().collect(),
-            last_finished: vec![finished.clone()],
+            last_finished_plans: vec![finished.clone()],
             ..Recovered::default()
         });
         book.get(7).plan

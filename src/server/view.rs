@@ -177,13 +177,20 @@ fn build(
     // With the rules in force now (a reload shows at once) and the cooldowns of the rules
     // that could act on the plan, as decisions weigh them, counted from the last upward
     // change only (a step down never delays a step up).
-    let cooldown_until = instance.last_up.and_then(|finished| {
-        let plan = instance
-            .plan
-            .as_deref()
-            .or_else(|| instance.last_change.as_ref().and_then(|c| c.plan_left_on()))?;
+    let plan_until = instance.last_up.and_then(|finished| {
+        let plan = instance.plan.as_deref().or_else(|| {
+            instance
+                .last_plan_change
+                .as_ref()
+                .and_then(|c| c.plan_left_on())
+        })?;
         crate::decide::cooling_down_until(rules, plan, &names, finished, now)
     });
+    // A disk rule's cooldown holds disk alarms back as long: the later of the two.
+    let disk_until = instance
+        .last_disk
+        .and_then(|finished| crate::decide::disk_cooling_down_until(rules, &names, finished, now));
+    let cooldown_until = plan_until.max(disk_until);
     let last_change = instance.last_change.as_ref().map(|c| LastChangeView {
         kind: c.kind,
         from: Moved::of(c.kind, &c.from),

@@ -20,6 +20,8 @@ pub struct Applied {
     pub lines: Vec<String>,
     /// Writes CloudAMQP refused, or whose outcome is unknown: exit 1.
     pub problems: Vec<String>,
+    /// A [fatal](is_fatal) error that stopped the run here (the steps after it not tried).
+    pub fatal: Option<ApiError>,
 }
 
 /// How a `POST` ended when it did create its object.
@@ -69,15 +71,28 @@ pub fn refusal(error: &ApiError) -> String {
     })
 }
 
-/// Carries out `plan` on `instance`; `url` is our recipient's value, token included.
-/// `Err` only for a [fatal](is_fatal) error.
+/// Carries out `plan` on `instance`; `url` is our recipient's value, token included. A
+/// [fatal](is_fatal) error stops it, with what was done so far.
 pub async fn apply(
     client: &CloudAmqpClient,
     instance: u64,
     plan: &InstancePlan,
     url: &SecretString,
-) -> Result<Applied, ApiError> {
+) -> Applied {
     let mut applied = Applied::default();
+    if let Err(error) = apply_steps(client, instance, plan, url, &mut applied).await {
+        applied.fatal = Some(error);
+    }
+    applied
+}
+
+async fn apply_steps(
+    client: &CloudAmqpClient,
+    instance: u64,
+    plan: &InstancePlan,
+    url: &SecretString,
+    applied: &mut Applied,
+) -> Result<(), ApiError> {
     let mut recipient = None;
     for step in &plan.steps {
         match step {
@@ -102,7 +117,7 @@ pub async fn apply(
                     }
                     Err(error) => {
                         fail(
-                            &mut applied,
+                            applied,
                             error,
                             &format!("creating recipient {RECIPIENT_NAME}"),
                         )?;
@@ -121,7 +136,7 @@ pub async fn apply(
                         recipient = Some(*id);
                     }
                     Err(error) => fail(
-                        &mut applied,
+                        applied,
                         PostError::Api(error),
                         &format!("updating recipient {RECIPIENT_NAME} {id}"),
                     )?,
@@ -156,11 +171,7 @@ pub async fn apply(
                             .push(format!("created alarm {} {}{how}", alarm.kind, created.id));
                     }
                     Err(error) => {
-                        fail(
-                            &mut applied,
-                            error,
-                            &format!("creating alarm {}", alarm.kind),
-                        )?;
+                        fail(applied, error, &format!("creating alarm {}", alarm.kind))?;
                     }
                 }
             }
@@ -177,7 +188,7 @@ pub async fn apply(
                         .lines
                         .push(format!("updated alarm {} {id}", alarm.kind)),
                     Err(error) => fail(
-                        &mut applied,
+                        applied,
                         PostError::Api(error),
                         &format!("updating alarm {} {id}", alarm.kind),
                     )?,
@@ -186,7 +197,7 @@ pub async fn apply(
             Step::AlarmUnchanged { .. } => {}
         }
     }
-    Ok(applied)
+    Ok(())
 }
 
 /// Records a failed write as a problem, or ends the run when no write can succeed now.

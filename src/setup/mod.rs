@@ -43,6 +43,9 @@ pub struct SetupReport {
     pub instances: usize,
     /// Writes planned (without `--apply`) or done (with it).
     pub writes: usize,
+    /// A [fatal](is_fatal) error that stopped the run after `lines` (the key refused, the
+    /// API out of reach): the instances after it were not set up.
+    pub fatal: Option<ApiError>,
 }
 
 /// Whether the plan `name` is shared: as the catalogue says, else by its known name.
@@ -107,7 +110,10 @@ pub async fn run(
         .await;
         let (recipients, alarms) = match live {
             Ok(live) => live,
-            Err(error) if is_fatal(&error) => return Err(error),
+            Err(error) if is_fatal(&error) => {
+                report.fatal = Some(error);
+                break;
+            }
             Err(error) => {
                 report.problems += 1;
                 report
@@ -147,7 +153,7 @@ pub async fn run(
             report.writes += writes;
             continue;
         }
-        let applied = apply::apply(client, instance.id, &planned, request.url).await?;
+        let applied = apply::apply(client, instance.id, &planned, request.url).await;
         report.writes += applied.lines.len();
         report
             .lines
@@ -159,6 +165,10 @@ pub async fn run(
                 .map(|problem| format!("! {problem}")),
         );
         report.problems += applied.problems.len();
+        if let Some(error) = applied.fatal {
+            report.fatal = Some(error);
+            break;
+        }
     }
     for line in &mut report.lines {
         *line = scrub(line);
@@ -175,8 +185,27 @@ pub async fn drift_report(
     let instances = client.list_instances().await?;
     let mut warnings = Vec::new();
     for instance in select(rules, &[], &instances) {
-        let recipients = client.recipients(instance.id).await?;
-        let alarms = client.alarms(instance.id).await?;
+        let live = async {
+            Ok::<_, ApiError>((
+                client.recipients(instance.id).await?,
+                client.alarms(instance.id).await?,
+            ))
+        }
+        .await;
+        let (recipients, alarms) = match live {
+            Ok(live) => live,
+            Err(error) if is_fatal(&error) => return Err(error),
+            // One instance that cannot be read is its own warning, not the run's end.
+            Err(error) => {
+                warnings.push(format!(
+                    "instance {} {}: its alarms could not be read: {}",
+                    instance.id,
+                    instance.name,
+                    refusal(&error)
+                ));
+                continue;
+            }
+        };
         warnings.extend(drift::drift(
             rules,
             instance,

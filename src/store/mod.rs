@@ -97,6 +97,9 @@ pub struct Recovered {
     pub open_changes: Vec<ChangeRow>,
     /// The latest finished change of each instance (cooldowns derive from these).
     pub last_finished: Vec<ChangeRow>,
+    /// The latest finished plan change of each instance (its plan and floor derive from
+    /// these; a disk change says nothing of the plan).
+    pub last_finished_plans: Vec<ChangeRow>,
     /// The latest decision of each instance.
     pub last_decisions: Vec<DecisionRow>,
     /// Every instance seen: name, UUID, last known plan.

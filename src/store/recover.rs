@@ -37,6 +37,17 @@ pub(crate) fn read(conn: &Connection) -> rusqlite::Result<Recovered> {
             .prepare("SELECT * FROM latest_finished_changes ORDER BY instance_id")?
             .query_map([], change_row)?
             .collect::<rusqlite::Result<_>>()?,
+        last_finished_plans: tx
+            .prepare(
+                "SELECT c.* FROM (SELECT DISTINCT instance_id FROM changes \
+                   WHERE finished_at IS NOT NULL AND kind = 'plan') AS i \
+                 JOIN changes AS c ON c.id = (SELECT id FROM changes \
+                   WHERE instance_id = i.instance_id AND finished_at IS NOT NULL AND kind = 'plan' \
+                   ORDER BY finished_at DESC, id DESC LIMIT 1) \
+                 ORDER BY c.instance_id",
+            )?
+            .query_map([], change_row)?
+            .collect::<rusqlite::Result<_>>()?,
         last_decisions: tx
             .prepare("SELECT * FROM latest_decisions ORDER BY instance_id")?
             .query_map([], decision_row)?

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use cloudamqp_autoscaler::fake::Timeline;
+use cloudamqp_autoscaler::fake::{SeedInstance, Timeline};
 use serde_json::json;
 
 use crate::support::{ID, MEMORY_85, Spawn, spawn_app};
@@ -173,7 +173,7 @@ async fn at_the_largest_size_nothing_is_sent_and_the_budget_never_holds_a_disk()
 
     // Someone grew it to 50 (the rule's largest) in the console; the cooldown is over.
     stopped.fake.set_extra_disk(ID, 50);
-    stopped.write("UPDATE changes SET finished_at = '2026-01-01T00:00:00Z'");
+    stopped.write("UPDATE changes SET finished_at = '2000-01-01T00:00:00Z'");
     let app = stopped
         .restart(Spawn {
             rules: Some(rules("\n[limits]\nmax_monthly_price = 10\n")),
@@ -236,5 +236,67 @@ async fn a_freeze_holds_a_disk_change_and_a_dry_run_sends_none() {
     assert_eq!(dry["last_decision"]["decision"], "would_change_disk");
     assert!(disk_puts(&app).is_empty());
     assert!(app.fake.disk_resizes().is_empty());
+    app.stop().await;
+}
+
+/// Three nodes grow one by one: the change stays in flight until every node has the new
+/// size. A disk alarm during a plan change waits (`change_in_flight`): single flight both
+/// ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_grows_before_the_change_is_over_and_a_plan_change_holds_a_disk_alarm() {
+    let app = spawn_app(Spawn {
+        rules: Some(rules("").replace(
+            r#"single = ["bunny-1", "hare-1", "rabbit-1"]"#,
+            r#"single = ["hare-3", "rabbit-3"]"#,
+        )),
+        instances: vec![SeedInstance::new(ID, "prod", "hare-3")],
+        timeline: Timeline {
+            lag: Duration::from_millis(100),
+            reconfigure: Duration::from_millis(1500),
+            stuck: false,
+        },
+        ..Spawn::default()
+    })
+    .await;
+    assert_eq!(app.alarm(DISK_10).await.status(), 202);
+    let mut saw_mixed = false;
+    loop {
+        let sizes = app.fake.disk_sizes(ID).unwrap();
+        assert_eq!(sizes.len(), 3);
+        let instance = app.instance().await;
+        if instance["last_change"]["result"] == "completed" {
+            assert_eq!(
+                app.fake.disk_sizes(ID).unwrap(),
+                [25, 25, 25],
+                "over only once every node has grown: {instance:#}"
+            );
+            break;
+        }
+        if sizes.contains(&25) && sizes.contains(&0) {
+            saw_mixed = true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(saw_mixed, "the nodes grew one by one");
+
+    // The other way round: a plan change in flight holds a disk alarm back.
+    assert_eq!(app.alarm(MEMORY_85).await.status(), 202);
+    app.wait_for("the plan change in flight", WITHIN, |i| {
+        i["change"]["kind"] == "plan"
+    })
+    .await;
+    app.fake.set_extra_disk(ID, 0);
+    assert_eq!(app.alarm(DISK_10).await.status(), 202);
+    let held = app
+        .wait_for("the disk alarm decided", WITHIN, |i| {
+            i["last_decision"]["reason"] == "change_in_flight"
+        })
+        .await;
+    assert_eq!(held["change"]["kind"], "plan", "{held:#}");
+    app.wait_for("the plan change to complete", WITHIN, |i| {
+        i["change"].is_null() && i["last_change"]["kind"] == "plan"
+    })
+    .await;
+    assert_eq!(disk_puts(&app).len(), 1, "the held disk alarm sent nothing");
     app.stop().await;
 }
