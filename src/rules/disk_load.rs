@@ -16,16 +16,19 @@ impl Loader<'_> {
             .map(u32::to_string)
             .collect::<Vec<_>>()
             .join(", ");
-        let ValueInner::Array(items) = value.take() else {
-            self.error(
-                span,
-                Some(ctx),
-                format!(
-                    "`disk_sizes` must be a list of sizes in GB, smallest first, such as [25, 50, 100], not {}",
-                    article(value.as_ref())
-                ),
-            );
-            return None;
+        let items = match value.take() {
+            ValueInner::Array(items) => items,
+            other => {
+                self.error(
+                    span,
+                    Some(ctx),
+                    format!(
+                        "`disk_sizes` must be a list of sizes in GB, smallest first, such as [25, 50, 100], not {}",
+                        article(&other)
+                    ),
+                );
+                return None;
+            }
         };
         if items.is_empty() {
             self.error(
