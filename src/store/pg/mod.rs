@@ -7,24 +7,73 @@
 //!
 //! - [`schema`]: versioned migrations (the SQLite store's final shape, then what replicas
 //!   add), run once by replicas starting together (`pg_advisory_xact_lock`).
-//! - [`connect`]: a connection pool from a secret URL; errors never show it, and a
-//!   connection whose commits would not be durable is refused.
+//! - [`connect`]: a connection pool from a secret URL; errors never show it.
+//! - [`lease`]: single flight across replicas. The open change row *is* the lock (a unique
+//!   index over the open phases per instance); its owner holds a lease on the database's
+//!   clock and a fencing number, and every later write of the owner is conditional on both.
+//! - [`claim`]: survivors take over expired changes and undecided alarms
+//!   (`FOR UPDATE SKIP LOCKED`, one statement each, a new fencing number each time).
 //!
-//! Leases and takeover follow; then the `Store` backend over them. Connections use
-//! `NoTls` for now.
+//! # How the `Store` backend will use them
+//!
+//! - **Durable accept with group commit**: the writer takes the queued alarms, runs their
+//!   INSERTs in one transaction (the accepting replica as `owner`, `claimed_until` a lease
+//!   ahead) and answers each webhook `202` only after that COMMIT returns. Nothing here
+//!   weakens `synchronous_commit` ([`connect`] refuses a connection where it is `off`), so
+//!   COMMIT returns once the WAL is flushed (and on a synchronous standby, if the operator
+//!   runs one). A failed COMMIT answers every alarm of the batch `503`.
+//! - **The open change as the lock**: the decision and [`lease::open_change`] run in one
+//!   transaction. `Busy` (the instance has an open change, whichever replica holds it) is
+//!   not an error of that transaction (`ON CONFLICT DO NOTHING`): the decision is recorded
+//!   as a skip, `change_in_flight`, and the other alarms of the batch commit as usual.
+//! - **A lease before every PUT**: the owner renews ([`lease::renew`]) so that it holds at
+//!   least the request timeout plus a margin before it sends the PUT
+//!   ([`lease::Deadline::covers`], measured on the replica's monotonic clock from before the
+//!   statement was sent, so it never outlasts the database's). Every later write
+//!   (`mark_submitted`, `mark_unsent`, `finish`) is fenced; [`lease::LeaseError::LeaseLost`]
+//!   stops that replica's work on the change at once: no retry, no PUT, no poll.
+//! - **Takeover**: a survivor claims expired changes ([`claim::claim_expired`]). For one
+//!   that may have been sent ([`claim::ClaimedChange::may_have_been_sent`]) it reads the
+//!   instance from CloudAMQP first and only tracks it to its end (completed if the plan is
+//!   there, else timed out as today's recovery does); it never sends a second PUT for it
+//!   (the Part 1 rule). Only a change that certainly was not sent (`unsent`) is sent by the
+//!   taker. Undecided alarms are claimed the same way ([`claim::claim_undecided_alarms`])
+//!   and decided by the claimer, whose decision write is conditional on its claim.
+//!
+//! # Not done yet
+//!
+//! The `Store` trait over both backends and the PostgreSQL writer (group commit, reads,
+//! recovery, retention with one pruner at a time, the outbox with one sender per event),
+//! fenced alarm decisions, replica registration and heartbeats in `replicas` (and the
+//! refusal of a replica whose `live` differs), the `state.database_url` setting, `/readyz`
+//! and `503` on a database that is down, TLS (connections use `NoTls` for now: run the
+//! daemon next to its database or through a TLS tunnel until then), the multi-replica
+//! black-box tests, the benchmarks and the README. Timestamps are microsecond-precise in
+//! PostgreSQL (nanoseconds in SQLite): a later contract test compares them rounded.
 
+pub mod claim;
 pub mod connect;
+pub mod lease;
+mod rows;
 pub mod schema;
 
 #[cfg(test)]
 pub(crate) mod testdb;
 
 #[cfg(test)]
+mod claim_tests;
+#[cfg(test)]
 mod connect_tests;
+#[cfg(test)]
+mod lease_tests;
 #[cfg(test)]
 mod schema_tests;
 
+pub use claim::{ClaimedAlarm, ClaimedChange, claim_expired, claim_undecided_alarms};
 pub use connect::{PoolOptions, check_synchronous_commit, pool};
+pub use lease::{
+    Deadline, Fence, Held, LeaseError, finish, mark_submitted, mark_unsent, open_change, renew,
+};
 pub use schema::{Migrated, SCHEMA_VERSION, migrate};
 
 /// The database could not do what was asked. The message is fit for logs and a `503`: it

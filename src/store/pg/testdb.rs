@@ -299,3 +299,20 @@ fn on_own_runtime<T: Send + 'static>(
     })
     .join()
 }
+
+/// A plan change of `instance_id` (bunny-1 → hare-1 by `memory-high`), for tests to
+/// adjust.
+pub(crate) fn new_change(instance_id: u64) -> crate::store::NewChange {
+    crate::store::NewChange {
+        instance_id,
+        alarm_id: None,
+        direction: crate::decide::Direction::Up,
+        kind: crate::decide::ChangeKind::Plan,
+        from_plan: "bunny-1".into(),
+        to_plan: "hare-1".into(),
+        rule: "memory-high".into(),
+        cooldown: Duration::from_secs(1800),
+        dry_run: false,
+        intended_at: jiff::Timestamp::now(),
+    }
+}
