@@ -11,6 +11,7 @@ mod commands;
 mod lifecycle;
 mod open;
 mod outbox;
+pub mod pg;
 mod prune;
 pub mod read;
 mod read_text;
