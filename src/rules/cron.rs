@@ -45,9 +45,29 @@ impl CronExpr {
             .build()
             .parse(text)
             .map_err(|error| error.to_string())?;
-        Ok(Self {
+        let expr = Self {
             text: text.to_owned(),
             cron,
+        };
+        if !expr.ever_fires() {
+            return Err(
+                "it never fires: no date matches its day of month and month (such as 30 or 31 \
+                 February)"
+                    .to_owned(),
+            );
+        }
+        Ok(expr)
+    }
+
+    /// Whether the expression fires at all: searched from the start of four consecutive
+    /// years (croner searches about a year ahead; 29 February comes every four).
+    fn ever_fires(&self) -> bool {
+        (2028..2032).any(|year| {
+            let Ok(start) = format!("{year}-01-01T00:00:00Z").parse::<Timestamp>() else {
+                return false;
+            };
+            let start = Z(start.to_zoned_datetime(TimeZone::UTC));
+            self.cron.find_next_occurrence(&start, true).is_ok()
         })
     }
 
@@ -224,6 +244,18 @@ mod tests {
 
     fn at(text: &str) -> Timestamp {
         text.parse().unwrap()
+    }
+
+    /// An expression no date ever matches is refused; 29 February (every four years) is not.
+    #[test]
+    fn an_expression_that_never_fires_is_refused() {
+        for never in ["0 8 30 2 *", "0 8 31 4 *", "0 0 31 2,4,6 *"] {
+            let error = CronExpr::parse(never).unwrap_err();
+            assert!(error.contains("never fires"), "{never}: {error}");
+        }
+        for sometimes in ["0 8 29 2 *", "0 8 31 2 1", "0 8 31 1-12 *"] {
+            assert!(CronExpr::parse(sometimes).is_ok(), "{sometimes}");
+        }
     }
 
     #[test]
