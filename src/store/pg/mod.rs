@@ -51,9 +51,11 @@
 //! black-box tests, the benchmarks and the README. Timestamps are microsecond-precise in
 //! PostgreSQL (nanoseconds in SQLite): a later contract test compares them rounded.
 
+pub mod accept;
 pub mod claim;
 pub mod connect;
 pub mod lease;
+pub mod recover;
 mod rows;
 pub mod schema;
 
@@ -61,19 +63,25 @@ pub mod schema;
 pub(crate) mod testdb;
 
 #[cfg(test)]
+mod accept_tests;
+#[cfg(test)]
 mod claim_tests;
 #[cfg(test)]
 mod connect_tests;
 #[cfg(test)]
 mod lease_tests;
 #[cfg(test)]
+mod recover_tests;
+#[cfg(test)]
 mod schema_tests;
 
+pub use accept::{AcceptItem, record_alarms};
 pub use claim::{ClaimedAlarm, ClaimedChange, claim_expired, claim_undecided_alarms};
 pub use connect::{PoolOptions, check_synchronous_commit, pool};
 pub use lease::{
     Deadline, Fence, Held, LeaseError, finish, mark_submitted, mark_unsent, open_change, renew,
 };
+pub use recover::recover;
 pub use schema::{Migrated, SCHEMA_VERSION, migrate};
 
 /// The database could not do what was asked. The message is fit for logs and a `503`: it
