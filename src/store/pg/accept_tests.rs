@@ -231,3 +231,43 @@ async fn an_empty_batch_is_nothing() {
         Vec::<i64>::new()
     );
 }
+
+#[tokio::test]
+async fn an_accepted_alarm_is_the_acceptors_until_its_claim_ends_then_a_survivors() {
+    let db = TestDb::migrated().await;
+    let pool = db.pool();
+    let mut accepting = pool.get().await.unwrap();
+    let survivor = pool.get().await.unwrap();
+    let short = |n: i64, decided: bool| AcceptItem {
+        claim: Duration::from_millis(300),
+        ..item(n, decided)
+    };
+    // Received long ago (the alarms' own times): only the claim holds them back.
+    let ids = record_alarms(
+        &mut accepting,
+        &[short(1, false), short(2, true), short(3, false)],
+    )
+    .await
+    .unwrap();
+
+    let early =
+        super::claim::claim_undecided_alarms(&survivor, "replica-b", CLAIM, 10, Duration::ZERO)
+            .await
+            .unwrap();
+    assert!(early.is_empty(), "claimed by the acceptor: {early:?}");
+
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let taken =
+        super::claim::claim_undecided_alarms(&survivor, "replica-b", CLAIM, 10, Duration::ZERO)
+            .await
+            .unwrap();
+    let taken: Vec<(i64, Option<&str>)> = taken
+        .iter()
+        .map(|a| (a.id, a.previous_owner.as_deref()))
+        .collect();
+    // The decided one is no one's to take.
+    assert_eq!(
+        taken,
+        [(ids[0], Some("replica-a")), (ids[2], Some("replica-a"))]
+    );
+}

@@ -11,6 +11,12 @@
 //! - [`lease`]: single flight across replicas. The open change row *is* the lock (a unique
 //!   index over the open phases per instance); its owner holds a lease on the database's
 //!   clock and a fencing number, and every later write of the owner is conditional on both.
+//! - [`accept`]: durable accept with group commit ([`record_alarms`]): a batch of alarms
+//!   in one transaction, ids in batch order once committed; an alarm decided on arrival
+//!   with its decision in its row, an undecided one claimed by the accepting replica.
+//! - [`mod@recover`]: the SQLite store's `Recovered`, field for field, from one
+//!   `REPEATABLE READ` read-only snapshot (`recover_tests` checks the parity on one
+//!   history applied to both backends).
 //! - [`claim`]: survivors take over expired changes and undecided alarms
 //!   (`FOR UPDATE SKIP LOCKED`, one statement each, a new fencing number each time).
 //!
@@ -42,14 +48,15 @@
 //!
 //! # Not done yet
 //!
-//! The `Store` trait over both backends and the PostgreSQL writer (group commit, reads,
-//! recovery, retention with one pruner at a time, the outbox with one sender per event),
-//! fenced alarm decisions, replica registration and heartbeats in `replicas` (and the
+//! The `Store` trait over both backends and the PostgreSQL writer (the queue feeding
+//! [`record_alarms`], the other writes, reads, retention with one pruner at a time, the
+//! outbox with one sender per event), fenced alarm decisions, replica registration and heartbeats in `replicas` (and the
 //! refusal of a replica whose `live` differs), the `state.database_url` setting, `/readyz`
 //! and `503` on a database that is down, TLS (connections use `NoTls` for now: run the
 //! daemon next to its database or through a TLS tunnel until then), the multi-replica
 //! black-box tests, the benchmarks and the README. Timestamps are microsecond-precise in
-//! PostgreSQL (nanoseconds in SQLite): a later contract test compares them rounded.
+//! PostgreSQL (nanoseconds in SQLite): `recover_tests` compares them cut to the
+//! microsecond; a contract test over every read is still to come.
 
 pub mod accept;
 pub mod claim;

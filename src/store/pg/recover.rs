@@ -1,5 +1,5 @@
 //! What the replicas left behind, read at start-up: the SQLite store's
-//! [`crate::store::recover`] on PostgreSQL, field for field.
+//! `crate::store::recover` on PostgreSQL, field for field.
 //!
 //! One `REPEATABLE READ` read-only transaction, so every list describes the same moment
 //! (one snapshot) even while other replicas write. The statements are the SQLite ones in
