@@ -2,7 +2,7 @@
 //!
 //! The writer takes the alarms queued since its last COMMIT and inserts them all in one
 //! transaction, one prepared statement run per alarm (parsed once per batch: a plain
-//! `tokio_postgres::Client` has no statement cache), and hands their ids back only after the COMMIT returned:
+//! `tokio_postgres::Client` has no statement cache; the runs are pipelined), and hands their ids back only after the COMMIT returned:
 //! each webhook is answered `202` only once its alarm is durable. If any INSERT or the
 //! COMMIT fails, nothing of the batch is kept and every alarm of it is answered `503`.
 //!
@@ -15,6 +15,7 @@
 
 use std::time::Duration;
 
+use futures_util::future::try_join_all;
 use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
 
@@ -55,14 +56,26 @@ pub async fn record_alarms(
     client: &mut Client,
     batch: &[AcceptItem],
 ) -> Result<Vec<AlarmId>, PgError> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
     let tx = client.transaction().await?;
     let statement = tx.prepare(INSERT_ALARM).await?;
-    let mut ids = Vec::with_capacity(batch.len());
-    for item in batch {
-        let params = Params::new(item)?;
-        let row = tx.query_one(&statement, &params.as_sql()).await?;
-        ids.push(row.try_get("id")?);
-    }
+    let params = batch
+        .iter()
+        .map(Params::new)
+        .collect::<Result<Vec<_>, _>>()?;
+    // Pipelined: every INSERT is sent before the first answer is awaited (tokio-postgres
+    // sends a connection's requests in order), so a batch costs about one round trip,
+    // not one per alarm. The answers come back in the order sent: the batch's.
+    // The first error in batch order is the cause; those after it are only "the
+    // transaction is aborted".
+    let values: Vec<_> = params.iter().map(Params::as_sql).collect();
+    let rows = try_join_all(values.iter().map(|values| tx.query_one(&statement, values))).await?;
+    let ids = rows
+        .iter()
+        .map(|row| row.try_get("id"))
+        .collect::<Result<Vec<AlarmId>, _>>()?;
     tx.commit().await?;
     Ok(ids)
 }
