@@ -43,9 +43,10 @@ enum Op {
     Delivery(DeliveryAttempt),
 }
 
-/// Seconds after a fixed moment with a microsecond part.
+/// Seconds after a fixed moment, with a nanosecond part SQLite keeps and PostgreSQL cuts.
 fn t(seconds: i64) -> Timestamp {
-    Timestamp::from_microsecond((1_796_000_000 + seconds) * 1_000_000 + 123_456).unwrap()
+    Timestamp::from_nanosecond(i128::from(1_796_000_000 + seconds) * 1_000_000_000 + 123_456_789)
+        .unwrap()
 }
 
 fn alarm(at: i64, instance: &str, resolved: bool) -> NewAlarm {
@@ -803,6 +804,9 @@ async fn postgres_recovers_what_sqlite_recovers_from_the_same_history() {
     // And what both recovered is what the history left, not only the same.
     let names =
         |rows: &[ChangeRow]| -> Vec<&str> { rows.iter().map(|c| pg_names.change(c.id)).collect() };
+    // SQLite kept the nanoseconds, PostgreSQL the microseconds.
+    assert_eq!(from_sqlite.open_changes[1].accepted_at, Some(t(712)));
+    assert_ne!(t(712), us(t(712)));
     let pending: Vec<&str> = from_pg
         .pending_alarms
         .iter()
@@ -811,19 +815,19 @@ async fn postgres_recovers_what_sqlite_recovers_from_the_same_history() {
     assert_eq!(pending, ["a9", "a10"]);
     assert_eq!(names(&from_pg.open_changes), ["c7", "c8"]);
     assert_eq!(from_pg.open_changes[1].phase, Phase::Submitted);
-    assert_eq!(from_pg.open_changes[1].accepted_at, Some(t(712)));
+    assert_eq!(from_pg.open_changes[1].accepted_at, Some(us(t(712))));
     assert_eq!(names(&from_pg.last_finished), ["c1", "c6"]);
     assert_eq!(names(&from_pg.last_finished_plans), ["c1", "c6"]);
     assert_eq!(names(&from_pg.ups), ["c1"]);
     assert_eq!(
         from_pg.last_by_direction,
         [
-            (7, Direction::Up, t(100)),
-            (8, Direction::Down, t(650)),
-            (8, Direction::Up, t(350))
+            (7, Direction::Up, us(t(100))),
+            (8, Direction::Down, us(t(650))),
+            (8, Direction::Up, us(t(350)))
         ]
     );
-    assert_eq!(from_pg.last_disk, [(8, t(520), Some(100))]);
+    assert_eq!(from_pg.last_disk, [(8, us(t(520)), Some(100))]);
     let decided: Vec<(u64, &str)> = from_pg
         .last_decisions
         .iter()
