@@ -59,12 +59,13 @@ pub async fn record_alarms(
     if batch.is_empty() {
         return Ok(Vec::new());
     }
-    let tx = client.transaction().await?;
-    let statement = tx.prepare(INSERT_ALARM).await?;
+    // Converted before the transaction: a value out of range refuses the batch at once.
     let params = batch
         .iter()
         .map(Params::new)
         .collect::<Result<Vec<_>, _>>()?;
+    let tx = client.transaction().await?;
+    let statement = tx.prepare(INSERT_ALARM).await?;
     // Pipelined: every INSERT is sent before the first answer is awaited (tokio-postgres
     // sends a connection's requests in order), so a batch costs about one round trip,
     // not one per alarm. The answers come back in the order sent: the batch's.

@@ -271,3 +271,35 @@ async fn an_accepted_alarm_is_the_acceptors_until_its_claim_ends_then_a_survivor
         [(ids[0], Some("replica-a")), (ids[2], Some("replica-a"))]
     );
 }
+
+#[tokio::test]
+async fn a_value_that_is_no_number_is_stored_as_none_and_a_huge_instance_id_refuses_the_batch() {
+    let db = TestDb::migrated().await;
+    let mut client = db.client().await;
+    let mut nan = item(1, false);
+    nan.alarm.value = Some(f64::NAN);
+    let mut infinite = item(2, true);
+    infinite.alarm.value = Some(f64::INFINITY);
+    let ids = record_alarms(&mut client, &[nan, infinite]).await.unwrap();
+    let values: Vec<(i64, Option<f64>)> = client
+        .query("SELECT id, value FROM alarms ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(values, [(ids[0], None), (ids[1], None)]);
+
+    let mut huge = item(3, true);
+    huge.decision.as_mut().unwrap().instance_id = Some(u64::MAX);
+    let err = record_alarms(&mut client, &[item(4, false), huge])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("too large"), "{err}");
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM alarms", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 2, "nothing of the refused batch");
+}
