@@ -477,16 +477,12 @@ pub fn cooling_down_until(
     finished: Timestamp,
     now: Timestamp,
 ) -> Option<Timestamp> {
-    let longest = rules
+    let rules_of_plan = rules
         .by_type
         .values()
         .filter_map(|index| index.actionable.get(plan))
-        .flatten()
-        .map(|&i| &rules.rules[i])
-        .filter(|rule| selected(&rule.selectors, names))
-        .map(|rule| rules.cooldown_of(rule))
-        .max()?;
-    Some(crate::clock::add(finished, longest)).filter(|until| *until > now)
+        .flatten();
+    cooling_until(rules, rules_of_plan, names, finished, now)
 }
 
 /// [`cooling_down_until`] for the disk rules: the instance's last disk change finished at
@@ -497,19 +493,29 @@ pub fn disk_cooling_down_until(
     finished: Timestamp,
     now: Timestamp,
 ) -> Option<Timestamp> {
-    let longest = rules
-        .by_type
-        .values()
-        .flat_map(|index| &index.disk)
+    let disk_rules = rules.by_type.values().flat_map(|index| &index.disk);
+    cooling_until(rules, disk_rules, names, finished, now)
+}
+
+/// `finished` plus the longest cooldown of the rules `indices` that select `names`, if
+/// still ahead of `now`.
+fn cooling_until<'a>(
+    rules: &RuleSet,
+    indices: impl Iterator<Item = &'a usize>,
+    names: &InstanceNames<'_>,
+    finished: Timestamp,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    let longest = indices
         .map(|&i| &rules.rules[i])
-        .filter(|rule| selected(&rule.selectors, names))
+        .filter(|rule| rule.selects(names))
         .map(|rule| rules.cooldown_of(rule))
         .max()?;
     Some(crate::clock::add(finished, longest)).filter(|until| *until > now)
 }
 
 fn selected(selectors: &[Selector], names: &InstanceNames<'_>) -> bool {
-    selectors.is_empty() || selectors.iter().any(|s| s.matches(names))
+    crate::rules::any_picks(selectors, names)
 }
 
 /// Orders two rules' targets: plans as [`compare`] does, disk sizes by size; a plan and a

@@ -725,9 +725,7 @@ fn unresolved(uuid: uuid::Uuid, error: crate::cloudamqp::ResolveError) -> Outcom
 
 /// Whether a `disk_sizes` rule for alarms of `kind` selects the instance with `names`.
 fn disk_rule_selects(rules: &crate::rules::RuleSet, kind: &str, names: &InstanceNames<'_>) -> bool {
-    rules
-        .disk_rules_for(kind)
-        .any(|rule| rule.selectors.is_empty() || rule.selectors.iter().any(|s| s.matches(names)))
+    rules.disk_rules_for(kind).any(|rule| rule.selects(names))
 }
 
 fn view<'a>(

@@ -28,7 +28,7 @@ impl Pause {
     pub fn holds(&self, names: &InstanceNames<'_>, direction: Direction, now: Timestamp) -> bool {
         now < self.until
             && self.directions.holds(direction)
-            && (self.selectors.is_empty() || self.selectors.iter().any(|s| s.matches(names)))
+            && crate::rules::any_picks(&self.selectors, names)
     }
 }
 

@@ -116,7 +116,7 @@ pub struct OpenWindow {
 impl Schedule {
     /// Whether the schedule selects the instance with these names.
     pub fn selects(&self, names: &InstanceNames<'_>) -> bool {
-        self.selectors.is_empty() || self.selectors.iter().any(|s| s.matches(names))
+        super::any_picks(&self.selectors, names)
     }
 
     /// When the window opened at `opened` closes.

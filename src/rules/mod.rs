@@ -32,7 +32,7 @@ pub use guard::{
 pub use hours::{DAY_NAMES, Hours};
 pub use load::{load_file, parse};
 pub use scale_down::ScaleDown;
-pub use selector::{InstanceNames, Selector};
+pub use selector::{InstanceNames, Selector, any_picks};
 
 /// The alarm types CloudAMQP sends (cloudamqp-api.md, "Alarms and webhook recipients").
 pub const ALARM_TYPES: &[&str] = &[
@@ -118,6 +118,13 @@ pub struct Rule {
     pub cooldown: Option<Duration>,
     /// Empty means every instance.
     pub selectors: Vec<Selector>,
+}
+
+impl Rule {
+    /// Whether the rule's `instances` pick the instance with `names`.
+    pub fn selects(&self, names: &InstanceNames<'_>) -> bool {
+        any_picks(&self.selectors, names)
+    }
 }
 
 /// When the alarm's value makes a rule match (strictly).
@@ -240,10 +247,7 @@ impl RuleSet {
     /// Whether the daemon manages the instance with these names: a rule, `[scale_down]`
     /// or a schedule selects it (what `[limits] max_monthly_price` sums over).
     pub fn manages(&self, names: &InstanceNames<'_>) -> bool {
-        let picks = |selectors: &[Selector]| {
-            selectors.is_empty() || selectors.iter().any(|s| s.matches(names))
-        };
-        self.rules.iter().any(|rule| picks(&rule.selectors))
+        self.rules.iter().any(|rule| rule.selects(names))
             || self.scale_down.as_ref().is_some_and(|s| s.selects(names))
             || self.schedules.iter().any(|s| s.selects(names))
     }

@@ -68,6 +68,6 @@ impl ScaleDown {
 
     /// Whether the section selects the instance with these names.
     pub fn selects(&self, names: &super::InstanceNames<'_>) -> bool {
-        self.selectors.is_empty() || self.selectors.iter().any(|s| s.matches(names))
+        super::any_picks(&self.selectors, names)
     }
 }

@@ -26,6 +26,12 @@ pub struct InstanceNames<'a> {
     pub name: Option<&'a str>,
 }
 
+/// Whether a list of selectors picks the instance with `names`: an empty list picks every
+/// instance (rules, `[scale_down]`, schedules, pauses and `setup --instance` alike).
+pub fn any_picks(selectors: &[Selector], names: &InstanceNames<'_>) -> bool {
+    selectors.is_empty() || selectors.iter().any(|s| s.matches(names))
+}
+
 impl Selector {
     /// A selector from its text. UUIDs compare case-insensitively, so they are lower-cased.
     pub fn new(text: &str) -> Self {

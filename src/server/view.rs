@@ -231,7 +231,7 @@ fn build(
     });
     let holding = pauses
         .iter()
-        .filter(|p| p.selectors.is_empty() || p.selectors.iter().any(|s| s.matches(&names)))
+        .filter(|p| crate::rules::any_picks(&p.selectors, &names))
         .cloned()
         .collect();
     InstanceView {

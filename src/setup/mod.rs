@@ -101,13 +101,7 @@ pub async fn run(
             "instance {} {} ({}):",
             instance.id, instance.name, instance.plan
         ));
-        let live = async {
-            Ok::<_, ApiError>((
-                client.recipients(instance.id).await?,
-                client.alarms(instance.id).await?,
-            ))
-        }
-        .await;
+        let live = read_live(client, instance.id).await;
         let (recipients, alarms) = match live {
             Ok(live) => live,
             Err(error) if is_fatal(&error) => {
@@ -176,6 +170,20 @@ pub async fn run(
     Ok(report)
 }
 
+/// The recipients and the alarms of instance `id`, as CloudAMQP shows them now.
+async fn read_live(
+    client: &CloudAmqpClient,
+    id: u64,
+) -> Result<
+    (
+        Vec<crate::cloudamqp::alarms::Recipient>,
+        Vec<crate::cloudamqp::alarms::AlarmConfig>,
+    ),
+    ApiError,
+> {
+    Ok((client.recipients(id).await?, client.alarms(id).await?))
+}
+
 /// `check --online`'s drift warnings for every instance the rules manage.
 pub async fn drift_report(
     client: &CloudAmqpClient,
@@ -185,13 +193,7 @@ pub async fn drift_report(
     let instances = client.list_instances().await?;
     let mut warnings = Vec::new();
     for instance in select(rules, &[], &instances) {
-        let live = async {
-            Ok::<_, ApiError>((
-                client.recipients(instance.id).await?,
-                client.alarms(instance.id).await?,
-            ))
-        }
-        .await;
+        let live = read_live(client, instance.id).await;
         let (recipients, alarms) = match live {
             Ok(live) => live,
             Err(error) if is_fatal(&error) => return Err(error),

@@ -47,7 +47,7 @@ pub fn picks(selectors: &[Selector], instance: &InstanceSummary) -> bool {
         uuid: instance.providerid.as_deref(),
         name: Some(&instance.name),
     };
-    selectors.is_empty() || selectors.iter().any(|s| s.matches(&names))
+    crate::rules::any_picks(selectors, &names)
 }
 
 /// The alarm the rules want for one type on one instance.

@@ -60,7 +60,7 @@ impl HistoryEvent {
                 direction.as_str(),
                 match change_kind {
                     crate::decide::ChangeKind::Plan => format!("{from} -> {to}"),
-                    crate::decide::ChangeKind::Disk => format!("extra disk {from} -> {to} GB"),
+                    kind => crate::decide::describe_move(*kind, from, to),
                 },
                 if *dry_run { " (dry run)" } else { "" }
             ),
