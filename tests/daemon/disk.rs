@@ -300,3 +300,41 @@ async fn every_node_grows_before_the_change_is_over_and_a_plan_change_holds_a_di
     assert_eq!(disk_puts(&app).len(), 1, "the held disk alarm sent nothing");
     app.stop().await;
 }
+
+/// A disk rule that picks other instances leaves this one's disk unread, and its plan
+/// cooldown is still decided from memory: a reminder during it costs no API call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_rule_for_other_instances_costs_this_one_no_call_in_its_cooldown() {
+    let text = rules("")
+        .replace(
+            "disk_sizes = [25, 50]",
+            "disk_sizes = [25, 50]\ninstances = [\"other-*\"]",
+        )
+        .replace(
+            "[[rules]]\nname = \"memory-high\"",
+            "[[rules]]\nname = \"disk-plan\"\nalarm = \"disk\"\nbelow = 15\nladder = \"single\"\n\n[[rules]]\nname = \"memory-high\"",
+        );
+    let app = spawn_app(Spawn {
+        rules: Some(text),
+        ..Spawn::default()
+    })
+    .await;
+    assert_eq!(app.alarm(DISK_10).await.status(), 202);
+    let up = app
+        .wait_for("the plan change", WITHIN, |i| {
+            i["last_change"]["result"] == "completed"
+        })
+        .await;
+    assert_eq!(up["last_change"]["kind"], "plan", "{up:#}");
+    assert!(disk_puts(&app).is_empty());
+    let calls = app.fake.requests().len();
+    assert_eq!(app.alarm(DISK_10).await.status(), 202);
+    let cooling = app
+        .wait_for("the cooldown", WITHIN, |i| {
+            i["last_decision"]["reason"] == "cooldown"
+        })
+        .await;
+    assert_eq!(cooling["last_decision"]["rule"], "disk-plan");
+    assert_eq!(app.fake.requests().len(), calls, "decided from memory");
+    app.stop().await;
+}
