@@ -571,6 +571,7 @@ pub(super) fn new_change(
     change: &crate::decide::PlanChange,
     live: bool,
     now: Timestamp,
+    world: Option<i64>,
 ) -> crate::store::NewChange {
     crate::store::NewChange {
         instance_id: id,
@@ -583,6 +584,7 @@ pub(super) fn new_change(
         cooldown: change.cooldown,
         dry_run: !live,
         intended_at: now,
+        world,
     }
 }
 

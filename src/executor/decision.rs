@@ -567,7 +567,8 @@ impl Executor {
             to_plan: Some(change.to.clone()),
             detail: detail.clone(),
         };
-        let new_change = super::change::new_change(id, Some(job.alarm_id), &change, live, now);
+        let new_change =
+            super::change::new_change(id, Some(job.alarm_id), &change, live, now, None);
         let notes = self.started_notes(id, &change, &detail, now);
         let change_id = match inner
             .store

@@ -426,7 +426,7 @@ impl Executor {
                 DecisionKind::WouldChange
             },
         };
-        let new_change = super::change::new_change(id, None, &change, live, now);
+        let new_change = super::change::new_change(id, None, &change, live, now, None);
         let notes = self.started_notes(id, &change, &detail, now);
         let change_id = match inner
             .store

@@ -369,7 +369,7 @@ impl Executor {
             reason: None,
             detail: detail.clone(),
         };
-        let new_change = super::change::new_change(id, None, &change, live, now);
+        let new_change = super::change::new_change(id, None, &change, live, now, None);
         let notes = self.started_notes(id, &change, &detail, now);
         let change_id = match inner
             .store

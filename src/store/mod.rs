@@ -203,6 +203,10 @@ pub struct NewChange {
     pub cooldown: Duration,
     pub dry_run: bool,
     pub intended_at: Timestamp,
+    /// The version of the shared state (PostgreSQL's `world`) the decision rested on: the
+    /// change is recorded only if no replica changed that state since (else
+    /// [`StoreError::Stale`]). `None` on SQLite, where this daemon is the only writer.
+    pub world: Option<i64>,
 }
 
 /// The phases of a change: `Intended` → `Submitted` → `Completed` | `Failed` | `TimedOut`.

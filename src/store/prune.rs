@@ -214,6 +214,7 @@ mod tests {
             cooldown: std::time::Duration::from_secs(60),
             dry_run: false,
             intended_at: at(when),
+            world: None,
         };
         let id = store
             .record_decision(alarm_id, decision(when, DecisionKind::Change), Some(change))
@@ -311,6 +312,7 @@ mod tests {
             cooldown: std::time::Duration::from_secs(60),
             dry_run: false,
             intended_at: at("2026-01-05T10:00:00Z"),
+            world: None,
         };
         store
             .record_decision(

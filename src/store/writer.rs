@@ -342,6 +342,7 @@ mod tests {
                 cooldown: Duration::ZERO,
                 dry_run: false,
                 intended_at: jiff::Timestamp::UNIX_EPOCH,
+                world: None,
             }),
         )
     }

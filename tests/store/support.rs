@@ -67,6 +67,7 @@ pub fn change(alarm_id: AlarmId, instance_id: u64, when: &str) -> NewChange {
         cooldown: Duration::from_secs(1800),
         dry_run: false,
         intended_at: at(when),
+        world: None,
     }
 }
 

@@ -60,8 +60,10 @@
 
 pub mod accept;
 pub mod claim;
+pub(crate) mod commands;
 pub mod connect;
 pub mod lease;
+pub mod read;
 pub mod recover;
 mod rows;
 pub mod schema;
@@ -74,9 +76,13 @@ mod accept_tests;
 #[cfg(test)]
 mod claim_tests;
 #[cfg(test)]
+mod commands_tests;
+#[cfg(test)]
 mod connect_tests;
 #[cfg(test)]
 mod lease_tests;
+#[cfg(test)]
+mod read_tests;
 #[cfg(test)]
 mod recover_tests;
 #[cfg(test)]

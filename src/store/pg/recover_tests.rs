@@ -98,6 +98,7 @@ fn change(
         cooldown: Duration::from_secs(1800),
         dry_run,
         intended_at: t(at),
+        world: None,
     }
 }
 

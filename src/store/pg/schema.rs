@@ -46,6 +46,10 @@ const MIGRATIONS: &[Migration] = &[
         name: "replicas: leases, fences, claims",
         sql: include_str!("migrations/0002_replicas.sql"),
     },
+    Migration {
+        name: "the shared state's version, bumped by every write decisions rest on",
+        sql: include_str!("migrations/0003_world.sql"),
+    },
 ];
 
 /// The schema version this build writes.

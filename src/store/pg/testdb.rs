@@ -314,5 +314,6 @@ pub(crate) fn new_change(instance_id: u64) -> crate::store::NewChange {
         cooldown: Duration::from_secs(1800),
         dry_run: false,
         intended_at: jiff::Timestamp::now(),
+        world: None,
     }
 }

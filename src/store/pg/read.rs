@@ -1,0 +1,1 @@
+//! History reads on PostgreSQL (issue 16): being written.
