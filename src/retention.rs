@@ -41,7 +41,13 @@ pub async fn run(
 ) {
     loop {
         let prune = prune_at(clock.now(), retention, &rules.snapshot().rules);
-        match store.prune(prune).await {
+        // Replicas: one pruner at a time.
+        let pruned = if store.on_duty(crate::store::Duty::Retention) {
+            store.prune(prune).await
+        } else {
+            Ok(crate::store::Pruned::default())
+        };
+        match pruned {
             Ok(pruned) if pruned.rows > 0 => tracing::info!(
                 rows = pruned.rows,
                 batches = pruned.batches,

@@ -116,6 +116,10 @@ pub struct RulesSettings {
     pub path: PathBuf,
 }
 
+/// The shortest `state.lease`: renewed every third of it, a shorter one would turn a
+/// database's brief pause into lost leases.
+pub const MIN_LEASE: Duration = Duration::from_secs(3);
+
 /// `[state]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,6 +130,12 @@ pub struct StateSettings {
     /// Default `90d`.
     #[serde(with = "serde_human")]
     pub retention: Duration,
+    /// PostgreSQL instead of `dir`, shared by every replica with the same URL (a secret).
+    #[serde(default)]
+    pub database_url: Option<SecretString>,
+    /// How long a replica holds a change or an alarm without renewing it. Default `30s`.
+    #[serde(with = "serde_human")]
+    pub lease: Duration,
 }
 
 /// `[log]`
@@ -300,6 +310,21 @@ impl Settings {
                 return invalid(key, "must be more than zero".into());
             }
         }
+        if self.state.lease < MIN_LEASE {
+            return invalid(
+                "state.lease",
+                format!(
+                    "{} is too short; it must be at least {} (it is renewed every third of it)",
+                    crate::duration::display(self.state.lease),
+                    crate::duration::display(MIN_LEASE)
+                ),
+            );
+        }
+        if let Some(url) = &self.state.database_url
+            && let Err(err) = crate::store::pg::check_url(url)
+        {
+            return invalid("state.database_url", err.to_string());
+        }
         if !(1..=MAX_QUEUE_CAPACITY).contains(&self.server.queue_capacity) {
             return invalid(
                 "server.queue_capacity",
@@ -315,6 +340,7 @@ impl Settings {
             ("server.webhook_token", &self.server.webhook_token),
             ("server.admin_token", &self.server.admin_token),
             ("cloudamqp.api_key", &api.api_key),
+            ("state.database_url", &self.state.database_url),
         ] {
             if secret
                 .as_ref()

@@ -97,6 +97,9 @@ impl AppHandle {
     }
 }
 
+/// What a replica's lease must still cover past a PUT's connect and request timeouts.
+const PUT_LEASE_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A built daemon, bound and ready to run.
 pub struct Application {
     addr: SocketAddr,
@@ -148,7 +151,21 @@ impl Application {
         let rules = LiveRules::load(&rules_path, clock.clone(), metrics.clone())
             .map_err(|failure| StartError::Rules(failure.to_string()))?;
         let rules = Arc::new(rules);
-        let (store, mut recovered) = Store::open(&settings.state.dir)?;
+        let (store, mut recovered) = match &settings.state.database_url {
+            None => Store::open(&settings.state.dir)?,
+            Some(url) => {
+                Store::open_shared(
+                    url,
+                    crate::store::ReplicaOptions {
+                        id: crate::store::new_replica_id(),
+                        lease: settings.state.lease,
+                        live: settings.live,
+                        rules_hash: rules.snapshot().rules.source().hash.clone(),
+                    },
+                )
+                .await?
+            }
+        };
         // Taken before anything is written: every delivery committed from now on comes here.
         let outbox = store.take_outbox();
         let sinks: Arc<[crate::notify::Sink]> = crate::notify::sinks(&settings.notify).into();
@@ -200,6 +217,9 @@ impl Application {
             unconfirmed_grace: track.poll_interval * UNCONFIRMED_GRACE_POLLS,
             max_concurrent: max_concurrent_decisions,
             notifier: notifier.clone(),
+            lease_for_put: settings.cloudamqp.connect_timeout
+                + settings.cloudamqp.request_timeout
+                + PUT_LEASE_MARGIN,
         };
         let executor = Executor::new(
             rules.clone(),
@@ -259,6 +279,8 @@ impl Application {
         let mut tasks = vec![tokio::spawn(executor.clone().run(jobs, stop.clone()))];
         tasks.push(tokio::spawn(executor.clone().run_looks(stop.clone())));
         tasks.push(tokio::spawn(executor.clone().run_schedules(stop.clone())));
+        tasks.push(tokio::spawn(executor.clone().run_takeovers(stop.clone())));
+        tasks.push(tokio::spawn(store.clone().run_duties(stop.clone())));
         tasks.push(tokio::spawn(upkeep(state.clone(), stop.clone())));
         tasks.push(tokio::spawn(crate::retention::run(
             store.clone(),

@@ -266,6 +266,12 @@ impl CloudAmqpClient {
         // The outer result is the retry loop's; the inner one ends the call at once, retries
         // or not, with an attempt that must not be repeated.
         let outcome = with_retries(&inner.clock, inner.retry_deadline, &what, || async {
+            if let Some(gate) = &progress.gate
+                && let Err(why) = gate().await
+            {
+                tracing::warn!(instance = id, target, %why, "not sending the change");
+                return Ok(Err(ApiError::NotHeld { why }));
+            }
             match self
                 .exchange(Method::PUT, path, Some(body), Some(&progress.reached))
                 .await
@@ -505,13 +511,38 @@ pub(super) struct Failed {
 }
 
 /// What is known of a plan change while [`CloudAmqpClient::change_plan_reporting`] runs.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct PutProgress {
     reached: AtomicBool,
     ended: AtomicBool,
+    /// Asked before every attempt (a replica's lease): `Err` ends the call unsent.
+    gate: Option<AttemptGate>,
+}
+
+/// A check before each attempt of a PUT; `Err(why)` stops it before anything is sent.
+pub type AttemptGate = std::sync::Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync,
+>;
+
+impl std::fmt::Debug for PutProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PutProgress")
+            .field("reached", &self.reached)
+            .field("ended", &self.ended)
+            .field("gated", &self.gate.is_some())
+            .finish()
+    }
 }
 
 impl PutProgress {
+    /// Progress of a PUT whose every attempt first passes `gate`.
+    pub fn gated(gate: AttemptGate) -> Self {
+        Self {
+            gate: Some(gate),
+            ..Self::default()
+        }
+    }
+
     /// Whether the call was interrupted before anything could reach CloudAMQP: it has not
     /// ended (an ended call's outcome is its caller's to record) and
     /// [`may_have_reached`](Self::may_have_reached) is `false`.

@@ -55,6 +55,10 @@ pub enum ApiError {
     /// The HTTP client could not be built from the settings.
     #[error("cannot set up the CloudAMQP client: {what}")]
     Setup { what: String },
+    /// Not sent: this replica no longer holds the change (or cannot make sure it holds it
+    /// for the whole request), so it must not send it.
+    #[error("not sent: {why}")]
+    NotHeld { why: String },
     /// Transient failures went on until `cloudamqp.retry_deadline`; `last` is the final one.
     #[error("gave up after {attempts} attempts within cloudamqp.retry_deadline: {last}")]
     DeadlineExceeded { attempts: u32, last: Box<ApiError> },

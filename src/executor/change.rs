@@ -85,7 +85,7 @@ impl Executor {
     /// it is sent only if the instance is still as it was decided on.
     pub(super) fn spawn_submit(&self, id: u64, change: InFlight, resend: bool) {
         let executor = self.clone();
-        let progress = Arc::new(PutProgress::default());
+        let progress = Arc::new(self.put_progress(change.id));
         let seen = Arc::clone(&progress);
         let (change_id, store) = (change.id, self.inner.store.clone());
         // A stop before CloudAMQP could have the change (and before the PUT got its final
@@ -104,7 +104,7 @@ impl Executor {
             }
         };
         self.run_change(
-            id,
+            (id, change_id),
             async move {
                 if resend && !executor.ready_to_resend(id, &change).await {
                     let why = "a stop interrupted this change before CloudAMQP had it, and it was not \
@@ -209,7 +209,7 @@ impl Executor {
                 tracing::warn!(instance = id, from = %change.from, to = %change.to, %detail, "a change a stop interrupted before CloudAMQP had it is not sent");
                 let executor = self.clone();
                 self.run_change(
-                    id,
+                    (id, row.id),
                     async move {
                         executor
                             .finish(id, change, Phase::Failed, Some(detail), true)
@@ -226,7 +226,7 @@ impl Executor {
         let executor = self.clone();
         let submitted = row.phase == Phase::Submitted;
         tracing::info!(instance = id, from = %change.from, to = %change.to, "resuming a change left in flight");
-        self.run_change(id, async move {
+        self.run_change((id, row.id), async move {
             if submitted {
                 let accepted_at = change.started_at;
                 executor.follow(id, change, accepted_at).await;
@@ -238,20 +238,47 @@ impl Executor {
         }, async {});
     }
 
-    /// Runs `work` in the background until it ends or the daemon stops; at a stop, `work`
-    /// is dropped where it is and `on_stop` runs (before the store closes).
+    /// The progress of a change's PUT; a replica's every attempt first makes sure it
+    /// holds the change's lease for the whole request.
+    fn put_progress(&self, change_id: ChangeId) -> PutProgress {
+        if !self.shared() {
+            return PutProgress::default();
+        }
+        let store = self.inner.store.clone();
+        let needed = self.inner.config.lease_for_put;
+        PutProgress::gated(Arc::new(move || {
+            let held = store.hold_for(change_id, needed);
+            Box::pin(async move { held.await.map_err(|error| error.to_string()) })
+        }))
+    }
+
+    /// Runs `work` on change `change_id` of instance `id` in the background until it
+    /// ends, the daemon stops, or (replicas) this replica loses the change's lease; at a
+    /// stop, `work` is dropped where it is and `on_stop` runs (before the store closes).
     fn run_change(
         &self,
-        id: u64,
+        (id, change_id): (u64, ChangeId),
         work: impl Future<Output = ()> + Send + 'static,
         on_stop: impl Future<Output = ()> + Send + 'static,
     ) {
         let stop = self.inner.stop_changes.clone();
+        let store = self.inner.store.clone();
+        let lost = async move {
+            if store.replica().is_none() {
+                return std::future::pending().await;
+            }
+            while !store.lease_lost(change_id) {
+                tokio::time::sleep(LEASE_CHECK).await;
+            }
+        };
         self.inner.changes.spawn(async move {
             tokio::select! {
                 _ = stop.cancelled() => {
                     tracing::info!(instance = id, "stopping: the change in flight is resumed at the next start");
                     on_stop.await;
+                }
+                () = lost => {
+                    tracing::warn!(instance = id, change = change_id, "this replica lost the change's lease: it stops working on it (the replica holding it finishes it)");
                 }
                 () = work => {}
             }
@@ -443,6 +470,14 @@ impl Executor {
         needs_attention: bool,
     ) {
         let inner = &self.inner;
+        if inner.store.lease_lost(change.id) {
+            tracing::warn!(
+                instance = id,
+                change = change.id,
+                "this replica no longer holds the change: the replica holding it records its end"
+            );
+            return;
+        }
         let at = inner.clock.now();
         let result = phase_name(phase);
         if needs_attention {
@@ -539,7 +574,7 @@ impl Executor {
             "could not record the end of the change; trying again until the state store writes"
         );
         loop {
-            if matches!(error, StoreError::Closed) {
+            if matches!(error, StoreError::Closed | StoreError::LeaseLost(_)) {
                 return;
             }
             let store_failing = !inner.store.healthy();
@@ -587,6 +622,9 @@ pub(super) fn new_change(
         world,
     }
 }
+
+/// How often a replica's change task checks that it still holds the change's lease.
+const LEASE_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// How often the end of a change is offered again to a store that could not write it.
 const RECORD_RETRY: std::time::Duration = std::time::Duration::from_secs(1);

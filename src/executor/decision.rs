@@ -9,6 +9,18 @@ use crate::store::{DecisionKind, NewDecision};
 use super::state::{Finished, InstanceState, LastDecision};
 use super::{Executor, Job};
 
+/// How often a decision is taken again when the shared state moved under it.
+const STALE_RETRIES: usize = 5;
+
+/// The change a decision would start rested on state another replica has changed since.
+pub(super) struct Stale;
+
+/// A decision not to act, reached.
+#[expect(clippy::unnecessary_wraps, reason = "the shape `outcome_read` returns")]
+fn skip_now(outcome: Outcome) -> Result<Option<Outcome>, Stale> {
+    Ok(Some(outcome))
+}
+
 /// A decision not to act, about to be recorded.
 #[derive(Debug)]
 pub(super) struct Outcome {
@@ -73,8 +85,14 @@ impl Executor {
     /// ever waits undecided for it). It never starts a change, so it needs no turn at the
     /// instance's gate: it holds whatever a decision under way concludes. `None`: the alarm
     /// goes through the queue to [`Self::decide_alarm`].
+    ///
+    /// Replicas never decide on arrival: this replica's memory may be behind the
+    /// database, so every alarm takes the database path.
     pub fn decide_now(&self, alarm: &crate::alarm::Alarm) -> Option<QuickDecision> {
         let inner = &self.inner;
+        if self.shared() {
+            return None;
+        }
         let loaded = inner.rules.snapshot();
         let now = inner.clock.now();
         let outcome = match self.named(alarm, &loaded.rules) {
@@ -140,9 +158,27 @@ impl Executor {
         // Single flight: one decision at a time per instance, recorded before the next.
         let gate = self.inner.book.gate(id);
         let _single_flight = gate.lock().await;
-        if let Some(outcome) = self.outcome(&job, &loaded.rules, id).await {
-            self.record(job.alarm_id, &job.alarm.kind, outcome);
+        // Replicas: decided on the shared state as the database has it now; a change whose
+        // state moved meanwhile is decided again on the reloaded state.
+        for _ in 0..STALE_RETRIES {
+            let world = match self.sync().await {
+                Ok(world) => world,
+                Err(error) => {
+                    tracing::warn!(alarm_id = job.alarm_id, %error, "the shared state cannot be read: the alarm stays undecided and is taken up again once its claim ends");
+                    return;
+                }
+            };
+            match self.outcome(&job, &loaded.rules, id, world).await {
+                Ok(Some(outcome)) => return self.record(job.alarm_id, &job.alarm.kind, outcome),
+                Ok(None) => return,
+                Err(Stale) => {}
+            }
         }
+        tracing::warn!(
+            alarm_id = job.alarm_id,
+            instance = id,
+            "the shared state kept moving under this decision: the alarm is taken up again once its claim ends"
+        );
     }
 
     /// The instance an alarm is about, without waiting for anything.
@@ -195,32 +231,54 @@ impl Executor {
 
     /// The decision for `job` on instance `id`, its gate held; `None` when a change was
     /// started (it records itself).
-    async fn outcome(&self, job: &Job, rules: &crate::rules::RuleSet, id: u64) -> Option<Outcome> {
+    /// `world`: the shared state's version the book was synced at. `Err(Stale)`: the
+    /// change it would start rested on state another replica changed; nothing written.
+    async fn outcome(
+        &self,
+        job: &Job,
+        rules: &crate::rules::RuleSet,
+        id: u64,
+        world: Option<i64>,
+    ) -> Result<Option<Outcome>, Stale> {
         let inner = &self.inner;
         let alarm = &job.alarm;
         let state = inner.book.get(id);
         // First from our own state: without an API call when that settles it.
         if let Some(outcome) = self.early_outcome(alarm, rules, id, &state) {
-            return Some(outcome);
+            return Ok(Some(outcome));
         }
+        self.outcome_read(job, rules, id, world).await
+    }
+
+    /// [`Self::outcome`] once our own state does not settle it: on the instance as read.
+    async fn outcome_read(
+        &self,
+        job: &Job,
+        rules: &crate::rules::RuleSet,
+        id: u64,
+        world: Option<i64>,
+    ) -> Result<Option<Outcome>, Stale> {
+        let inner = &self.inner;
+        let alarm = &job.alarm;
+        let state = inner.book.get(id);
         let id_text = id.to_string();
         let last_finished = state.last_up;
 
         // The API is the truth: someone may have changed the plan in the console.
         let Some(api) = &inner.api else {
-            return Some(no_api_key(id));
+            return skip_now(no_api_key(id));
         };
         let instance = match api.client.instance(id).await {
             Ok(instance) => instance,
             Err(crate::cloudamqp::ApiError::NotFound { .. }) => {
-                return Some(Outcome::skip(
+                return skip_now(Outcome::skip(
                     Some(id),
                     Reason::InstanceUnknown,
                     format!("CloudAMQP has no instance {id}"),
                 ));
             }
             Err(error) => {
-                return Some(Outcome::skip(
+                return skip_now(Outcome::skip(
                     Some(id),
                     Reason::PlanUnknown,
                     format!("the instance's plan could not be read from CloudAMQP: {error}"),
@@ -262,14 +320,14 @@ impl Executor {
         let change = match decision {
             Decision::Change(change) => change,
             Decision::Skip(_) if let Err(error) = &disk => {
-                return Some(Outcome::skip(
+                return skip_now(Outcome::skip(
                     Some(id),
                     Reason::PlanUnknown,
                     format!("the instance's extra disk could not be read from CloudAMQP: {error}"),
                 ));
             }
             Decision::Skip(skip) => {
-                return Some(Outcome {
+                return skip_now(Outcome {
                     instance_id: Some(id),
                     plan,
                     skip,
@@ -287,7 +345,7 @@ impl Executor {
         };
         let _budget_turn = self.budget_turn(rules, change.direction, change.kind).await;
         if let Some(held) = self.held(rules, &proposed, inner.clock.now()).await {
-            return Some(Outcome {
+            return skip_now(Outcome {
                 instance_id: Some(id),
                 plan,
                 skip: held.skip(&change.rule),
@@ -298,7 +356,7 @@ impl Executor {
             && let Some(catalogue) = &catalogue
             && let Err(refusal) = catalogue.move_allowed(&change.from, &change.to)
         {
-            return Some(Outcome {
+            return skip_now(Outcome {
                 instance_id: Some(id),
                 plan,
                 skip: decide::Skip {
@@ -320,7 +378,7 @@ impl Executor {
             self.learn_capacity_before_up(&instance).await;
             // A pause may have come during the read.
             if let Some(held) = self.held_without_budget(rules, &proposed, inner.clock.now()) {
-                return Some(Outcome {
+                return skip_now(Outcome {
                     instance_id: Some(id),
                     plan,
                     skip: held.skip(&change.rule),
@@ -328,8 +386,9 @@ impl Executor {
                 });
             }
         }
-        self.start_change(job, id, &instance.plan, change).await;
-        None
+        self.start_change(job, id, &instance.plan, change, world)
+            .await?;
+        Ok(None)
     }
 
     /// The decision from our own state (`state` of instance `id`) when it settles it: a
@@ -537,7 +596,14 @@ impl Executor {
 
     /// Records the decision to change and, in a dry run, the pretend change; live, the
     /// intent (durably, before anything is sent), then sends and follows the change.
-    async fn start_change(&self, job: &Job, id: u64, plan: &str, change: decide::PlanChange) {
+    async fn start_change(
+        &self,
+        job: &Job,
+        id: u64,
+        plan: &str,
+        change: decide::PlanChange,
+        world: Option<i64>,
+    ) -> Result<(), Stale> {
         let inner = &self.inner;
         let now = inner.clock.now();
         let live = inner.config.live;
@@ -568,7 +634,7 @@ impl Executor {
             detail: detail.clone(),
         };
         let new_change =
-            super::change::new_change(id, Some(job.alarm_id), &change, live, now, None);
+            super::change::new_change(id, Some(job.alarm_id), &change, live, now, world);
         let notes = self.started_notes(id, &change, &detail, now);
         let change_id = match inner
             .store
@@ -577,6 +643,10 @@ impl Executor {
             .await
         {
             Ok(Some(change_id)) => change_id,
+            Err(crate::store::StoreError::Stale(why)) => {
+                tracing::info!(alarm_id = job.alarm_id, instance = id, %why, "another replica moved the shared state: deciding again");
+                return Err(Stale);
+            }
             Ok(None) | Err(_) => {
                 // Nothing is sent that is not recorded first; the alarm stays pending and
                 // is decided again at the next start.
@@ -585,7 +655,7 @@ impl Executor {
                     instance = id,
                     "could not record the intended change: not sending it"
                 );
-                return;
+                return Ok(());
             }
         };
         self.note_started(id, now);
@@ -610,10 +680,11 @@ impl Executor {
         if !live {
             tracing::info!(alarm_id = job.alarm_id, instance = id, rule = %change.rule, direction = %change.direction, "would change {}", change.describe());
             self.finish_dry_run(id, change_id, &change, now);
-            return;
+            return Ok(());
         }
         tracing::info!(alarm_id = job.alarm_id, instance = id, rule = %change.rule, direction = %change.direction, "change {}", change.describe());
         self.send_recorded(id, change_id, &change, now);
+        Ok(())
     }
 
     /// A dry run holds the cooldown (or `after_down`) as if the plan had changed `now`.

@@ -74,6 +74,16 @@ impl Executor {
                 .map(|(id, at)| (*at, *id))
                 .collect();
             ready.sort_unstable();
+            // Replicas: the alarms other replicas received count too (a look steps down
+            // only after a quiet the whole fleet saw).
+            if !ready.is_empty()
+                && self.shared()
+                && self.on_duty(crate::store::Duty::Looks)
+                && let Err(error) = self.reload_from_store().await
+            {
+                tracing::warn!(%error, "the shared state cannot be read: no looks this round");
+                ready.clear();
+            }
             for (at, id) in ready {
                 if stop.is_cancelled() {
                     return;
@@ -118,6 +128,17 @@ impl Executor {
         let inner = &self.inner;
         let gate = inner.book.gate(id);
         let _single_flight = gate.lock().await;
+        // Replicas: one looks at a time, on the shared state as the database has it.
+        if !self.on_duty(crate::store::Duty::Looks) {
+            return;
+        }
+        let world = match self.sync().await {
+            Ok(world) => world,
+            Err(error) => {
+                tracing::warn!(instance = id, %error, "the shared state cannot be read: no look now");
+                return;
+            }
+        };
         let loaded = inner.rules.snapshot();
         let rules = &loaded.rules;
         let id_text = id.to_string();
@@ -225,8 +246,8 @@ impl Executor {
                     change,
                     detail,
                     projected_memory_percent,
-                    started,
-                    now,
+                    (started, now),
+                    world,
                 )
                 .await;
             }
@@ -392,8 +413,8 @@ impl Executor {
         change: PlanChange,
         detail: String,
         projected_memory_percent: Option<f64>,
-        started: Timestamp,
-        now: Timestamp,
+        (started, now): (Timestamp, Timestamp),
+        world: Option<i64>,
     ) {
         let inner = &self.inner;
         let alarmed = inner.book.read(id, |state| {
@@ -426,7 +447,7 @@ impl Executor {
                 DecisionKind::WouldChange
             },
         };
-        let new_change = super::change::new_change(id, None, &change, live, now, None);
+        let new_change = super::change::new_change(id, None, &change, live, now, world);
         let notes = self.started_notes(id, &change, &detail, now);
         let change_id = match inner
             .store

@@ -12,6 +12,7 @@ mod floor;
 mod guardrails;
 mod looks;
 mod notes;
+mod replica;
 mod schedules;
 pub mod state;
 
@@ -31,6 +32,7 @@ use crate::live_rules::LiveRules;
 use crate::metrics::Metrics;
 use crate::store::{AlarmId, Recovered, Store};
 pub use decision::QuickDecision;
+pub use replica::CLAIM_EVERY;
 pub use state::StateBook;
 
 /// An alarm found undecided at a start (a crash and a long outage, or a decision whose write
@@ -65,6 +67,9 @@ pub struct ExecutorConfig {
     pub max_concurrent: usize,
     /// The notification sinks' subscriptions (what the outbox gets).
     pub notifier: crate::notify::Notifier,
+    /// Replicas: how much of a change's lease must be left before each attempt of its
+    /// PUT (the whole request, with a margin).
+    pub lease_for_put: Duration,
 }
 
 /// The CloudAMQP side: the client and what is cached from it.
@@ -113,6 +118,8 @@ struct Inner {
     stop_changes: CancellationToken,
     /// Changes up under a budget are checked one at a time ([`Executor::budget_turn`]).
     budget_turn: tokio::sync::Mutex<()>,
+    /// Reloads of the shared state, one at a time ([`Executor::sync`]).
+    sync_turn: tokio::sync::Mutex<()>,
 }
 
 impl Executor {
@@ -138,6 +145,7 @@ impl Executor {
                 changes: TaskTracker::new(),
                 stop_changes: CancellationToken::new(),
                 budget_turn: tokio::sync::Mutex::new(()),
+                sync_turn: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -163,40 +171,14 @@ impl Executor {
     pub fn resume(&self, recovered: Recovered) {
         let inner = &self.inner;
         inner.book.restore(&recovered);
-        for change in recovered.open_changes {
-            self.spawn_resume(change);
-        }
-        let now = inner.clock.now();
-        for pending in recovered.pending_alarms {
-            match crate::alarm::parse(pending.body.as_bytes()) {
-                Ok(alarm) if is_stale(now.duration_since(pending.received_at)) => {
-                    tracing::warn!(
-                        alarm_id = pending.id,
-                        received_at = %pending.received_at,
-                        "an alarm accepted long before this start is skipped as stale"
-                    );
-                    self.record_stale(pending.id, &alarm.kind, pending.received_at);
-                }
-                Ok(alarm) => {
-                    tracing::info!(
-                        alarm_id = pending.id,
-                        "deciding an alarm accepted before the restart"
-                    );
-                    let job = Job {
-                        alarm_id: pending.id,
-                        alarm,
-                        received_at: pending.received_at,
-                    };
-                    let executor = self.clone();
-                    inner
-                        .jobs
-                        .spawn(async move { executor.decide_alarm(job).await });
-                }
-                Err(error) => {
-                    // Only bodies that parsed were ever recorded; this is damage, not input.
-                    tracing::error!(alarm_id = pending.id, %error, "a recorded alarm no longer parses");
-                    self.record_unreadable(pending.id, &error.to_string());
-                }
+        // Replicas: what is open or undecided may be another replica's, alive; it is
+        // claimed once its lease or claim ends ([`Executor::run_takeovers`]).
+        if !self.shared() {
+            for change in recovered.open_changes {
+                self.spawn_resume(change);
+            }
+            for pending in recovered.pending_alarms {
+                self.take_pending(pending);
             }
         }
         inner

@@ -156,6 +156,17 @@ impl Executor {
         let inner = &self.inner;
         let id = listed.id;
         let key = (schedule.name.clone(), id);
+        // Replicas: one opens windows at a time, on the shared state as the database has it.
+        if !self.on_duty(crate::store::Duty::Schedules) {
+            return;
+        }
+        let world = match self.sync().await {
+            Ok(world) => world,
+            Err(error) => {
+                tracing::warn!(instance = id, %error, "the shared state cannot be read: the schedule acts at the next tick");
+                return;
+            }
+        };
         let done = |state: &super::state::InstanceState| {
             state.in_flight.is_some()
                 || state
@@ -269,7 +280,8 @@ impl Executor {
                 return;
             }
         }
-        self.start_scheduled(schedule, window, id, change).await;
+        self.start_scheduled(schedule, window, id, change, world)
+            .await;
     }
 
     /// The change up to the schedule's `min_plan` from `plan`.
@@ -337,6 +349,7 @@ impl Executor {
         window: OpenWindow,
         id: u64,
         change: PlanChange,
+        world: Option<i64>,
     ) {
         let inner = &self.inner;
         let now = inner.clock.now();
@@ -369,7 +382,7 @@ impl Executor {
             reason: None,
             detail: detail.clone(),
         };
-        let new_change = super::change::new_change(id, None, &change, live, now, None);
+        let new_change = super::change::new_change(id, None, &change, live, now, world);
         let notes = self.started_notes(id, &change, &detail, now);
         let change_id = match inner
             .store

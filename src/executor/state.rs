@@ -293,6 +293,8 @@ impl InstanceState {
 pub struct StateBook {
     instances: Mutex<HashMap<u64, InstanceState>>,
     gates: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
+    /// The shared state's version the book was last loaded at (replicas on PostgreSQL).
+    world: Mutex<Option<i64>>,
 }
 
 impl StateBook {
@@ -300,6 +302,43 @@ impl StateBook {
         self.instances
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The shared state's version the book rests on (`None` on SQLite). Read it before
+    /// the state a decision uses: a reload between the two then makes the decision's
+    /// change stale, never the other way round.
+    pub fn world(&self) -> Option<i64> {
+        *self.world.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Replaces what the book knows from the store with `recovered` (a newer snapshot of
+    /// the shared state), keeping what only this replica's memory holds: the passing
+    /// looks, the notifications held back, the extra disk read from CloudAMQP.
+    pub fn resync(&self, recovered: &Recovered) {
+        let fresh = StateBook::default();
+        fresh.restore(recovered);
+        let mut fresh = fresh
+            .instances
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut book = self.lock();
+        for (id, old) in book.drain() {
+            match fresh.get_mut(&id) {
+                Some(state) => {
+                    state.streak = old.streak;
+                    state.repeats = old.repeats;
+                    state.disk = state.disk.or(old.disk);
+                    if let Some(decision) = old.last_decision {
+                        state.show_decision(decision);
+                    }
+                }
+                None => {
+                    fresh.insert(id, old);
+                }
+            }
+        }
+        *book = fresh;
+        *self.world.lock().unwrap_or_else(PoisonError::into_inner) = recovered.world;
     }
 
     /// The gate of one instance: whoever holds it is the only one deciding for it.
@@ -363,6 +402,7 @@ impl StateBook {
 
     /// Rebuilds the book from what the store kept.
     pub fn restore(&self, recovered: &Recovered) {
+        *self.world.lock().unwrap_or_else(PoisonError::into_inner) = recovered.world;
         let mut book = self.lock();
         let instances = &recovered.instances;
         for row in instances {

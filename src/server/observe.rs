@@ -44,7 +44,33 @@ pub async fn status(request: HttpRequest, state: web::Data<AppState>) -> HttpRes
     if let Some(response) = super::admin::read_refusal(&request, &state) {
         return response;
     }
-    HttpResponse::Ok().json(status_json(&state))
+    let Some(replica) = state.store.replica() else {
+        return HttpResponse::Ok().json(status_json(&state));
+    };
+    // Replicas: the shared state as the database has it now, whichever replica answers.
+    if let Err(e) = state.executor.catch_up().await {
+        tracing::warn!(error = %e, "/status: the shared state cannot be read");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the state database cannot be read; try again later",
+        );
+    }
+    let replicas = state.store.replicas().await.unwrap_or_default();
+    let mut status = status_json(&state);
+    status["replica"] = json!(replica.id);
+    status["replicas"] = replicas
+        .iter()
+        .map(|row| {
+            json!({
+                "id": row.id,
+                "started_at": row.started_at,
+                "heartbeat": row.heartbeat,
+                "live": row.live,
+                "rules_hash": row.rules_hash,
+            })
+        })
+        .collect();
+    HttpResponse::Ok().json(status)
 }
 
 /// The contract's `/status` object.

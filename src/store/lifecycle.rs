@@ -23,9 +23,13 @@ pub(crate) struct Inner {
     /// Its sender lives on the writer thread and is dropped as the thread ends, after the
     /// connection is closed: `close` awaits that.
     stopped: watch::Receiver<()>,
+    /// The SQLite file; empty on PostgreSQL.
     pub(crate) path: PathBuf,
-    /// Holds the advisory lock on the state directory for as long as the store is open.
-    _lock: File,
+    /// Holds the advisory lock on the state directory for as long as the store is open
+    /// (SQLite only: replicas sharing PostgreSQL coordinate through leases).
+    _lock: Option<File>,
+    /// Set when the state is in PostgreSQL, shared with other replicas.
+    pub(crate) replica: Option<super::Replica>,
 }
 
 impl Inner {
@@ -60,9 +64,50 @@ impl Inner {
             writer: Mutex::new(Some(writer)),
             stopped,
             path: opened.path,
-            _lock: opened.lock,
+            _lock: Some(opened.lock),
+            replica: None,
         };
         Ok((inner, opened.recovered))
+    }
+
+    /// Starts the PostgreSQL writer thread for `replica` (the database is migrated and
+    /// this replica registered already). Must be called within the daemon's runtime.
+    pub(crate) fn start_shared(replica: super::Replica) -> Result<Inner, StoreError> {
+        let shared = Arc::new(Shared::default());
+        shared.healthy.store(true, Ordering::Relaxed);
+        let (jobs, queue) = mpsc::channel();
+        let (stopped_tx, stopped) = watch::channel(());
+        let guard = ExitGuard {
+            shared: Arc::clone(&shared),
+            _stopped: stopped_tx,
+        };
+        let writer_shared = Arc::clone(&shared);
+        let handle = tokio::runtime::Handle::current();
+        let pool = replica.pool.clone();
+        let ctx = super::pg::commands::WriterCtx {
+            owner: replica.id.clone(),
+            lease: replica.lease,
+            held: Default::default(),
+        };
+        let writer = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || {
+                let _guard = guard;
+                super::pg::writer::run(handle, pool, queue, writer_shared, ctx);
+            })
+            .map_err(|err| StoreError::Open {
+                dir: "state.database_url".into(),
+                reason: format!("cannot start the writer thread: {err}"),
+            })?;
+        Ok(Inner {
+            jobs: RwLock::new(Some(jobs)),
+            shared,
+            writer: Mutex::new(Some(writer)),
+            stopped,
+            path: PathBuf::new(),
+            _lock: None,
+            replica: Some(replica),
+        })
     }
 
     pub(crate) fn send(&self, job: Job) -> Result<(), StoreError> {

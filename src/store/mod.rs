@@ -16,6 +16,8 @@ mod prune;
 pub mod read;
 mod read_text;
 mod recover;
+mod replica;
+pub(crate) mod replica_jobs;
 pub mod replies;
 mod rows;
 mod runs;
@@ -43,6 +45,8 @@ pub use prune::{Prune, Pruned};
 pub use read::{
     EventKind, HistoryEvent, HistoryQuery, PlanTimeline, Reader, TimelineAlarm, TimelineChange,
 };
+pub use replica::{Duty, Replica, ReplicaOptions, ReplicaRow, new_replica_id};
+pub use replica_jobs::Claimed;
 pub use schema::SCHEMA_VERSION;
 
 /// The database file inside `state.dir`.
@@ -135,6 +139,8 @@ pub struct Recovered {
     pub dropped_deliveries: u64,
     /// Each instance's latest `change.blocked` and `ladder.top`.
     pub notices: Vec<NoticeRow>,
+    /// The shared state's version this was read at (PostgreSQL); `None` on SQLite.
+    pub world: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -405,6 +411,19 @@ pub enum StoreError {
     /// A read failed after the database opened.
     #[error("cannot read the state store: {0}")]
     Read(String),
+    /// Replicas sharing PostgreSQL: another replica changed the state a decision rested
+    /// on (or started a change on the instance) since this one read it; nothing was
+    /// written: read again and decide again.
+    #[error("the shared state moved under this decision: {0}")]
+    Stale(String),
+    /// Replicas sharing PostgreSQL: this replica no longer holds the change (its lease
+    /// ended, or a survivor took it over); nothing was written and it must stop.
+    #[error("this replica no longer holds change {0}")]
+    LeaseLost(ChangeId),
+    /// Replicas sharing PostgreSQL: this replica may not join the others (a different
+    /// mode).
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl Store {

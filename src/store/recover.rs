@@ -141,6 +141,7 @@ pub(crate) fn read(conn: &Connection) -> rusqlite::Result<Recovered> {
         pending_deliveries: super::outbox::recover_pending(&tx)?,
         dropped_deliveries: super::outbox::count_dropped(&tx)?,
         notices: super::outbox::recover_notices(&tx)?,
+        world: None,
     };
     tx.commit()?;
     Ok(recovered)

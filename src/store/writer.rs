@@ -50,6 +50,8 @@ pub(crate) enum Job {
         Option<super::Fault>,
         oneshot::Sender<Result<(), StoreError>>,
     ),
+    /// What only a replica sharing PostgreSQL does; the SQLite writer answers at once.
+    Replica(super::replica_jobs::ReplicaJob),
 }
 
 /// State the writer shares with every `Store` clone.
@@ -65,11 +67,28 @@ pub(crate) struct Shared {
     /// Where committed deliveries go (see `Store::take_outbox`); unset, they wait in the
     /// store for the next start.
     pub(crate) outbox: OnceLock<tokio::sync::mpsc::UnboundedSender<super::PendingDelivery>>,
+    /// Changes whose lease this replica lost (PostgreSQL only): their tasks stop.
+    pub(crate) lost: std::sync::Mutex<std::collections::HashSet<super::ChangeId>>,
 }
 
 impl Shared {
+    /// This replica no longer holds `change` (PostgreSQL only).
+    pub(crate) fn note_lost(&self, change: super::ChangeId) {
+        self.lost
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(change);
+    }
+
+    pub(crate) fn is_lost(&self, change: super::ChangeId) -> bool {
+        self.lost
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&change)
+    }
+
     /// Hands the deliveries a committed command created to the sender tasks.
-    fn hand_out(&self, command: &Command) {
+    pub(crate) fn hand_out(&self, command: &Command) {
         let notes = command.notes();
         if notes.is_empty() {
             return;
@@ -118,12 +137,14 @@ pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>, shared: Arc<Shared>
         match first {
             Job::Write(command, reply) => batch.push((command, reply)),
             Job::Fault(fault, reply) => pending_fault = Some((fault, reply)),
+            Job::Replica(job) => job.answer_alone(),
         }
         while pending_fault.is_none() && batch.len() < MAX_BATCH {
             match jobs.try_recv() {
                 Ok(Job::Write(command, reply)) => batch.push((command, reply)),
                 // Applied after this batch, so it affects only what was queued after it.
                 Ok(Job::Fault(fault, reply)) => pending_fault = Some((fault, reply)),
+                Ok(Job::Replica(job)) => job.answer_alone(),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }

@@ -40,8 +40,8 @@ pub struct AcceptItem {
 /// (all NULL when undecided), `$19` the owner and `$20` the claim's seconds (both NULL
 /// when decided). `clock_timestamp()`, not `now()`: `now()` is the transaction's start,
 /// and a claim would end early by the time the batch took.
-const INSERT_ALARM: &str = "INSERT INTO alarms (received_at, remote_addr, kind, value, \
-    instance, resolved, message, triggered_at, body, decided_at, instance_id, plan, \
+pub(super) const INSERT_ALARM: &str = "INSERT INTO alarms (received_at, remote_addr, kind, \
+    value, instance, resolved, message, triggered_at, body, decided_at, instance_id, plan, \
     decision, reason, rule, from_plan, to_plan, detail, owner, claimed_until, fence) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
             $18, $19::text, \
@@ -82,7 +82,7 @@ pub async fn record_alarms(
 }
 
 /// One item's parameters, converted to PostgreSQL's types.
-struct Params<'a> {
+pub(super) struct Params<'a> {
     item: &'a AcceptItem,
     received_at: std::time::SystemTime,
     value: Option<f64>,
@@ -94,7 +94,7 @@ struct Params<'a> {
 }
 
 impl<'a> Params<'a> {
-    fn new(item: &'a AcceptItem) -> Result<Self, PgError> {
+    pub(super) fn new(item: &'a AcceptItem) -> Result<Self, PgError> {
         let decision = item.decision.as_ref();
         let undecided = decision.is_none();
         Ok(Self {
@@ -113,7 +113,7 @@ impl<'a> Params<'a> {
         })
     }
 
-    fn as_sql(&self) -> [&(dyn ToSql + Sync); 20] {
+    pub(super) fn as_sql(&self) -> [&(dyn ToSql + Sync); 20] {
         let alarm = &self.item.alarm;
         let decision = self.item.decision.as_ref();
         [

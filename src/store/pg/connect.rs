@@ -47,7 +47,20 @@ pub(super) const NOT_DURABLE_PREFIX: &str = "synchronous_commit=";
 /// a `503` then, not a failure here. Every new connection is checked for durable commits
 /// ([`check_synchronous_commit`]) before it is handed out.
 pub fn pool(url: &SecretString, options: &PoolOptions) -> Result<Pool, PgError> {
-    let mut config: tokio_postgres::Config = url.expose_secret().parse().map_err(|_| {
+    let mut config = check_url(url)?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(options.connect_timeout);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name(APPLICATION_NAME);
+    }
+    build(config, options)
+}
+
+/// Parses `state.database_url`, refusing what this build cannot use; the error never
+/// shows the value.
+pub fn check_url(url: &SecretString) -> Result<tokio_postgres::Config, PgError> {
+    let config: tokio_postgres::Config = url.expose_secret().parse().map_err(|_| {
         PgError::BadUrl(
             "is not a PostgreSQL connection URL (postgres://user:password@host:port/dbname)",
         )
@@ -60,12 +73,10 @@ pub fn pool(url: &SecretString, options: &PoolOptions) -> Result<Pool, PgError> 
             "asks for TLS (sslmode=require), which this build cannot do yet",
         ));
     }
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(options.connect_timeout);
-    }
-    if config.get_application_name().is_none() {
-        config.application_name(APPLICATION_NAME);
-    }
+    Ok(config)
+}
+
+fn build(config: tokio_postgres::Config, options: &PoolOptions) -> Result<Pool, PgError> {
     // `Fast` recycling checks only that the connection is not closed (no query per
     // checkout): the webhook's path pays one round trip per batch, not two. A connection
     // the server dropped is seen closed once its socket is, and a statement on one that

@@ -161,12 +161,49 @@ macro_rules! held {
     };
 }
 
-/// Extends the lease to `lease` from now if `held` still holds it (same owner and fence,
+/// Extends the lease to at least `lease` from now (never shortening it: a lease
+/// lengthened to cover a PUT stays so until [`settle`]) if `held` still holds it (same owner and fence,
 /// not expired), updating `held`; `false` (and `held` unchanged) if not: the change is
 /// no longer this replica's. An expired lease is not renewed even when no one took the
 /// change over yet: expired means lost, so an owner and a survivor never both believe
 /// they hold it.
 pub async fn renew(
+    client: &impl GenericClient,
+    held: &mut Held,
+    lease: Duration,
+) -> Result<bool, LeaseError> {
+    let sent = Instant::now();
+    let statement = client
+        .prepare_cached(concat!(
+            "UPDATE changes SET lease_until = greatest(lease_until, clock_timestamp() ",
+            "+ make_interval(secs => $4::double precision)) WHERE ",
+            held!(),
+            " AND phase IN ('intended', 'submitted') RETURNING lease_until"
+        ))
+        .await?;
+    let row = client
+        .query_opt(
+            &statement,
+            &[
+                &held.change_id,
+                &held.owner,
+                &held.fence,
+                &db_seconds(lease)?,
+            ],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(false);
+    };
+    held.lease_until = timestamp(&row, "lease_until")?;
+    held.deadline = Deadline::new(sent, lease);
+    Ok(true)
+}
+
+/// Sets the lease to `lease` from now, shortening one [`renew`] lengthened for a PUT once
+/// the PUT is over (so a takeover after a crash waits `lease`, not the PUT's timeout);
+/// `false` if `held` no longer holds it.
+pub async fn settle(
     client: &impl GenericClient,
     held: &mut Held,
     lease: Duration,

@@ -61,12 +61,14 @@
 pub mod accept;
 pub mod claim;
 pub(crate) mod commands;
+mod commands_outbox;
 pub mod connect;
 pub mod lease;
 pub mod read;
 pub mod recover;
 mod rows;
 pub mod schema;
+pub(crate) mod writer;
 
 #[cfg(test)]
 pub(crate) mod testdb;
@@ -90,7 +92,7 @@ mod schema_tests;
 
 pub use accept::{AcceptItem, record_alarms};
 pub use claim::{ClaimedAlarm, ClaimedChange, claim_expired, claim_undecided_alarms};
-pub use connect::{PoolOptions, check_synchronous_commit, pool};
+pub use connect::{PoolOptions, check_synchronous_commit, check_url, pool};
 pub use lease::{
     Deadline, Fence, Held, LeaseError, finish, mark_submitted, mark_unsent, open_change, renew,
 };

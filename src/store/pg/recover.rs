@@ -78,7 +78,12 @@ pub async fn recover(client: &mut Client) -> Result<Recovered, PgError> {
         .start()
         .await?;
     let keep = db_limit(crate::rules::MAX_CHANGES_COUNT as usize);
+    let world: i64 = tx
+        .query_one("SELECT version FROM world", &[])
+        .await?
+        .try_get("version")?;
     let recovered = Recovered {
+        world: Some(world),
         pending_alarms: rows(&tx, PENDING_ALARMS, |row| {
             Ok(PendingAlarm {
                 id: row.try_get("id")?,

@@ -251,7 +251,11 @@ async fn the_schema_mirrors_the_sqlite_store() {
         .map(|row| row.get(0))
         .collect();
     let mut expected: BTreeSet<String> = sqlite.iter().map(|(name, _)| name.clone()).collect();
-    expected.extend(["schema_version".to_owned(), "replicas".to_owned()]);
+    expected.extend([
+        "schema_version".to_owned(),
+        "replicas".to_owned(),
+        "world".to_owned(),
+    ]);
     assert_eq!(relations, expected);
 
     for (table, columns) in &sqlite {

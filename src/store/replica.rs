@@ -1,0 +1,363 @@
+//! The store on PostgreSQL, shared by replicas: opening it (migrate once, join the
+//! replicas alive, recover) and what only a replica asks of it.
+
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use jiff::Timestamp;
+use secrecy::SecretString;
+use tokio::sync::oneshot;
+
+use super::lifecycle::Inner;
+use super::pg::{self, PgError};
+use super::replica_jobs::{Claimed, ReplicaJob};
+use super::writer::Job;
+use super::{ChangeId, Recovered, Store, StoreError};
+
+/// Serialises replicas joining (the check of the others' mode and the own row).
+const JOIN_LOCK: i64 = 0x6175_746f_6a6f_696e;
+
+/// A replica's place in the shared database.
+#[derive(Debug, Clone)]
+pub struct Replica {
+    /// This replica's id: the `owner` of its leases and claims.
+    pub id: String,
+    pub(crate) pool: Pool,
+    /// `state.lease`.
+    pub lease: Duration,
+    pub(crate) duties: std::sync::Arc<Duties>,
+}
+
+/// How a replica joins.
+#[derive(Debug, Clone)]
+pub struct ReplicaOptions {
+    pub id: String,
+    pub lease: Duration,
+    /// `live`: replicas sharing a database all run one mode.
+    pub live: bool,
+    pub rules_hash: String,
+}
+
+/// A replica alive (its heartbeat within three leases).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaRow {
+    pub id: String,
+    pub started_at: Timestamp,
+    pub heartbeat: Timestamp,
+    pub live: bool,
+    pub rules_hash: String,
+}
+
+/// An id for this process: the host's name and a random part, so two replicas on one
+/// host (or a restart) never share one.
+pub fn new_replica_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "replica".to_owned());
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}", &random[..8])
+}
+
+fn open_error(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Open {
+        dir: "state.database_url".into(),
+        reason: err.to_string(),
+    }
+}
+
+const ALIVE: &str = "SELECT id, started_at, heartbeat, live, rules_hash FROM replicas \
+     WHERE heartbeat > clock_timestamp() - make_interval(secs => $1::double precision) \
+     ORDER BY started_at, id";
+
+fn alive_window(lease: Duration) -> f64 {
+    (lease * 3).as_secs_f64()
+}
+
+fn replica_row(row: &tokio_postgres::Row) -> Result<ReplicaRow, PgError> {
+    let at = |column: &str| -> Result<Timestamp, PgError> {
+        let at: std::time::SystemTime = row.try_get(column)?;
+        Timestamp::try_from(at).map_err(|err| PgError::Refused(err.to_string()))
+    };
+    Ok(ReplicaRow {
+        id: row.try_get("id")?,
+        started_at: at("started_at")?,
+        heartbeat: at("heartbeat")?,
+        live: row.try_get("live")?,
+        rules_hash: row.try_get("rules_hash")?,
+    })
+}
+
+impl Store {
+    /// Opens the state in PostgreSQL at `url`: migrates it (once, whichever replicas
+    /// start together), joins the replicas alive (refused, `StoreError::Refused`, if
+    /// their mode differs), reads the shared state and starts the writer.
+    pub async fn open_shared(
+        url: &SecretString,
+        options: ReplicaOptions,
+    ) -> Result<(Store, Recovered), StoreError> {
+        let pool = pg::pool(url, &pg::PoolOptions::default()).map_err(open_error)?;
+        let mut client = pg::connect::get(&pool).await.map_err(open_error)?;
+        pg::migrate(&mut client).await.map_err(open_error)?;
+        join(&mut client, &options).await?;
+        let recovered = pg::recover(&mut client).await.map_err(open_error)?;
+        drop(client);
+        let inner = Inner::start_shared(Replica {
+            id: options.id,
+            pool,
+            lease: options.lease,
+            duties: Default::default(),
+        })?;
+        Ok((
+            Store {
+                inner: std::sync::Arc::new(inner),
+            },
+            recovered,
+        ))
+    }
+
+    /// This replica's place, when the state is shared in PostgreSQL.
+    pub fn replica(&self) -> Option<&Replica> {
+        self.inner.replica.as_ref()
+    }
+
+    /// The shared state's version now (`None` on SQLite).
+    pub async fn world_version(&self) -> Result<Option<i64>, StoreError> {
+        let Some(replica) = self.replica() else {
+            return Ok(None);
+        };
+        let client = pg::connect::get(&replica.pool).await.map_err(read_error)?;
+        let row = client
+            .query_one("SELECT version FROM world", &[])
+            .await
+            .map_err(|err| read_error(PgError::from(err)))?;
+        Ok(Some(row.get("version")))
+    }
+
+    /// The shared state as now (PostgreSQL; SQLite has nothing to reload from).
+    pub async fn reload(&self) -> Result<Recovered, StoreError> {
+        let Some(replica) = self.replica() else {
+            return Err(StoreError::Read("only a shared store reloads".into()));
+        };
+        let mut client = pg::connect::get(&replica.pool).await.map_err(read_error)?;
+        pg::recover(&mut client).await.map_err(read_error)
+    }
+
+    /// The replicas alive now, oldest first (none on SQLite).
+    pub async fn replicas(&self) -> Result<Vec<ReplicaRow>, StoreError> {
+        let Some(replica) = self.replica() else {
+            return Ok(Vec::new());
+        };
+        let client = pg::connect::get(&replica.pool).await.map_err(read_error)?;
+        let rows = client
+            .query(ALIVE, &[&alive_window(replica.lease)])
+            .await
+            .map_err(|err| read_error(PgError::from(err)))?;
+        rows.iter()
+            .map(replica_row)
+            .collect::<Result<_, _>>()
+            .map_err(read_error)
+    }
+
+    /// Before a PUT: holds `change`'s lease for at least `needed` more, or says it is
+    /// lost. Always `Ok` on SQLite.
+    pub fn hold_for(
+        &self,
+        change: ChangeId,
+        needed: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        let (reply, answer) = oneshot::channel();
+        let queued = self.inner.send(Job::Replica(ReplicaJob::HoldFor {
+            change,
+            needed,
+            reply,
+        }));
+        async move {
+            queued?;
+            answer.await.unwrap_or(Err(StoreError::Closed))
+        }
+    }
+
+    /// Takes over the changes and alarms replicas that died left (nothing on SQLite).
+    pub fn claim(&self) -> impl Future<Output = Result<Claimed, StoreError>> + Send + 'static {
+        let (reply, answer) = oneshot::channel();
+        let queued = self.inner.send(Job::Replica(ReplicaJob::Claim { reply }));
+        async move {
+            queued?;
+            answer.await.unwrap_or(Err(StoreError::Closed))
+        }
+    }
+
+    /// Whether this replica lost `change`'s lease (never on SQLite).
+    pub fn lease_lost(&self, change: ChangeId) -> bool {
+        self.inner.shared.is_lost(change)
+    }
+}
+
+fn read_error(err: PgError) -> StoreError {
+    StoreError::Read(err.to_string())
+}
+
+/// Refuses to join replicas alive in another mode; then writes this replica's row. Under
+/// a transaction-level advisory lock, so two replicas joining at once see each other.
+async fn join(
+    client: &mut deadpool_postgres::Client,
+    options: &ReplicaOptions,
+) -> Result<(), StoreError> {
+    let attempt = async {
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&JOIN_LOCK])
+            .await?;
+        let others = tx
+            .query(ALIVE, &[&alive_window(options.lease)])
+            .await?
+            .iter()
+            .map(replica_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(other) = others
+            .iter()
+            .find(|other| other.id != options.id && other.live != options.live)
+        {
+            return Ok(Some(other.clone()));
+        }
+        tx.execute(
+            "INSERT INTO replicas (id, started_at, heartbeat, live, rules_hash) \
+             VALUES ($1, clock_timestamp(), clock_timestamp(), $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET started_at = excluded.started_at, \
+                 heartbeat = excluded.heartbeat, live = excluded.live, \
+                 rules_hash = excluded.rules_hash",
+            &[&options.id, &options.live, &options.rules_hash],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok::<_, PgError>(None)
+    };
+    match attempt.await {
+        Ok(None) => Ok(()),
+        Ok(Some(other)) => Err(StoreError::Refused(format!(
+            "replica {} shares this database with live = {}, and this one has live = {}: \
+             replicas sharing a database run one mode (stop it, or set live alike)",
+            other.id, other.live, options.live
+        ))),
+        Err(err) => Err(open_error(err)),
+    }
+}
+
+/// Work one replica does at a time, whichever: the holder of the duty's session lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Duty {
+    /// Scale-down looks: each instance looked at by one replica at a time.
+    Looks,
+    /// Schedules' window openings.
+    Schedules,
+    /// Retention's pruning: one pruner at a time.
+    Retention,
+}
+
+impl Duty {
+    const ALL: [Duty; 3] = [Duty::Looks, Duty::Schedules, Duty::Retention];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The advisory lock's key (`pg_try_advisory_lock`, session level).
+    fn key(self) -> i64 {
+        0x6175_746f_6475_0000 + self as i64
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Duty::Looks => "looks",
+            Duty::Schedules => "schedules",
+            Duty::Retention => "retention",
+        }
+    }
+}
+
+/// Which duties this replica holds now.
+#[derive(Debug, Default)]
+pub(crate) struct Duties {
+    held: [std::sync::atomic::AtomicBool; 3],
+}
+
+impl Duties {
+    fn set(&self, duty: Duty, held: bool) {
+        self.held[duty.index()].store(held, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn get(&self, duty: Duty) -> bool {
+        self.held[duty.index()].load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// How often a replica tries for the duties it does not hold and checks the connection
+/// holding the others.
+const DUTY_EVERY: Duration = Duration::from_secs(2);
+
+impl Store {
+    /// Whether this replica does `duty` now: always on SQLite.
+    pub fn on_duty(&self, duty: Duty) -> bool {
+        match &self.inner.replica {
+            None => true,
+            Some(replica) => replica.duties.get(duty),
+        }
+    }
+
+    /// Holds the duties this replica can get, on one connection of its own (its locks
+    /// end with it: a replica that dies or loses the database gives them up), until
+    /// `stop`. Nothing on SQLite.
+    pub async fn run_duties(self, stop: tokio_util::sync::CancellationToken) {
+        let Some(replica) = self.inner.replica.clone() else {
+            return;
+        };
+        let mut holder: Option<deadpool_postgres::Client> = None;
+        loop {
+            if let Err(err) = take_duties(&replica, &mut holder).await {
+                if holder.take().is_some() {
+                    tracing::warn!(error = %err, "lost the connection holding this replica's duties");
+                }
+                for duty in Duty::ALL {
+                    replica.duties.set(duty, false);
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                () = tokio::time::sleep(DUTY_EVERY) => {}
+            }
+        }
+        for duty in Duty::ALL {
+            replica.duties.set(duty, false);
+        }
+        if let Some(client) = holder {
+            // Detached from the pool: closing it ends the session and its locks.
+            drop(deadpool_postgres::Object::take(client));
+        }
+    }
+}
+
+async fn take_duties(
+    replica: &Replica,
+    holder: &mut Option<deadpool_postgres::Client>,
+) -> Result<(), PgError> {
+    let client = match holder {
+        Some(client) => client,
+        None => holder.insert(pg::connect::get(&replica.pool).await?),
+    };
+    for duty in Duty::ALL {
+        if replica.duties.get(duty) {
+            client.query_one("SELECT 1", &[]).await?;
+            continue;
+        }
+        let got: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&duty.key()])
+            .await?
+            .try_get(0)?;
+        if got {
+            tracing::info!(duty = duty.name(), replica = %replica.id, "this replica now does this duty");
+            replica.duties.set(duty, true);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,415 @@
+//! Several daemons (the built binary, real processes) on one PostgreSQL database, against
+//! one fake CloudAMQP. After each scenario the invariants of the contract are checked on
+//! the database: every alarm answered 202 is stored and decided once, at most one change
+//! is open per instance and CloudAMQP saw one PUT for the spike, and fencing numbers only
+//! grow.
+//!
+//! Each test makes a database of its own on the PostgreSQL that `AUTOSCALER_TEST_PG_URL`
+//! names (default 127.0.0.1:5432 as `postgres`), and drops it at the end.
+
+#[path = "replicas_support/mod.rs"]
+mod replicas_support;
+#[path = "state_query/mod.rs"]
+mod state_query;
+#[path = "process_support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use cloudamqp_autoscaler::fake::Timeline;
+use replicas_support::{Db, Proxy};
+use serde_json::Value;
+use support::{Daemon, ID, MEMORY_85, fake, workdir};
+
+/// Short, so takeovers happen within a test's patience.
+const LEASE: &str = "3s";
+
+fn slow_change() -> Timeline {
+    Timeline {
+        lag: Duration::from_millis(300),
+        reconfigure: Duration::from_secs(4),
+        stuck: false,
+    }
+}
+
+fn instance(status: &Value) -> &Value {
+    &status["instances"][ID.to_string()]
+}
+
+/// A replica on `url` (its own work directory, whose state directory stays unused).
+fn replica(dir: &std::path::Path, fake_url: &str, url: &str, live: bool) -> Daemon {
+    Daemon::start_with(
+        dir,
+        fake_url,
+        live,
+        &[
+            ("AUTOSCALER__STATE__DATABASE_URL", url),
+            ("AUTOSCALER__STATE__LEASE", LEASE),
+        ],
+    )
+}
+
+async fn until(
+    what: &str,
+    within: Duration,
+    daemons: &[&Daemon],
+    mut done: impl AsyncFnMut() -> bool,
+) {
+    let started = Instant::now();
+    while !done().await {
+        assert!(
+            started.elapsed() < within,
+            "timed out waiting for {what}:\n{}",
+            logs(daemons)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The contract's invariants on the shared database, once every alarm is decided.
+async fn invariants(db: &Db, accepted: &[i64], daemons: &[&Daemon]) {
+    until(
+        "every accepted alarm decided",
+        Duration::from_secs(40),
+        daemons,
+        async || {
+            let rows = db
+                .query("SELECT count(*) FROM alarms WHERE decided_at IS NULL")
+                .await;
+            rows[0].get::<_, i64>(0) == 0
+        },
+    )
+    .await;
+    let stored: Vec<i64> = db
+        .query("SELECT id FROM alarms ORDER BY id")
+        .await
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for id in accepted {
+        assert!(
+            stored.contains(id),
+            "alarm {id} was answered 202 and is not stored"
+        );
+    }
+    let open = db
+        .query("SELECT count(*) FROM changes WHERE phase IN ('intended', 'submitted')")
+        .await;
+    assert!(open[0].get::<_, i64>(0) <= 1, "more than one open change");
+    let fences: Vec<i64> = db
+        .query("SELECT fence FROM changes ORDER BY id")
+        .await
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(
+        fences.windows(2).all(|pair| pair[0] < pair[1]),
+        "fences do not grow: {fences:?}"
+    );
+}
+
+/// The daemon's log lines, for a failed assertion.
+fn logs(daemons: &[&Daemon]) -> String {
+    daemons
+        .iter()
+        .map(|daemon| daemon.log())
+        .collect::<Vec<_>>()
+        .join("\n----\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_spike_split_across_two_replicas_makes_one_put() {
+    let db = Db::new().await;
+    let (fake, running) = fake(slow_change()).await;
+    let (dir_a, dir_b) = (workdir(), workdir());
+    let a = replica(dir_a.path(), &running.base_url(), &db.url(), true);
+    let b = replica(dir_b.path(), &running.base_url(), &db.url(), true);
+    let mut accepted = Vec::new();
+    for round in 0..4 {
+        let (one, two) = tokio::join!(a.post_alarm(MEMORY_85), b.post_alarm(MEMORY_85));
+        for (status, id) in [one, two] {
+            assert_eq!(status, 202, "round {round}: {}", logs(&[&a, &b]));
+            accepted.push(id.unwrap());
+        }
+    }
+    until(
+        "the change completed",
+        Duration::from_secs(30),
+        &[&a, &b],
+        async || instance(&b.status().await)["last_change"]["result"] == "completed",
+    )
+    .await;
+    // A reminder on either replica after the change: the cooldown, shared.
+    for daemon in [&a, &b] {
+        let (status, id) = daemon.post_alarm(MEMORY_85).await;
+        assert_eq!(status, 202);
+        accepted.push(id.unwrap());
+    }
+    invariants(&db, &accepted, &[&a, &b]).await;
+    assert_eq!(fake.put_attempts(), 1, "{}", logs(&[&a, &b]));
+    assert_eq!(fake.plan_changes(), vec![(ID, "hare-1".to_owned())]);
+    let status = a.status().await;
+    assert_eq!(
+        instance(&status)["last_change"]["to"],
+        "hare-1",
+        "{status:#}"
+    );
+    assert_eq!(
+        status["replicas"].as_array().map(Vec::len),
+        Some(2),
+        "{status:#}"
+    );
+    assert_ne!(status["replica"], b.status().await["replica"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_whose_owner_is_killed_is_finished_by_the_survivor_without_a_second_put() {
+    let db = Db::new().await;
+    let (fake, running) = fake(slow_change()).await;
+    let (dir_a, dir_b) = (workdir(), workdir());
+    let mut a = replica(dir_a.path(), &running.base_url(), &db.url(), true);
+    let b = replica(dir_b.path(), &running.base_url(), &db.url(), true);
+    let (status, id) = a.post_alarm(MEMORY_85).await;
+    assert_eq!(status, 202);
+    a.wait_for("tracking", |s| instance(s)["change"]["phase"] == "tracking")
+        .await;
+    a.signal("KILL");
+    a.wait();
+    let killed = Instant::now();
+    until(
+        "the survivor finished the change",
+        Duration::from_secs(25),
+        &[&b],
+        async || instance(&b.status().await)["last_change"]["result"] == "completed",
+    )
+    .await;
+    // Within the lease plus 15 s (3 s + 15 s here), counted from the kill.
+    assert!(killed.elapsed() < Duration::from_secs(18), "{}", b.log());
+    invariants(&db, &[id.unwrap()], &[&b]).await;
+    assert_eq!(fake.put_attempts(), 1, "{}", b.log());
+    let owners = db
+        .query("SELECT owner, phase FROM changes")
+        .await
+        .iter()
+        .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)))
+        .collect::<Vec<_>>();
+    let survivor = b.status().await["replica"].as_str().unwrap().to_owned();
+    assert_eq!(owners, vec![(survivor, "completed".to_owned())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_accepted_by_a_replica_killed_before_deciding_is_decided_by_another() {
+    use cloudamqp_autoscaler::fake::{Fault, FaultRule};
+    let db = Db::new().await;
+    let (fake, running) = fake(slow_change()).await;
+    let (dir_a, dir_b) = (workdir(), workdir());
+    let mut a = replica(dir_a.path(), &running.base_url(), &db.url(), true);
+    let b = replica(dir_b.path(), &running.base_url(), &db.url(), true);
+    // A's read of the instance hangs: the alarm is accepted, not decided.
+    fake.inject(
+        FaultRule::once(Fault::Slow(Duration::from_secs(30)))
+            .method("GET")
+            .path(cloudamqp_autoscaler::fake::PathMatch::Exact(format!(
+                "/api/instances/{ID}"
+            ))),
+    );
+    let (status, id) = a.post_alarm(MEMORY_85).await;
+    assert_eq!(status, 202);
+    until(
+        "A reading the instance",
+        Duration::from_secs(10),
+        &[&a, &b],
+        async || {
+            fake.requests()
+                .iter()
+                .any(|r| r.path == format!("/api/instances/{ID}"))
+        },
+    )
+    .await;
+    a.signal("KILL");
+    a.wait();
+    until(
+        "the survivor changed the plan",
+        Duration::from_secs(25),
+        &[&b],
+        async || instance(&b.status().await)["last_change"]["result"] == "completed",
+    )
+    .await;
+    invariants(&db, &[id.unwrap()], &[&b]).await;
+    assert_eq!(fake.put_attempts(), 1, "{}", b.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_paused_past_its_lease_writes_nothing_when_resumed() {
+    let db = Db::new().await;
+    let (fake, running) = fake(Timeline {
+        lag: Duration::from_millis(300),
+        reconfigure: Duration::from_secs(8),
+        stuck: false,
+    })
+    .await;
+    let (dir_a, dir_b) = (workdir(), workdir());
+    let a = replica(dir_a.path(), &running.base_url(), &db.url(), true);
+    let b = replica(dir_b.path(), &running.base_url(), &db.url(), true);
+    let a_id = a.status().await["replica"].as_str().unwrap().to_owned();
+    let b_id = b.status().await["replica"].as_str().unwrap().to_owned();
+    let (status, id) = a.post_alarm(MEMORY_85).await;
+    assert_eq!(status, 202);
+    a.wait_for("tracking", |s| instance(s)["change"]["phase"] == "tracking")
+        .await;
+    a.signal("STOP");
+    until(
+        "the survivor took the change over",
+        Duration::from_secs(20),
+        &[&a, &b],
+        async || {
+            let rows = db.query("SELECT owner FROM changes").await;
+            rows.first().map(|row| row.get::<_, String>(0)) == Some(b_id.clone())
+        },
+    )
+    .await;
+    a.signal("CONT");
+    until(
+        "the change completed",
+        Duration::from_secs(30),
+        &[&a, &b],
+        async || instance(&b.status().await)["last_change"]["result"] == "completed",
+    )
+    .await;
+    // A had time to wake up and try.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rows = db.query("SELECT owner, phase FROM changes").await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, String>(0), b_id, "{}", a.log());
+    assert_ne!(rows[0].get::<_, String>(0), a_id);
+    invariants(&db, &[id.unwrap()], &[&a, &b]).await;
+    assert_eq!(fake.put_attempts(), 1, "{}", logs(&[&a, &b]));
+    assert!(
+        a.log().contains("lease"),
+        "A says it lost the lease: {}",
+        a.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_started_together_migrate_once_and_serve() {
+    let db = Db::new().await;
+    let (_fake, running) = fake(slow_change()).await;
+    let dirs: Vec<_> = (0..3).map(|_| workdir()).collect();
+    let url = db.url();
+    let base = running.base_url();
+    let daemons: Vec<Daemon> = std::thread::scope(|scope| {
+        let handles: Vec<_> = dirs
+            .iter()
+            .map(|dir| scope.spawn(|| replica(dir.path(), &base, &url, true)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let versions: Vec<i32> = db
+        .query("SELECT version FROM schema_version ORDER BY version")
+        .await
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(versions, (1..=versions.len() as i32).collect::<Vec<_>>());
+    for daemon in &daemons {
+        let (status, _) = daemon.post_alarm(MEMORY_85).await;
+        assert_eq!(status, 202, "{}", daemon.log());
+    }
+    let status = daemons[0].status().await;
+    assert_eq!(
+        status["replicas"].as_array().map(Vec::len),
+        Some(3),
+        "{status:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_in_another_mode_is_refused() {
+    let db = Db::new().await;
+    let (_fake, running) = fake(slow_change()).await;
+    let (dir_a, dir_b) = (workdir(), workdir());
+    let _a = replica(dir_a.path(), &running.base_url(), &db.url(), true);
+    let mut command = support::command(
+        dir_b.path(),
+        &running.base_url(),
+        false,
+        &[("AUTOSCALER__STATE__DATABASE_URL", &db.url())],
+    );
+    let output = command.output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("live = true"), "{stderr}");
+    assert!(
+        !stderr.contains("postgres://"),
+        "the URL is a secret: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_cut_off_answers_503_and_recovers_by_itself() {
+    let db = Db::new().await;
+    let proxy = Proxy::start("127.0.0.1:5432".to_owned()).await;
+    let (_fake, running) = fake(slow_change()).await;
+    let dir = workdir();
+    let daemon = replica(
+        dir.path(),
+        &running.base_url(),
+        &db.url_via(Some(proxy.port)),
+        false,
+    );
+    let (status, first) = daemon.post_alarm(MEMORY_85).await;
+    assert_eq!(status, 202);
+    proxy.cut();
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!(
+            "{}/cloudamqp/alarm?token={}",
+            daemon.base,
+            support::TOKEN
+        ))
+        .body(MEMORY_85)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 503, "{}", daemon.log());
+    assert!(response.headers().contains_key("retry-after"));
+    until(
+        "/readyz 503",
+        Duration::from_secs(15),
+        &[&daemon],
+        async || {
+            reqwest::get(format!("{}/readyz", daemon.base))
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+                == 503
+        },
+    )
+    .await;
+    proxy.restore();
+    until(
+        "/readyz 200 again",
+        Duration::from_secs(15),
+        &[&daemon],
+        async || {
+            reqwest::get(format!("{}/readyz", daemon.base))
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+                == 200
+        },
+    )
+    .await;
+    let (status, second) = daemon.post_alarm(MEMORY_85).await;
+    assert_eq!(status, 202, "{}", daemon.log());
+    invariants(&db, &[first.unwrap(), second.unwrap()], &[&daemon]).await;
+    let stored = db.query("SELECT count(*) FROM alarms").await;
+    assert_eq!(
+        stored[0].get::<_, i64>(0),
+        2,
+        "the 503'd alarm is not stored"
+    );
+}
