@@ -245,7 +245,13 @@ impl Application {
                 "pauses in force from before the restart"
             );
         }
-        let pending_deliveries = std::mem::take(&mut recovered.pending_deliveries);
+        // Replicas: a delivery is its owner's to send; those of replicas gone are taken
+        // over by the claims, not at a start (their owner may be alive).
+        let pending_deliveries = if store.replica().is_some() {
+            Vec::new()
+        } else {
+            std::mem::take(&mut recovered.pending_deliveries)
+        };
         let dropped_deliveries = recovered.dropped_deliveries;
         executor.resume(recovered);
         let outbox_counts = Arc::new(crate::notify::OutboxCounts::default());

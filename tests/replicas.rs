@@ -160,6 +160,70 @@ async fn one_spike_split_across_two_replicas_makes_one_put() {
         "{status:#}"
     );
     assert_ne!(status["replica"], b.status().await["replica"]);
+    // The history is the database's: each replica shows every alarm, whichever took it.
+    for daemon in [&a, &b] {
+        let history: Value = reqwest::get(format!("{}/history?instance={ID}", daemon.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let events = history["events"].as_array().unwrap();
+        let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+        assert!(kinds.contains(&"change"), "{history:#}");
+        assert_eq!(
+            kinds.iter().filter(|kind| **kind == "decision").count(),
+            accepted.len(),
+            "one decision per alarm, on either replica: {history:#}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_killed_after_its_put_reached_cloudamqp_is_followed_never_sent_again() {
+    use cloudamqp_autoscaler::fake::{Fault, FaultRule};
+    let db = Db::new().await;
+    let (fake, running) = fake(slow_change()).await;
+    let (dir_a, dir_b) = (workdir(), workdir());
+    // Short request timeouts, so the lease lengthened to cover the PUT stays short too.
+    let url = db.url();
+    let env = [
+        ("AUTOSCALER__STATE__DATABASE_URL", url.as_str()),
+        ("AUTOSCALER__STATE__LEASE", LEASE),
+        ("AUTOSCALER__CLOUDAMQP__REQUEST_TIMEOUT", "2s"),
+        ("AUTOSCALER__CLOUDAMQP__CONNECT_TIMEOUT", "1s"),
+    ];
+    let mut a = Daemon::start_with(dir_a.path(), &running.base_url(), true, &env);
+    let b = Daemon::start_with(dir_b.path(), &running.base_url(), true, &env);
+    // The fake applies the PUT, then answers slowly: A dies before it hears back.
+    fake.inject(FaultRule::once(Fault::Slow(Duration::from_secs(30))).method("PUT"));
+    let (status, id) = a.post_alarm(MEMORY_85).await;
+    assert_eq!(status, 202);
+    until(
+        "the PUT reached CloudAMQP",
+        Duration::from_secs(10),
+        &[&a],
+        async || fake.put_attempts() == 1,
+    )
+    .await;
+    a.signal("KILL");
+    a.wait();
+    until(
+        "the survivor followed the change to its end",
+        Duration::from_secs(30),
+        &[&b],
+        async || !instance(&b.status().await)["last_change"].is_null(),
+    )
+    .await;
+    invariants(&db, &[id.unwrap()], &[&b]).await;
+    assert_eq!(fake.put_attempts(), 1, "never sent again: {}", b.log());
+    assert_eq!(fake.plan_changes(), vec![(ID, "hare-1".to_owned())]);
+    assert_eq!(
+        instance(&b.status().await)["last_change"]["result"],
+        "completed",
+        "{}",
+        b.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
 //! `history`: what happened, newest first, read from the state store named by the settings
-//! (`state.dir`), read-only: it works while a daemon runs and after it stopped.
+//! (`state.dir`, or `state.database_url`), read-only: it works while a daemon runs and
+//! after it stopped.
 
 use std::io::Write;
 use std::path::Path;
@@ -9,7 +10,7 @@ use jiff::Timestamp;
 use super::{CommandError, Format};
 use crate::settings::Settings;
 use crate::store::read::{DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT};
-use crate::store::{HistoryEvent, HistoryQuery, Reader, StoreError};
+use crate::store::{HistoryEvent, HistoryQuery, HistorySource, StoreError};
 
 #[derive(Debug, clap::Args)]
 pub struct HistoryArgs {
@@ -46,8 +47,13 @@ pub fn run(
             .map_err(CommandError::Setup)?,
         limit: usize::try_from(args.limit).unwrap_or(MAX_HISTORY_LIMIT),
     };
-    let events = Reader::open(&settings.state.dir)
-        .and_then(|reader| reader.history(&query))
+    let source = HistorySource::of(&settings.state)
+        .map_err(|e: StoreError| CommandError::Setup(e.to_string()))?;
+    let events = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CommandError::Setup(format!("cannot start the runtime: {e}")))?
+        .block_on(source.history(query))
         // A missing store, one too new, or a read failing: all exit 2.
         .map_err(|e: StoreError| CommandError::Setup(e.to_string()))?;
     let text = match args.format {

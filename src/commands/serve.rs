@@ -101,6 +101,8 @@ async fn start_demo(settings: &mut Settings) -> Result<RunningFake, CommandError
     settings.cloudamqp.management_url = running.management_url();
     settings.cloudamqp.api_key = Some(SecretString::from(key));
     settings.cloudamqp.poll_interval = settings.cloudamqp.poll_interval.min(DEMO_POLL_INTERVAL);
+    // The demo is one daemon on a state of its own, never a shared database.
+    settings.state.database_url = None;
     settings.state.dir = settings.state.dir.join("demo");
     if settings.state.dir.exists() {
         std::fs::remove_dir_all(&settings.state.dir).map_err(|e| {

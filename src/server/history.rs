@@ -1,7 +1,6 @@
 //! `GET /history?instance=ID&since=RFC3339&limit=N`: what happened, newest first, read
-//! from the state store (a read-only connection, off the async threads).
-
-use std::path::PathBuf;
+//! from the state store (SQLite: a read-only connection, off the async threads;
+//! PostgreSQL: a pooled one).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -10,7 +9,7 @@ use serde_json::json;
 use super::AppState;
 use super::errors::{error, truncate};
 use crate::store::read::{DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT};
-use crate::store::{HistoryEvent, HistoryQuery, Reader, StoreError};
+use crate::store::{HistoryEvent, HistoryQuery, StoreError};
 
 pub async fn history(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if let Some(response) = super::admin::read_refusal(&request, &state) {
@@ -20,30 +19,10 @@ pub async fn history(request: HttpRequest, state: web::Data<AppState>) -> HttpRe
         Ok(query) => query,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
-    match read(state_dir(&state), move |reader| reader.history(&query)).await {
+    match state.store.history_source().history(query).await {
         Ok(events) => HttpResponse::Ok().json(json!({ "events": events })),
         Err(e) => unreadable(&e),
     }
-}
-
-/// The state directory the daemon's store lives in (where a [`Reader`] opens).
-pub(super) fn state_dir(state: &AppState) -> PathBuf {
-    state
-        .store
-        .path()
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_default()
-}
-
-/// Runs `what` on a fresh read-only connection on a blocking thread: SQLite calls block.
-pub(super) async fn read<T: Send + 'static>(
-    dir: PathBuf,
-    what: impl FnOnce(&Reader) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(move || what(&Reader::open(&dir)?))
-        .await
-        .unwrap_or_else(|e| Err(StoreError::Read(format!("the read did not finish: {e}"))))
 }
 
 /// 503: the store cannot be read now (the reason is logged, not answered).

@@ -8,6 +8,7 @@
 //! hung up) never cancels a write. The store never logs bodies or SQL parameters.
 
 mod commands;
+mod history_source;
 mod lifecycle;
 mod open;
 mod outbox;
@@ -38,6 +39,7 @@ use commands::{Command, Done};
 use lifecycle::Inner;
 use writer::Job;
 
+pub use history_source::HistorySource;
 pub use outbox::{
     DeliveryAttempt, DeliveryOutcome, NewNotification, NoticeRow, PendingDelivery, WithNotes,
 };

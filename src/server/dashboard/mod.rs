@@ -1,7 +1,7 @@
 //! The dashboard: `GET /` (every instance) and `GET /instances/{id}` (one, with its
 //! history). Server-rendered HTML, read-only, guarded like `/status` off loopback. The
 //! state is `/status`'s ([`crate::server::view`]); the charts and the history come from the
-//! state store through a read-only [`Reader`](crate::store::Reader), off the async threads.
+//! state store through its [`HistorySource`](crate::store::HistorySource).
 
 mod chart;
 mod page;
@@ -13,7 +13,7 @@ use jiff::{SignedDuration, Timestamp};
 use maud::Markup;
 
 use super::AppState;
-use super::history::{read, state_dir};
+
 use super::view::{self, InstanceView};
 use crate::store::{HistoryEvent, HistoryQuery, PlanTimeline};
 
@@ -30,13 +30,12 @@ pub async fn overview(request: HttpRequest, state: web::Data<AppState>) -> HttpR
     let from = chart_from(now);
     let views = view::instances(&state);
     let ids: Vec<u64> = views.iter().map(|v| v.id).collect();
-    let timelines = read(state_dir(&state), move |reader| {
-        ids.iter()
-            .map(|&id| reader.plan_timeline(id, from))
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .await
-    .map_err(|e| unreadable(&e));
+    let timelines = state
+        .store
+        .history_source()
+        .plan_timelines(ids, from)
+        .await
+        .map_err(|e| unreadable(&e));
     let cards: Vec<page::Card<'_>> = views
         .iter()
         .enumerate()
@@ -74,15 +73,18 @@ pub async fn instance(
     };
     let from = chart_from(now);
     let id = view.id;
-    let read_back = read(state_dir(&state), move |reader| {
-        let timeline = reader.plan_timeline(id, from)?;
-        let history = reader.history(&HistoryQuery {
-            instance: Some(id),
-            since: None,
-            limit: PAGE_HISTORY,
-        })?;
-        Ok((timeline, history))
-    })
+    let source = state.store.history_source();
+    let read_back = async {
+        let mut timeline = source.plan_timelines(vec![id], from).await?;
+        let history = source
+            .history(HistoryQuery {
+                instance: Some(id),
+                since: None,
+                limit: PAGE_HISTORY,
+            })
+            .await?;
+        Ok::<_, crate::store::StoreError>((timeline.remove(0), history))
+    }
     .await
     .map_err(|e| unreadable(&e));
     html(

@@ -118,10 +118,12 @@ pub(crate) async fn execute(
         Command::Notifying(command, notes) => {
             // Boxed: an async fn calling itself needs the indirection.
             let done = Box::pin(execute(tx, command, ctx)).await?;
-            commands_outbox::insert(tx, notes).await?;
+            commands_outbox::insert(tx, notes, &ctx.owner).await?;
             Ok(done)
         }
-        Command::Notify(notes) => commands_outbox::insert(tx, notes).await.map(|()| None),
+        Command::Notify(notes) => commands_outbox::insert(tx, notes, &ctx.owner)
+            .await
+            .map(|()| None),
         Command::RecordDelivery(attempt) => commands_outbox::record_attempt(tx, attempt)
             .await
             .map(|()| None),

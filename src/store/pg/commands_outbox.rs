@@ -11,9 +11,13 @@ use crate::store::{DeliveryAttempt, DeliveryOutcome, NewNotification};
 
 /// Inserts the events and their deliveries (one per sink, pending), in the caller's
 /// transaction. `body` is checked JSON here (`json`): a body that is not JSON is refused.
+///
+/// Each delivery is `owner`'s (this replica's) to send: another replica takes it over only
+/// once `owner` is no longer alive (see `claim_deliveries`).
 pub(super) async fn insert(
     tx: &Transaction<'_>,
     notes: &[NewNotification],
+    owner: &str,
 ) -> Result<(), PgFailure> {
     for note in notes {
         if note.sinks.is_empty() {
@@ -45,12 +49,12 @@ pub(super) async fn insert(
         let id: i64 = row.try_get("id")?;
         let statement = tx
             .prepare_cached(
-                "INSERT INTO deliveries (notification_id, sink, state) \
-                 VALUES ($1, $2, 'pending')",
+                "INSERT INTO deliveries (notification_id, sink, state, owner) \
+                 VALUES ($1, $2, 'pending', $3)",
             )
             .await?;
         for sink in &note.sinks {
-            tx.execute(&statement, &[&id, sink]).await?;
+            tx.execute(&statement, &[&id, sink, &owner]).await?;
         }
     }
     Ok(())

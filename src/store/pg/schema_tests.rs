@@ -227,6 +227,7 @@ fn replica_columns(table: &str) -> &'static [&'static str] {
             &["owner", "lease_until", "fence"]
         }
         "alarms" | "pending_alarms" => &["owner", "claimed_until", "fence"],
+        "deliveries" => &["owner"],
         _ => &[],
     }
 }

@@ -260,7 +260,7 @@ async fn replica_job(pool: &Pool, job: ReplicaJob, ctx: &mut WriterCtx, shared: 
             let _ = reply.send(hold_for(pool, change, needed, ctx, shared).await);
         }
         ReplicaJob::Claim { reply } => {
-            let _ = reply.send(claim(pool, ctx).await.map_err(|err| {
+            let _ = reply.send(claim(pool, ctx, shared).await.map_err(|err| {
                 tracing::warn!(error = %err, "cannot look for work left by other replicas");
                 StoreError::Write(err.to_string())
             }));
@@ -305,8 +305,9 @@ async fn hold_for(
 
 /// Takes over what replicas that died left: open changes past their lease, undecided
 /// alarms past their claim.
-async fn claim(pool: &Pool, ctx: &mut WriterCtx) -> Result<Claimed, PgError> {
+async fn claim(pool: &Pool, ctx: &mut WriterCtx, shared: &Shared) -> Result<Claimed, PgError> {
     let client = pool.get().await?;
+    claim_deliveries(&client, ctx, shared).await?;
     let changes =
         super::claim::claim_expired(&client, &ctx.owner, ctx.lease, CLAIM_CHANGES).await?;
     let alarms = super::claim::claim_undecided_alarms(
@@ -343,6 +344,66 @@ async fn claim(pool: &Pool, ctx: &mut WriterCtx) -> Result<Claimed, PgError> {
         });
     }
     Ok(claimed)
+}
+
+const CLAIM_DELIVERIES: &str = "UPDATE deliveries AS d SET owner = $1 \
+      FROM notifications AS n \
+     WHERE n.id = d.notification_id AND d.state = 'pending' \
+       AND (d.owner IS NULL OR d.owner NOT IN ( \
+             SELECT id FROM replicas WHERE heartbeat > clock_timestamp() \
+               - make_interval(secs => $2::double precision))) \
+    RETURNING n.id, n.event_id, d.sink, n.instance_id, n.at, n.body::text AS body, d.attempts";
+
+/// Takes over the pending deliveries of replicas no longer alive (no heartbeat for three
+/// leases) and hands them to this replica's senders: each event is sent by one replica at
+/// a time, and at least once.
+async fn claim_deliveries(
+    client: &deadpool_postgres::Client,
+    ctx: &WriterCtx,
+    shared: &Shared,
+) -> Result<(), PgError> {
+    let Some(outbox) = shared.outbox.get() else {
+        // No sink here: nothing to send them with.
+        return Ok(());
+    };
+    let statement = client.prepare_cached(CLAIM_DELIVERIES).await?;
+    let rows = client
+        .query(&statement, &[&ctx.owner, &(ctx.lease * 3).as_secs_f64()])
+        .await?;
+    let mut taken = rows
+        .iter()
+        .map(
+            |row| -> Result<(i64, crate::store::PendingDelivery), PgError> {
+                let attempts: i32 = row.try_get("attempts")?;
+                let instance_id: Option<i64> = row.try_get("instance_id")?;
+                let at: std::time::SystemTime = row.try_get("at")?;
+                Ok((
+                    row.try_get("id")?,
+                    crate::store::PendingDelivery {
+                        event_id: row.try_get("event_id")?,
+                        sink: row.try_get("sink")?,
+                        instance_id: instance_id.and_then(|id| u64::try_from(id).ok()),
+                        at: jiff::Timestamp::try_from(at)
+                            .map_err(|err| PgError::Refused(err.to_string()))?,
+                        body: row.try_get("body")?,
+                        attempts: u32::try_from(attempts).unwrap_or(0),
+                    },
+                ))
+            },
+        )
+        .collect::<Result<Vec<_>, _>>()?;
+    // In the order the events happened, as at a start.
+    taken.sort_by(|a, b| (a.0, &a.1.sink).cmp(&(b.0, &b.1.sink)));
+    if !taken.is_empty() {
+        tracing::warn!(
+            deliveries = taken.len(),
+            "taking over notifications a replica gone left unsent"
+        );
+    }
+    for (_, delivery) in taken {
+        let _ = outbox.send(delivery);
+    }
+    Ok(())
 }
 
 /// Renews every lease this replica holds and its heartbeat; a success after a failure

@@ -48,7 +48,9 @@ CREATE TRIGGER schedule_runs_move_world
     FOR EACH ROW WHEN (NEW.decision <> 'skip')
     EXECUTE FUNCTION world_moved();
 
--- Replicas' duties that one replica does at a time (looks, schedules, retention, the
--- outbox of replicas gone) are held with session advisory locks; a replica's row says
--- which of its live settings must match the others'.
-ALTER TABLE replicas ADD COLUMN address text;
+-- Replicas' duties that one replica does at a time (looks, schedules, retention) are
+-- held with session advisory locks, not rows.
+-- A pending delivery is its owner's to send (the replica that recorded its event); once
+-- the owner is no longer alive, another replica takes it over, so each event is sent by
+-- one replica at a time.
+ALTER TABLE deliveries ADD COLUMN owner text;
