@@ -477,3 +477,39 @@ async fn the_database_cut_off_answers_503_and_recovers_by_itself() {
         "the 503'd alarm is not stored"
     );
 }
+
+/// A measurement, not a check (BENCHMARKS.md, "replicas"): how long after a `kill -9` of
+/// the owner of a change in flight a survivor holds it, over 20 kills.
+/// `cargo test --release --test replicas -- --ignored --nocapture takeover_time`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run it on purpose"]
+async fn takeover_time_after_kill_9() {
+    let mut took = Vec::new();
+    for _ in 0..20 {
+        let db = Db::new().await;
+        let (_fake, running) = fake(slow_change()).await;
+        let (dir_a, dir_b) = (workdir(), workdir());
+        let mut a = replica(dir_a.path(), &running.base_url(), &db.url(), true);
+        let b = replica(dir_b.path(), &running.base_url(), &db.url(), true);
+        let b_id = b.status().await["replica"].as_str().unwrap().to_owned();
+        assert_eq!(a.post_alarm(MEMORY_85).await.0, 202);
+        a.wait_for("tracking", |s| instance(s)["change"]["phase"] == "tracking")
+            .await;
+        a.signal("KILL");
+        let killed = Instant::now();
+        a.wait();
+        until("the takeover", Duration::from_secs(30), &[&b], async || {
+            let rows = db.query("SELECT owner FROM changes").await;
+            rows.first().map(|row| row.get::<_, String>(0)) == Some(b_id.clone())
+        })
+        .await;
+        took.push(killed.elapsed());
+    }
+    took.sort();
+    println!(
+        "takeover after kill -9 with state.lease = {LEASE}: median {:?}, worst {:?}, best {:?} (20 kills)",
+        took[took.len() / 2],
+        took[took.len() - 1],
+        took[0]
+    );
+}

@@ -189,6 +189,28 @@ impl Store {
         }
     }
 
+    /// Records the hash of the rules this replica now decides with (nothing on SQLite).
+    pub fn set_rules_hash(
+        &self,
+        hash: String,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        let replica = self.replica().cloned();
+        async move {
+            let Some(replica) = replica else {
+                return Ok(());
+            };
+            let client = pg::connect::get(&replica.pool).await.map_err(read_error)?;
+            client
+                .execute(
+                    "UPDATE replicas SET rules_hash = $2 WHERE id = $1",
+                    &[&replica.id, &hash],
+                )
+                .await
+                .map_err(|err| StoreError::Write(PgError::from(err).to_string()))?;
+            Ok(())
+        }
+    }
+
     /// Whether this replica lost `change`'s lease (never on SQLite).
     pub fn lease_lost(&self, change: ChangeId) -> bool {
         self.inner.shared.is_lost(change)
