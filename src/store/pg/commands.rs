@@ -212,6 +212,52 @@ async fn record_decision(
     change: Option<&NewChange>,
     ctx: &mut WriterCtx,
 ) -> Result<Done, PgFailure> {
+    decide_row(tx, alarm_id, decision).await?;
+    match change {
+        Some(change) => Ok(Some(open_change_checked(tx, change, ctx).await?)),
+        None => Ok(None),
+    }
+}
+
+/// A command that needs nothing of the writer's state but its owner and lease, as a
+/// future that can run pipelined beside others of its kind in one transaction (an
+/// alarm, a decision that starts no change): the webhook's path costs about one round
+/// trip per batch, not one per alarm. `None`: run it alone, in order.
+pub(crate) fn pipelined<'a>(
+    tx: &'a Transaction<'a>,
+    command: &'a Command,
+    ctx: &'a WriterCtx,
+) -> Option<futures_util::future::BoxFuture<'a, Result<Done, PgFailure>>> {
+    match command {
+        Command::RecordAlarm(alarm) => Some(Box::pin(async move {
+            record_alarm(tx, alarm, None, ctx).await.map(Some)
+        })),
+        Command::RecordDecidedAlarm(alarm, decision) => Some(Box::pin(async move {
+            record_alarm(tx, alarm, Some(decision), ctx).await.map(Some)
+        })),
+        Command::RecordDecision(alarm_id, decision, None) => Some(Box::pin(async move {
+            decide_row(tx, *alarm_id, decision).await.map(|()| None)
+        })),
+        _ => None,
+    }
+}
+
+/// Whether [`pipelined`] takes `command`.
+pub(crate) fn is_pipelined(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::RecordAlarm(_)
+            | Command::RecordDecidedAlarm(..)
+            | Command::RecordDecision(_, _, None)
+    )
+}
+
+/// Writes `decision` into alarm `alarm_id`'s row, if no replica decided it yet.
+async fn decide_row(
+    tx: &Transaction<'_>,
+    alarm_id: AlarmId,
+    decision: &NewDecision,
+) -> Result<(), PgFailure> {
     let decided_at = db_time(decision.at)?;
     let instance_id = decision.instance_id.map(db_instance_id).transpose()?;
     let statement = tx.prepare_cached(DECIDE_ALARM).await?;
@@ -243,10 +289,7 @@ async fn record_decision(
             format!("no alarm {alarm_id} to record a decision for")
         }));
     }
-    match change {
-        Some(change) => Ok(Some(open_change_checked(tx, change, ctx).await?)),
-        None => Ok(None),
-    }
+    Ok(())
 }
 
 /// The lease this replica holds on `change`; none is a lost lease.

@@ -195,8 +195,31 @@ async fn transaction(
     let mut client = pool.get().await.map_err(PgError::from)?;
     let tx = client.transaction().await?;
     let mut results = Vec::with_capacity(commands.len());
-    for command in commands {
-        results.push(execute(&tx, command, ctx).await?);
+    let mut rest = commands;
+    while let Some((first, _)) = rest.split_first() {
+        // A run of commands that can be pipelined: every statement sent before the first
+        // answer is awaited (one connection answers in order); the first error in order
+        // is the cause, those after it only "the transaction is aborted".
+        let run = rest
+            .iter()
+            .take_while(|command| super::commands::is_pipelined(command))
+            .count();
+        if run > 0 {
+            let shared_ctx: &WriterCtx = ctx;
+            let futures = rest[..run]
+                .iter()
+                .filter_map(|command| super::commands::pipelined(&tx, command, shared_ctx));
+            results.extend(
+                futures_util::future::join_all(futures)
+                    .await
+                    .into_iter()
+                    .collect::<Result<Vec<_>, _>>()?,
+            );
+            rest = &rest[run..];
+        } else {
+            results.push(execute(&tx, first, ctx).await?);
+            rest = &rest[1..];
+        }
     }
     tx.commit().await?;
     Ok(results)
