@@ -133,6 +133,9 @@ pub struct StateSettings {
     /// PostgreSQL instead of `dir`, shared by every replica with the same URL (a secret).
     #[serde(default)]
     pub database_url: Option<SecretString>,
+    /// CAs (PEM) trusted besides the system's for the database's TLS (`sslmode=require`).
+    #[serde(default)]
+    pub database_ca: Option<PathBuf>,
     /// How long a replica holds a change or an alarm without renewing it. Default `30s`.
     #[serde(with = "serde_human")]
     pub lease: Duration,
@@ -320,10 +323,38 @@ impl Settings {
                 ),
             );
         }
-        if let Some(url) = &self.state.database_url
-            && let Err(err) = crate::store::pg::check_url(url)
-        {
-            return invalid("state.database_url", err.to_string());
+        if self.state.database_ca.is_some() && self.state.database_url.is_none() {
+            return invalid(
+                "state.database_ca",
+                "is set without state.database_url (it is for TLS to PostgreSQL)".into(),
+            );
+        }
+        if let Some(url) = &self.state.database_url {
+            if let Err(err) = crate::store::pg::check_url(url) {
+                return invalid("state.database_url", err.to_string());
+            }
+            if let Some(ca) = &self.state.database_ca {
+                let tls = crate::store::pg::check_url(url).is_ok_and(|config| {
+                    config.get_ssl_mode() == tokio_postgres::config::SslMode::Require
+                });
+                if !tls {
+                    return invalid(
+                        "state.database_ca",
+                        "is set, but state.database_url does not ask for TLS: add sslmode=require to it".into(),
+                    );
+                }
+                if let Err(err) = crate::store::pg::tls::load_ca(ca) {
+                    return invalid("state.database_ca", err.to_string());
+                }
+            }
+            if let Some(why) = crate::store::put_outlasts_takeover(
+                self.state.lease,
+                api.connect_timeout,
+                api.request_timeout,
+                crate::executor::CLAIM_EVERY,
+            ) {
+                return invalid("cloudamqp.request_timeout", why);
+            }
         }
         if !(1..=MAX_QUEUE_CAPACITY).contains(&self.server.queue_capacity) {
             return invalid(
@@ -579,6 +610,68 @@ mod tests {
         let err = Settings::load_from(Some(&file), env(&[])).unwrap_err();
         assert!(err.to_string().contains("broken.toml:2:30:"), "{err}");
         assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn replicas_whose_put_would_outlast_the_takeover_bound_are_refused() {
+        let load = |pairs: &[(&str, &str)]| {
+            let mut all = vec![(
+                "AUTOSCALER__STATE__DATABASE_URL",
+                "postgres://autoscaler@db.internal/autoscaler",
+            )];
+            all.extend_from_slice(pairs);
+            Settings::load_from(None, env(&all))
+        };
+        // The defaults keep it: 5 s + 30 s + margins and a claim round within 30 s + 15 s.
+        load(&[]).unwrap();
+        let err = load(&[("AUTOSCALER__STATE__LEASE", "3s")]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("cloudamqp.request_timeout"), "{text}");
+        assert!(text.contains("at most 4s or raise state.lease"), "{text}");
+        load(&[
+            ("AUTOSCALER__STATE__LEASE", "3s"),
+            ("AUTOSCALER__CLOUDAMQP__REQUEST_TIMEOUT", "4s"),
+        ])
+        .unwrap();
+        load(&[("AUTOSCALER__CLOUDAMQP__REQUEST_TIMEOUT", "31s")]).unwrap();
+        load(&[("AUTOSCALER__CLOUDAMQP__REQUEST_TIMEOUT", "32s")]).unwrap_err();
+        // Only replicas take over: one daemon on SQLite may wait as long as it likes.
+        Settings::load_from(
+            None,
+            env(&[
+                ("AUTOSCALER__STATE__LEASE", "3s"),
+                ("AUTOSCALER__CLOUDAMQP__REQUEST_TIMEOUT", "120s"),
+            ]),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_database_ca_needs_a_database_url_that_asks_for_tls_and_a_readable_file() {
+        let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.pem");
+        let tls = "postgres://autoscaler@db.internal/autoscaler?sslmode=require";
+        let load = |url: Option<&str>, ca: &str| {
+            let mut pairs = vec![("AUTOSCALER__STATE__DATABASE_CA", ca)];
+            pairs.extend(url.map(|url| ("AUTOSCALER__STATE__DATABASE_URL", url)));
+            Settings::load_from(None, env(&pairs))
+        };
+        let settings = load(Some(tls), ca).unwrap();
+        assert_eq!(settings.state.database_ca.as_deref(), Some(Path::new(ca)));
+        for (url, file, says) in [
+            (None, ca, "without state.database_url"),
+            (
+                Some("postgres://autoscaler@db.internal/autoscaler"),
+                ca,
+                "add sslmode=require",
+            ),
+            (Some(tls), "/nonexistent/ca.pem", "/nonexistent/ca.pem"),
+        ] {
+            let err = load(url, file).unwrap_err().to_string();
+            assert!(
+                err.contains("state.database_ca") && err.contains(says),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -97,9 +97,6 @@ impl AppHandle {
     }
 }
 
-/// What a replica's lease must still cover past a PUT's connect and request timeouts.
-const PUT_LEASE_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// A built daemon, bound and ready to run.
 pub struct Application {
     addr: SocketAddr,
@@ -161,6 +158,7 @@ impl Application {
                         lease: settings.state.lease,
                         live: settings.live,
                         rules_hash: rules.snapshot().rules.source().hash.clone(),
+                        database_ca: settings.state.database_ca.clone(),
                     },
                 )
                 .await?
@@ -217,9 +215,10 @@ impl Application {
             unconfirmed_grace: track.poll_interval * UNCONFIRMED_GRACE_POLLS,
             max_concurrent: max_concurrent_decisions,
             notifier: notifier.clone(),
-            lease_for_put: settings.cloudamqp.connect_timeout
-                + settings.cloudamqp.request_timeout
-                + PUT_LEASE_MARGIN,
+            lease_for_put: crate::store::lease_for_put(
+                settings.cloudamqp.connect_timeout,
+                settings.cloudamqp.request_timeout,
+            ),
         };
         let executor = Executor::new(
             rules.clone(),

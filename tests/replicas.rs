@@ -17,7 +17,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use cloudamqp_autoscaler::fake::Timeline;
-use replicas_support::{Db, Proxy};
+use replicas_support::{Db, Proxy, TlsProxy};
 use serde_json::Value;
 use support::{Daemon, ID, MEMORY_85, fake, workdir};
 
@@ -38,15 +38,25 @@ fn instance(status: &Value) -> &Value {
 
 /// A replica on `url` (its own work directory, whose state directory stays unused).
 fn replica(dir: &std::path::Path, fake_url: &str, url: &str, live: bool) -> Daemon {
-    Daemon::start_with(
-        dir,
-        fake_url,
-        live,
-        &[
-            ("AUTOSCALER__STATE__DATABASE_URL", url),
-            ("AUTOSCALER__STATE__LEASE", LEASE),
-        ],
-    )
+    replica_with(dir, fake_url, url, live, &[])
+}
+
+/// [`replica`] with more settings (`extra` wins over the defaults here).
+fn replica_with(
+    dir: &std::path::Path,
+    fake_url: &str,
+    url: &str,
+    live: bool,
+    extra: &[(&str, &str)],
+) -> Daemon {
+    let mut env = vec![
+        ("AUTOSCALER__STATE__DATABASE_URL", url),
+        ("AUTOSCALER__STATE__LEASE", LEASE),
+        // Within the takeover bound of a 3 s lease (`check` refuses more).
+        ("AUTOSCALER__CLOUDAMQP__REQUEST_TIMEOUT", "4s"),
+    ];
+    env.extend_from_slice(extra);
+    Daemon::start_with(dir, fake_url, live, &env)
 }
 
 async fn until(
@@ -227,6 +237,81 @@ async fn an_owner_killed_after_its_put_reached_cloudamqp_is_followed_never_sent_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_killed_after_the_intent_and_before_the_put_is_followed_and_never_sent() {
+    // As in the crash matrix's step (b): one API request per second holds the owner's PUT
+    // behind its catalogue read for about a second, the window the kill lands in (seen in
+    // the database and at the fake); a run that misses it is repeated.
+    for attempt in 1..=5 {
+        let db = Db::new().await;
+        let (fake, running) = fake(Timeline::instant()).await;
+        let (dir_a, dir_b) = (workdir(), workdir());
+        let slow = [("AUTOSCALER__CLOUDAMQP__REQUESTS_PER_SECOND", "1")];
+        let mut a = replica_with(dir_a.path(), &running.base_url(), &db.url(), true, &slow);
+        let b = replica(dir_b.path(), &running.base_url(), &db.url(), true);
+        let (status, id) = a.post_alarm(MEMORY_85).await;
+        assert_eq!(status, 202);
+        let started = Instant::now();
+        let caught = loop {
+            let phases = db.query("SELECT phase FROM changes").await;
+            if fake.put_attempts() != 0 {
+                break false;
+            }
+            if phases.len() == 1 && phases[0].get::<_, String>(0) == "intended" {
+                a.signal("KILL");
+                break true;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "no intent: {}",
+                a.log()
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        let killed = Instant::now();
+        a.wait();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if !caught || fake.put_attempts() != 0 {
+            eprintln!("attempt {attempt}: the PUT left before the kill; again");
+            continue;
+        }
+        let survivor = b.status().await["replica"].as_str().unwrap().to_owned();
+        until(
+            "the survivor took the change over",
+            Duration::from_secs(30),
+            &[&b],
+            async || db.query("SELECT owner FROM changes").await[0].get::<_, String>(0) == survivor,
+        )
+        .await;
+        // The owner's lease was lengthened for its PUT (connect + request timeout and
+        // margins, 12 s here): within the lease plus 15 s all the same, counted from the kill.
+        assert!(killed.elapsed() < Duration::from_secs(18), "{}", b.log());
+        until(
+            "the survivor gave the unconfirmed change up",
+            Duration::from_secs(30),
+            &[&b],
+            async || instance(&b.status().await)["last_change"]["result"] == "failed",
+        )
+        .await;
+        invariants(&db, &[id.unwrap()], &[&b]).await;
+        assert_eq!(
+            fake.put_attempts(),
+            0,
+            "an intended change is never sent by a taker"
+        );
+        assert_eq!(fake.instance(ID).unwrap().plan, "bunny-1");
+        let rows = db
+            .query("SELECT owner, phase, needs_attention FROM changes")
+            .await;
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].get::<_, String>(0), survivor);
+        assert_eq!(rows[0].get::<_, String>(1), "failed");
+        assert!(rows[0].get::<_, bool>(2), "needs attention");
+        return;
+    }
+    panic!("the kill never landed between the intent and the PUT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_whose_owner_is_killed_is_finished_by_the_survivor_without_a_second_put() {
     let db = Db::new().await;
     let (fake, running) = fake(slow_change()).await;
@@ -259,6 +344,56 @@ async fn a_change_whose_owner_is_killed_is_finished_by_the_survivor_without_a_se
         .collect::<Vec<_>>();
     let survivor = b.status().await["replica"].as_str().unwrap().to_owned();
     assert_eq!(owners, vec![(survivor, "completed".to_owned())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stopped_cleanly_hands_its_change_over_at_once_not_a_lease_later() {
+    let db = Db::new().await;
+    let (fake, running) = fake(Timeline {
+        reconfigure: Duration::from_secs(8),
+        ..slow_change()
+    })
+    .await;
+    let (dir_a, dir_b) = (workdir(), workdir());
+    // A lease far longer than the takeover may take.
+    let lease = [("AUTOSCALER__STATE__LEASE", "60s")];
+    let mut a = replica_with(dir_a.path(), &running.base_url(), &db.url(), true, &lease);
+    let b = replica_with(dir_b.path(), &running.base_url(), &db.url(), true, &lease);
+    let (status, id) = a.post_alarm(MEMORY_85).await;
+    assert_eq!(status, 202);
+    a.wait_for("tracking", |s| instance(s)["change"]["phase"] == "tracking")
+        .await;
+    let a_id = a.status().await["replica"].as_str().unwrap().to_owned();
+    let b_id = b.status().await["replica"].as_str().unwrap().to_owned();
+    a.signal("TERM");
+    assert_eq!(a.wait(), Some(0), "{}", a.log());
+    let stopped = Instant::now();
+    let replicas = b.status().await["replicas"].clone();
+    assert!(
+        !replicas.to_string().contains(&a_id),
+        "a replica stopped cleanly is no longer listed: {replicas}"
+    );
+    until(
+        "the survivor took the change over",
+        Duration::from_secs(20),
+        &[&b],
+        async || {
+            let rows = db.query("SELECT owner FROM changes").await;
+            rows[0].get::<_, String>(0) == b_id
+        },
+    )
+    .await;
+    // The next claim round (every 5 s), not the 60 s lease.
+    assert!(stopped.elapsed() < Duration::from_secs(12), "{}", b.log());
+    until(
+        "the survivor finished the change",
+        Duration::from_secs(30),
+        &[&b],
+        async || instance(&b.status().await)["last_change"]["result"] == "completed",
+    )
+    .await;
+    invariants(&db, &[id.unwrap()], &[&b]).await;
+    assert_eq!(fake.put_attempts(), 1, "{}", b.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -404,6 +539,60 @@ async fn a_replica_in_another_mode_is_refused() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("live = true"), "{stderr}");
+    assert!(
+        !stderr.contains("postgres://"),
+        "the URL is a secret: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_reaches_its_database_over_verified_tls_only() {
+    let db = Db::new().await;
+    let proxy = TlsProxy::start("127.0.0.1:5432".to_owned()).await;
+    // `localhost`, the name the fixture certificate is for.
+    let url = format!(
+        "postgres://postgres@localhost:{}/{}?sslmode=require",
+        proxy.port, db.name
+    );
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
+    let (fake, running) = fake(Timeline::instant()).await;
+    let (dir_a, dir_b) = (workdir(), workdir());
+    let ca = format!("{fixtures}/ca.pem");
+    let a = replica_with(
+        dir_a.path(),
+        &running.base_url(),
+        &url,
+        true,
+        &[("AUTOSCALER__STATE__DATABASE_CA", &ca)],
+    );
+    let (status, id) = a.post_alarm(MEMORY_85).await;
+    assert_eq!(status, 202, "{}", a.log());
+    until(
+        "the change completed",
+        Duration::from_secs(20),
+        &[&a],
+        async || instance(&a.status().await)["last_change"]["result"] == "completed",
+    )
+    .await;
+    invariants(&db, &[id.unwrap()], &[&a]).await;
+    assert_eq!(fake.put_attempts(), 1);
+
+    // The same server with a CA that did not sign its certificate: not to be trusted.
+    let other = format!("{fixtures}/other-ca.pem");
+    let output = support::command(
+        dir_b.path(),
+        &running.base_url(),
+        true,
+        &[
+            ("AUTOSCALER__STATE__DATABASE_URL", &url),
+            ("AUTOSCALER__STATE__DATABASE_CA", &other),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("certificate"), "{stderr}");
     assert!(
         !stderr.contains("postgres://"),
         "the URL is a secret: {stderr}"

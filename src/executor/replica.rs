@@ -83,11 +83,19 @@ impl Executor {
         if !self.shared() {
             return;
         }
+        let mut more = false;
         loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                () = tokio::time::sleep(CLAIM_EVERY) => {}
+            // A round that took as many as one claim may goes on at once: a replica that
+            // died holding many changes is taken over in one round, not one batch per round.
+            if !more {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    () = tokio::time::sleep(CLAIM_EVERY) => {}
+                }
+            } else if stop.is_cancelled() {
+                return;
             }
+            more = false;
             let claimed = match self.inner.store.claim().await {
                 Ok(claimed) => claimed,
                 Err(error) => {
@@ -98,9 +106,12 @@ impl Executor {
             if claimed.changes.is_empty() && claimed.alarms.is_empty() {
                 continue;
             }
+            more = claimed.more;
+            // The claimed changes are this replica's now (their leases renewed): they are
+            // taken on even when the reload fails, since each reads CloudAMQP before acting
+            // and every decision reloads first anyway.
             if let Err(error) = self.reload_from_store().await {
-                tracing::warn!(%error, "cannot reload the shared state before a takeover; it is retried when the claims run out");
-                continue;
+                tracing::warn!(%error, "cannot reload the shared state before a takeover; taking the work on all the same");
             }
             for change in claimed.changes {
                 self.spawn_resume(change);

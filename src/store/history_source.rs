@@ -40,9 +40,15 @@ impl HistorySource {
     pub fn of(state: &crate::settings::StateSettings) -> Result<Self, StoreError> {
         match &state.database_url {
             None => Ok(HistorySource::Sqlite(state.dir.clone())),
-            Some(url) => super::pg::pool(url, &super::pg::PoolOptions::default())
-                .map(HistorySource::Postgres)
-                .map_err(unreadable),
+            Some(url) => super::pg::pool(
+                url,
+                &super::pg::PoolOptions {
+                    ca_file: state.database_ca.clone(),
+                    ..super::pg::PoolOptions::default()
+                },
+            )
+            .map(HistorySource::Postgres)
+            .map_err(unreadable),
         }
     }
 

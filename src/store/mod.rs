@@ -47,7 +47,10 @@ pub use prune::{Prune, Pruned};
 pub use read::{
     EventKind, HistoryEvent, HistoryQuery, PlanTimeline, Reader, TimelineAlarm, TimelineChange,
 };
-pub use replica::{Duty, Replica, ReplicaOptions, ReplicaRow, new_replica_id};
+pub use replica::{
+    Duty, Replica, ReplicaOptions, ReplicaRow, TAKEOVER_GRACE, lease_for_put, new_replica_id,
+    put_outlasts_takeover,
+};
 pub use replica_jobs::Claimed;
 pub use schema::SCHEMA_VERSION;
 
@@ -596,6 +599,9 @@ impl Store {
     /// Other clones get `StoreError::Closed` from then on. Returns once every queued write
     /// is answered and the database file is closed.
     pub async fn close(self) {
+        if self.replica().is_some() {
+            self.leave().await;
+        }
         self.inner.stop_accepting();
         self.inner.stopped().await;
         self.inner.join_writer();

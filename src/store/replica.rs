@@ -16,6 +16,49 @@ use super::{ChangeId, Recovered, Store, StoreError};
 
 /// Serialises replicas joining (the check of the others' mode and the own row).
 const JOIN_LOCK: i64 = 0x6175_746f_6a6f_696e;
+/// What a replica's lease must still cover past a PUT's connect and request timeouts.
+const PUT_LEASE_MARGIN: Duration = Duration::from_secs(2);
+/// What a claim round itself may take (its queries, the rounds' drift), in the bound.
+const CLAIM_SLACK: Duration = Duration::from_secs(1);
+/// The contract's bound on a takeover after a replica died: `state.lease` plus this.
+pub const TAKEOVER_GRACE: Duration = Duration::from_secs(15);
+
+/// How much lease a replica holds before each PUT attempt: the whole request, connect
+/// included, and a margin (the writer renews a little more still, `RENEW_SLACK`).
+pub fn lease_for_put(connect: Duration, request: Duration) -> Duration {
+    connect + request + PUT_LEASE_MARGIN
+}
+
+/// Why a replica with these timeouts could not keep the contract's takeover bound, if
+/// it could not: a replica killed during a PUT holds the change's lease for the whole
+/// request, and a survivor's next claim round (every `claim_every`) comes after that, all
+/// within `state.lease` plus [`TAKEOVER_GRACE`].
+pub fn put_outlasts_takeover(
+    lease: Duration,
+    connect: Duration,
+    request: Duration,
+    claim_every: Duration,
+) -> Option<String> {
+    let worst =
+        lease_for_put(connect, request) + pg::writer::RENEW_SLACK + claim_every + CLAIM_SLACK;
+    let bound = lease + TAKEOVER_GRACE;
+    (worst > bound).then(|| {
+        let show = crate::duration::display;
+        format!(
+            "with state.database_url, a replica killed during a PUT is taken over only after \
+             connect_timeout + request_timeout ({}) plus {} of margin and claim round, more than \
+             state.lease + {} ({}): lower cloudamqp.request_timeout to at most {} or raise state.lease",
+            show(connect + request),
+            show(worst - connect - request),
+            show(TAKEOVER_GRACE),
+            show(bound),
+            show(request.saturating_sub(worst - bound)),
+        )
+    })
+}
+
+/// The most a clean stop waits to release this replica's leases.
+const LEAVE_WITHIN: Duration = Duration::from_secs(5);
 
 /// A replica's place in the shared database.
 #[derive(Debug, Clone)]
@@ -36,6 +79,8 @@ pub struct ReplicaOptions {
     /// `live`: replicas sharing a database all run one mode.
     pub live: bool,
     pub rules_hash: String,
+    /// `state.database_ca`.
+    pub database_ca: Option<std::path::PathBuf>,
 }
 
 /// A replica alive (its heartbeat within three leases).
@@ -97,7 +142,11 @@ impl Store {
         url: &SecretString,
         options: ReplicaOptions,
     ) -> Result<(Store, Recovered), StoreError> {
-        let pool = pg::pool(url, &pg::PoolOptions::default()).map_err(open_error)?;
+        let pool_options = pg::PoolOptions {
+            ca_file: options.database_ca.clone(),
+            ..pg::PoolOptions::default()
+        };
+        let pool = pg::pool(url, &pool_options).map_err(open_error)?;
         let mut client = pg::connect::get(&pool).await.map_err(open_error)?;
         pg::migrate(&mut client).await.map_err(open_error)?;
         join(&mut client, &options).await?;
@@ -186,6 +235,27 @@ impl Store {
         async move {
             queued?;
             answer.await.unwrap_or(Err(StoreError::Closed))
+        }
+    }
+
+    /// At a clean stop, once nothing works on a change any more: releases this replica's
+    /// leases and claims and removes it from the replicas, so a survivor (or this
+    /// replica's successor) takes its open changes, undecided alarms and unsent
+    /// notifications over at its next claim instead of a lease later. Bounded: a database
+    /// that does not answer leaves them to expire, as after a crash.
+    pub(crate) async fn leave(&self) {
+        let (reply, answer) = oneshot::channel();
+        if self
+            .inner
+            .send(Job::Replica(ReplicaJob::Leave { reply }))
+            .is_err()
+        {
+            return;
+        }
+        if tokio::time::timeout(LEAVE_WITHIN, answer).await.is_err() {
+            tracing::warn!(
+                "could not release this replica's leases in time: the other replicas take its work over once they expire"
+            );
         }
     }
 

@@ -21,6 +21,9 @@ pub(crate) enum ReplicaJob {
     Claim {
         reply: oneshot::Sender<Result<Claimed, StoreError>>,
     },
+    /// A clean stop: gives up this replica's leases and claims and its place among the
+    /// replicas, so the others take its work over at once rather than after a lease.
+    Leave { reply: oneshot::Sender<()> },
 }
 
 /// What a takeover brought this replica.
@@ -31,6 +34,9 @@ pub struct Claimed {
     pub changes: Vec<ChangeRow>,
     /// Alarms accepted by a replica that did not decide them in time, oldest first.
     pub alarms: Vec<PendingAlarm>,
+    /// One claim takes a bounded number of each: `true` when it took as many as it may,
+    /// so more may be waiting (claim again at once).
+    pub more: bool,
 }
 
 impl ReplicaJob {
@@ -42,6 +48,9 @@ impl ReplicaJob {
             }
             ReplicaJob::Claim { reply } => {
                 let _ = reply.send(Ok(Claimed::default()));
+            }
+            ReplicaJob::Leave { reply } => {
+                let _ = reply.send(());
             }
         }
     }

@@ -2,8 +2,8 @@
 //!
 //! The URL is exposed once, to parse it; no error, log or `Debug` output shows it
 //! (tokio-postgres' own `Debug` of a config redacts the password, and its error texts
-//! name neither host nor password). Connections are plain TCP (`NoTls`) for now: a URL
-//! that asks for TLS (`sslmode=require`) is refused rather than silently downgraded.
+//! name neither host nor password). A URL with `sslmode=require` connects over TLS with
+//! the server's certificate verified ([`super::tls`]); any other, plain TCP.
 
 use std::time::Duration;
 
@@ -24,6 +24,8 @@ pub struct PoolOptions {
     pub connect_timeout: Duration,
     /// How long a caller waits for a free connection (default 5 s).
     pub wait_timeout: Duration,
+    /// `state.database_ca`: CAs trusted besides the system's, with `sslmode=require`.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for PoolOptions {
@@ -32,6 +34,7 @@ impl Default for PoolOptions {
             max_size: 8,
             connect_timeout: Duration::from_secs(5),
             wait_timeout: Duration::from_secs(5),
+            ca_file: None,
         }
     }
 }
@@ -68,11 +71,6 @@ pub fn check_url(url: &SecretString) -> Result<tokio_postgres::Config, PgError> 
     if config.get_hosts().is_empty() {
         return Err(PgError::BadUrl("names no host"));
     }
-    if config.get_ssl_mode() == SslMode::Require {
-        return Err(PgError::BadUrl(
-            "asks for TLS (sslmode=require), which this build cannot do yet",
-        ));
-    }
     Ok(config)
 }
 
@@ -81,13 +79,19 @@ fn build(config: tokio_postgres::Config, options: &PoolOptions) -> Result<Pool, 
     // checkout): the webhook's path pays one round trip per batch, not two. A connection
     // the server dropped is seen closed once its socket is, and a statement on one that
     // died silently fails as `Unavailable`, a 503.
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let manager_config = || ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = if config.get_ssl_mode() == SslMode::Require {
+        let tls = super::tls::client_config(options.ca_file.as_deref())?;
+        Manager::from_config(
+            config,
+            tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+            manager_config(),
+        )
+    } else {
+        Manager::from_config(config, NoTls, manager_config())
+    };
     Pool::builder(manager)
         .max_size(options.max_size)
         .runtime(Runtime::Tokio1)

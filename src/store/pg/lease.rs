@@ -200,6 +200,48 @@ pub async fn renew(
     Ok(true)
 }
 
+/// [`renew`] for every change `held` names, in one statement (a replica holding many
+/// changes renews them in one round trip, not one each). Returns the changes no longer
+/// held (expired, taken over, finished by no one of this replica's), which the caller
+/// drops; the others' `lease_until` and deadline are updated. Every held entry must be
+/// this `owner`'s.
+pub async fn renew_many(
+    client: &impl GenericClient,
+    owner: &str,
+    held: &mut std::collections::HashMap<ChangeId, Held>,
+    lease: Duration,
+) -> Result<Vec<ChangeId>, LeaseError> {
+    if held.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sent = Instant::now();
+    let (ids, fences): (Vec<ChangeId>, Vec<Fence>) =
+        held.values().map(|h| (h.change_id, h.fence)).unzip();
+    let statement = client
+        .prepare_cached(
+            "UPDATE changes AS c SET lease_until = greatest(c.lease_until, clock_timestamp() \
+               + make_interval(secs => $4::double precision)) \
+               FROM unnest($1::bigint[], $2::bigint[]) AS h(id, fence) \
+              WHERE c.id = h.id AND c.fence = h.fence AND c.owner = $3 \
+                AND c.lease_until > clock_timestamp() AND c.phase IN ('intended', 'submitted') \
+             RETURNING c.id, c.lease_until",
+        )
+        .await?;
+    let rows = client
+        .query(&statement, &[&ids, &fences, &owner, &db_seconds(lease)?])
+        .await?;
+    let mut renewed = std::collections::HashSet::with_capacity(rows.len());
+    for row in &rows {
+        let id: ChangeId = row.try_get("id").map_err(PgError::from)?;
+        if let Some(entry) = held.get_mut(&id) {
+            entry.lease_until = timestamp(row, "lease_until")?;
+            entry.deadline = Deadline::new(sent, lease);
+            renewed.insert(id);
+        }
+    }
+    Ok(ids.into_iter().filter(|id| !renewed.contains(id)).collect())
+}
+
 /// Sets the lease to `lease` from now, shortening one [`renew`] lengthened for a PUT once
 /// the PUT is over (so a takeover after a crash waits `lease`, not the PUT's timeout);
 /// `false` if `held` no longer holds it.

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 
 use super::claim::claim_expired;
 use super::lease::{
-    Deadline, Held, LeaseError, finish, mark_submitted, mark_unsent, open_change, renew,
+    Deadline, Held, LeaseError, finish, mark_submitted, mark_unsent, open_change, renew, renew_many,
 };
 use super::testdb::{TestDb, new_change};
 use crate::store::{ChangeFinish, Phase};
@@ -146,6 +146,56 @@ async fn renew_by_another_owner_or_with_an_old_fence_holds_nothing() {
         (after.1, after.2),
         (before.1, before.2),
         "same owner, same fence"
+    );
+}
+
+#[tokio::test]
+async fn renewing_many_at_once_extends_the_held_and_names_the_lost() {
+    let db = TestDb::migrated().await;
+    let pool = db.pool();
+    let client = pool.get().await.unwrap();
+    let mut held = std::collections::HashMap::new();
+    for instance in [1, 2, 3, 4] {
+        let lease = if instance == 4 { SHORT } else { LONG };
+        let change = open_change(&client, &new_change(instance), "a", lease)
+            .await
+            .unwrap();
+        held.insert(change.change_id, change);
+    }
+    let mut ids: Vec<i64> = held.keys().copied().collect();
+    ids.sort();
+    // The second taken over by another replica (a new fence), the third finished, the
+    // fourth expired.
+    client
+        .execute(
+            "UPDATE changes SET owner = 'b', fence = nextval('fences') WHERE id = $1",
+            &[&ids[1]],
+        )
+        .await
+        .unwrap();
+    let third = held[&ids[2]].clone();
+    finish(&client, &third, &completed()).await.unwrap();
+    tokio::time::sleep(PAST_SHORT).await;
+    let before: Vec<Stored> =
+        futures_util::future::join_all(ids.iter().map(|id| stored(&client, *id))).await;
+
+    let mut lost = renew_many(&client, "a", &mut held, LONG * 2).await.unwrap();
+    lost.sort();
+    assert_eq!(lost, ids[1..].to_vec());
+    let first = stored(&client, ids[0]).await;
+    assert!(first.3 > before[0].3, "the held lease was extended");
+    assert_eq!(
+        SystemTime::try_from(held[&ids[0]].lease_until).unwrap(),
+        first.3
+    );
+    for (id, before) in ids[1..].iter().zip(&before[1..]) {
+        assert_eq!(&stored(&client, *id).await, before, "nothing moved on {id}");
+    }
+    assert!(
+        renew_many(&client, "a", &mut std::collections::HashMap::new(), LONG)
+            .await
+            .unwrap()
+            .is_empty()
     );
 }
 

@@ -52,8 +52,7 @@
 //! [`record_alarms`], the other writes, reads, retention with one pruner at a time, the
 //! outbox with one sender per event), fenced alarm decisions, replica registration and heartbeats in `replicas` (and the
 //! refusal of a replica whose `live` differs), the `state.database_url` setting, `/readyz`
-//! and `503` on a database that is down, TLS (connections use `NoTls` for now: run the
-//! daemon next to its database or through a TLS tunnel until then), the multi-replica
+//! and `503` on a database that is down, TLS (`tls`), the multi-replica
 //! black-box tests, the benchmarks and the README. Timestamps are microsecond-precise in
 //! PostgreSQL (nanoseconds in SQLite): `recover_tests` compares them cut to the
 //! microsecond; a contract test over every read is still to come.
@@ -68,6 +67,7 @@ pub mod read;
 pub mod recover;
 mod rows;
 pub mod schema;
+pub mod tls;
 pub(crate) mod writer;
 
 #[cfg(test)]
@@ -127,6 +127,9 @@ pub enum PgError {
          is stored (set it to on, or remote_apply with a synchronous standby)"
     )]
     NotDurable(String),
+    /// TLS to the database cannot be set up (`state.database_ca`).
+    #[error("TLS to the state database: {0}")]
+    Tls(String),
 }
 
 impl PgError {

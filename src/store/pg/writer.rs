@@ -16,7 +16,6 @@
 //! least every third of `state.lease` the writer renews them (and its heartbeat). A lease it fails to renew, or a write refused as
 //! not held, is lost: recorded in `Shared::lost` so the change's task stops at once.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -39,7 +38,7 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 const CLAIM_CHANGES: usize = 16;
 const CLAIM_ALARMS: usize = 64;
 /// What a lease renewed before a PUT holds beyond what the PUT needs.
-const RENEW_SLACK: Duration = Duration::from_secs(1);
+pub(crate) const RENEW_SLACK: Duration = Duration::from_secs(1);
 /// An alarm with no claim at all is left this long to the replica writing it.
 const UNCLAIMED_GRACE: Duration = Duration::from_secs(1);
 
@@ -288,7 +287,48 @@ async fn replica_job(pool: &Pool, job: ReplicaJob, ctx: &mut WriterCtx, shared: 
                 StoreError::Write(err.to_string())
             }));
         }
+        ReplicaJob::Leave { reply } => {
+            match leave(pool, ctx).await {
+                Ok((changes, alarms)) => tracing::info!(
+                    changes,
+                    alarms,
+                    "left the replicas: open changes and undecided alarms released to the others"
+                ),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot release this replica's leases: the other replicas take its work over once they expire")
+                }
+            }
+            let _ = reply.send(());
+        }
     }
+}
+
+/// Ends this replica's leases and claims now and removes its row (its deliveries are then
+/// a replica's gone, taken over at the next claim). Whatever the outcome, it holds no
+/// lease afterwards: nothing more of it is written for a change.
+async fn leave(pool: &Pool, ctx: &mut WriterCtx) -> Result<(u64, u64), PgError> {
+    ctx.held.clear();
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let changes = tx
+        .execute(
+            "UPDATE changes SET lease_until = clock_timestamp() \
+              WHERE owner = $1 AND phase IN ('intended', 'submitted') \
+                AND lease_until > clock_timestamp()",
+            &[&ctx.owner],
+        )
+        .await?;
+    let alarms = tx
+        .execute(
+            "UPDATE alarms SET claimed_until = clock_timestamp() \
+              WHERE owner = $1 AND decided_at IS NULL AND claimed_until > clock_timestamp()",
+            &[&ctx.owner],
+        )
+        .await?;
+    tx.execute("DELETE FROM replicas WHERE id = $1", &[&ctx.owner])
+        .await?;
+    tx.commit().await?;
+    Ok((changes, alarms))
 }
 
 /// Renews `change`'s lease if what is left of it does not cover `needed`.
@@ -341,7 +381,10 @@ async fn claim(pool: &Pool, ctx: &mut WriterCtx, shared: &Shared) -> Result<Clai
         UNCLAIMED_GRACE,
     )
     .await?;
-    let mut claimed = Claimed::default();
+    let mut claimed = Claimed {
+        more: changes.len() >= CLAIM_CHANGES || alarms.len() >= CLAIM_ALARMS,
+        ..Claimed::default()
+    };
     for change in changes {
         tracing::warn!(
             change = change.change.id,
@@ -449,20 +492,11 @@ async fn upkeep(pool: &Pool, ctx: &mut WriterCtx, shared: &Shared) {
 
 async fn renew_all(pool: &Pool, ctx: &mut WriterCtx, shared: &Shared) -> Result<(), PgError> {
     let client = pool.get().await?;
-    let mut gone = Vec::new();
-    let mut renewed: HashMap<ChangeId, bool> = HashMap::new();
-    for (id, held) in &mut ctx.held {
-        match super::lease::renew(&client, held, ctx.lease).await {
-            Ok(still) => {
-                renewed.insert(*id, still);
-                if !still {
-                    gone.push(*id);
-                }
-            }
-            Err(super::lease::LeaseError::Database(err)) => return Err(err),
-            Err(other) => return Err(PgError::Refused(other.to_string())),
-        }
-    }
+    let gone = match super::lease::renew_many(&client, &ctx.owner, &mut ctx.held, ctx.lease).await {
+        Ok(gone) => gone,
+        Err(super::lease::LeaseError::Database(err)) => return Err(err),
+        Err(other) => return Err(PgError::Refused(other.to_string())),
+    };
     for id in gone {
         lost(id, ctx, shared);
     }
