@@ -1,8 +1,10 @@
-//! The durable store against real files in a temporary directory: schema, recovery after
-//! a restart or a crash, group commit, failures of the disk, and the rules of a change's
-//! phases.
+//! The durable store on both backends, through the same `Store` API: SQLite in a
+//! temporary directory and PostgreSQL in a database of each test's own. Schema, recovery
+//! after a restart or a crash, group commit, failures of the disk, and the rules of a
+//! change's phases.
 
 mod store {
+    #[macro_use]
     pub mod support;
 
     mod changes;

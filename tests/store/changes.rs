@@ -3,25 +3,37 @@
 
 use std::time::Duration;
 
-use cloudamqp_autoscaler::store::{InstanceRow, Phase, Store, StoreError};
+use cloudamqp_autoscaler::store::{InstanceRow, Phase, StoreError};
 
 use super::support::{
-    INSTANCE, alarm, at, change, change_decision, count, finish, inspect, intend_change, restart,
-    skip,
+    Backend, INSTANCE, alarm, at, change, change_decision, finish, intend_change, skip,
 };
 
-#[tokio::test]
-async fn a_change_goes_intended_submitted_completed_and_is_then_the_last_finished() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(tmp.path()).unwrap();
+both!(
+    a_change_goes_intended_submitted_completed_and_is_then_the_last_finished,
+    changes_in_flight_are_open_after_a_crash,
+    invalid_transitions_are_refused_and_change_nothing,
+    a_submitted_change_cannot_be_submitted_twice,
+    the_latest_finished_change_and_decision_of_each_instance,
+    a_dry_run_change_and_a_sub_second_cooldown_round_trip,
+    instances_keep_what_is_known,
+    only_an_intended_change_is_marked_unsent_and_the_mark_survives_a_restart,
+);
+
+async fn a_change_goes_intended_submitted_completed_and_is_then_the_last_finished(
+    backend: Backend,
+) {
+    let (store, _) = backend.open().await;
     let id = intend_change(&store, INSTANCE, "2026-11-26T17:00:00Z").await;
 
-    let (store, recovered) = restart(store, tmp.path()).await;
+    let (store, recovered) = backend.restart(store).await;
     assert_eq!(recovered.open_changes.len(), 1);
     assert_eq!(recovered.open_changes[0].phase, Phase::Intended);
 
-    store
-        .mark_submitted(id, at("2026-11-26T17:00:01Z"))
+    backend
+        .first_write_after_restart(&store, id, || {
+            store.mark_submitted(id, at("2026-11-26T17:00:01Z"))
+        })
         .await
         .unwrap();
     store
@@ -29,7 +41,7 @@ async fn a_change_goes_intended_submitted_completed_and_is_then_the_last_finishe
         .await
         .unwrap();
 
-    let (store, recovered) = restart(store, tmp.path()).await;
+    let (store, recovered) = backend.restart(store).await;
     assert!(recovered.open_changes.is_empty());
     assert_eq!(recovered.last_finished.len(), 1);
     let row = &recovered.last_finished[0];
@@ -50,21 +62,15 @@ async fn a_change_goes_intended_submitted_completed_and_is_then_the_last_finishe
     assert_eq!(row.detail.as_deref(), Some("ended completed"));
     assert!(!row.needs_attention);
 
-    let (phase, took): (String, i64) = inspect(tmp.path())
-        .query_row(
-            "SELECT phase, took_seconds FROM change_history",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .unwrap();
-    assert_eq!((phase.as_str(), took), ("completed", 301));
+    let history = backend
+        .row("SELECT phase, took_seconds FROM change_history")
+        .await;
+    assert_eq!((history[0].text(), history[1].int()), ("completed", 301));
     store.close().await;
 }
 
-#[tokio::test]
-async fn changes_in_flight_are_open_after_a_crash() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(tmp.path()).unwrap();
+async fn changes_in_flight_are_open_after_a_crash(backend: Backend) {
+    let (store, _) = backend.open().await;
     let intended = intend_change(&store, 1, "2026-11-26T17:00:00Z").await;
     let submitted = intend_change(&store, 2, "2026-11-26T17:00:00Z").await;
     store
@@ -77,21 +83,14 @@ async fn changes_in_flight_are_open_after_a_crash() {
         .await
         .unwrap();
 
-    // A copy of the files as they are now, the store still open: what a power cut leaves
-    // (every commit was fsync'd to the write-ahead log, no checkpoint has run).
-    let copy = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(tmp.path()).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with("autoscaler.sqlite3") {
-            std::fs::copy(entry.path(), copy.path().join(name)).unwrap();
-        }
-    }
+    // SQLite: the files copied as they are now, the store still open, as a power cut
+    // leaves them (every commit was fsync'd to the write-ahead log, no checkpoint ran).
+    let copy = backend.power_cut_copy();
     // No close: dropped as a crashing process would leave it.
     drop(store);
 
-    for dir in [tmp.path(), copy.path()] {
-        let (store, recovered) = Store::open(dir).unwrap();
+    for backend in std::iter::once(&backend).chain(&copy) {
+        let (store, recovered) = backend.open().await;
         let open: Vec<_> = recovered
             .open_changes
             .iter()
@@ -108,7 +107,7 @@ async fn changes_in_flight_are_open_after_a_crash() {
                 ),
             ],
             "in {}",
-            dir.display()
+            backend.location()
         );
         assert_eq!(recovered.last_finished.len(), 1);
         assert_eq!(recovered.last_finished[0].id, finished);
@@ -117,10 +116,8 @@ async fn changes_in_flight_are_open_after_a_crash() {
     }
 }
 
-#[tokio::test]
-async fn invalid_transitions_are_refused_and_change_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(tmp.path()).unwrap();
+async fn invalid_transitions_are_refused_and_change_nothing(backend: Backend) {
+    let (store, _) = backend.open().await;
     let id = intend_change(&store, INSTANCE, "2026-11-26T17:00:00Z").await;
 
     let err = store
@@ -136,6 +133,20 @@ async fn invalid_transitions_are_refused_and_change_nothing() {
         .finish_change(id, finish(Phase::TimedOut, "2026-11-26T18:00:00Z"))
         .await
         .unwrap();
+    // A write on a change that is not open: SQLite refuses it with the reason; on
+    // PostgreSQL no replica holds a finished (or an unknown) change, so it is refused as
+    // not held.
+    let refused = |err: StoreError, change: i64, reason: &str| {
+        if backend.is_postgres() {
+            assert!(
+                matches!(err, StoreError::LeaseLost(lost) if lost == change),
+                "{err:?}"
+            );
+        } else {
+            assert!(matches!(err, StoreError::Write(_)), "{err:?}");
+            assert!(err.to_string().contains(reason), "{err}");
+        }
+    };
     for err in [
         store
             .finish_change(id, finish(Phase::Completed, "2026-11-26T18:00:01Z"))
@@ -146,24 +157,19 @@ async fn invalid_transitions_are_refused_and_change_nothing() {
             .await
             .unwrap_err(),
     ] {
-        assert!(matches!(err, StoreError::Write(_)));
-        assert!(
-            err.to_string()
-                .contains(&format!("change {id} is timed_out")),
-            "{err}"
-        );
+        refused(err, id, &format!("change {id} is timed_out"));
     }
     let err = store
         .mark_submitted(999, at("2026-11-26T18:00:01Z"))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("no change 999"), "{err}");
+    refused(err, 999, "no change 999");
     assert!(
         store.healthy(),
         "refusing a transition is not a storage failure"
     );
 
-    let (store, recovered) = restart(store, tmp.path()).await;
+    let (store, recovered) = backend.restart(store).await;
     let row = &recovered.last_finished[0];
     assert_eq!(row.phase, Phase::TimedOut);
     assert_eq!(row.finished_at, Some(at("2026-11-26T18:00:00Z")));
@@ -172,10 +178,8 @@ async fn invalid_transitions_are_refused_and_change_nothing() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn a_submitted_change_cannot_be_submitted_twice() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(tmp.path()).unwrap();
+async fn a_submitted_change_cannot_be_submitted_twice(backend: Backend) {
+    let (store, _) = backend.open().await;
     let id = intend_change(&store, INSTANCE, "2026-11-26T17:00:00Z").await;
     store
         .mark_submitted(id, at("2026-11-26T17:00:01Z"))
@@ -186,37 +190,37 @@ async fn a_submitted_change_cannot_be_submitted_twice() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("is submitted"), "{err}");
-    let accepted: String = inspect(tmp.path())
-        .query_row("SELECT accepted_at FROM changes", [], |row| row.get(0))
-        .unwrap();
-    assert_eq!(accepted, "2026-11-26T17:00:01.000000000Z");
+    let accepted = backend.row("SELECT accepted_at FROM changes").await;
+    assert_eq!(accepted[0].time(), at("2026-11-26T17:00:01Z"));
     store.close().await;
 }
 
-#[tokio::test]
-async fn the_latest_finished_change_and_decision_of_each_instance() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(tmp.path()).unwrap();
-    // Instance 1: the change recorded last finished first; the latest is by finish time.
+/// An instance has one open change at a time (PostgreSQL refuses a second, whichever
+/// replica would open it), so each change here finishes before the next one opens.
+async fn the_latest_finished_change_and_decision_of_each_instance(backend: Backend) {
+    let (store, _) = backend.open().await;
+    // Instance 1: the change recorded last finished earlier; the latest is by finish time.
     let early = intend_change(&store, 1, "2026-11-26T17:00:00Z").await;
-    let late = intend_change(&store, 1, "2026-11-26T17:00:00Z").await;
     store
         .finish_change(early, finish(Phase::Completed, "2026-11-26T19:00:00Z"))
         .await
         .unwrap();
+    let late = intend_change(&store, 1, "2026-11-26T17:00:00Z").await;
     store
         .finish_change(late, finish(Phase::Failed, "2026-11-26T18:00:00Z"))
         .await
         .unwrap();
     // Instance 2: two finished at the same time; the later id wins.
-    let first = intend_change(&store, 2, "2026-11-26T17:00:00Z").await;
-    let second = intend_change(&store, 2, "2026-11-26T17:00:00Z").await;
-    for id in [second, first] {
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let id = intend_change(&store, 2, "2026-11-26T17:00:00Z").await;
         store
             .finish_change(id, finish(Phase::Completed, "2026-11-26T18:30:00Z"))
             .await
             .unwrap();
+        ids.push(id);
     }
+    let second = ids[1];
     // Instance 3: one open change only, nothing finished.
     intend_change(&store, 3, "2026-11-26T17:00:00Z").await;
 
@@ -237,7 +241,7 @@ async fn the_latest_finished_change_and_decision_of_each_instance() {
         .await
         .unwrap();
 
-    let (store, recovered) = restart(store, tmp.path()).await;
+    let (store, recovered) = backend.restart(store).await;
     let finished: Vec<_> = recovered
         .last_finished
         .iter()
@@ -260,12 +264,10 @@ async fn the_latest_finished_change_and_decision_of_each_instance() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn a_dry_run_change_and_a_sub_second_cooldown_round_trip() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(tmp.path()).unwrap();
+async fn a_dry_run_change_and_a_sub_second_cooldown_round_trip(backend: Backend) {
+    let (store, _) = backend.open().await;
     let alarm_id = store.record_alarm(alarm("{}")).await.unwrap();
-    let mut dry = change(alarm_id, INSTANCE, "2026-11-26T17:00:00Z");
+    let mut dry = change(&store, alarm_id, INSTANCE, "2026-11-26T17:00:00Z").await;
     dry.dry_run = true;
     dry.cooldown = Duration::from_millis(200);
     let mut decision = change_decision(INSTANCE, "2026-11-26T17:00:00Z");
@@ -275,7 +277,7 @@ async fn a_dry_run_change_and_a_sub_second_cooldown_round_trip() {
         .await
         .unwrap();
 
-    let (store, recovered) = restart(store, tmp.path()).await;
+    let (store, recovered) = backend.restart(store).await;
     let row = &recovered.open_changes[0];
     assert!(row.dry_run);
     assert_eq!(row.cooldown, Duration::from_millis(200));
@@ -283,17 +285,13 @@ async fn a_dry_run_change_and_a_sub_second_cooldown_round_trip() {
         recovered.last_decisions[0].kind,
         cloudamqp_autoscaler::store::DecisionKind::WouldChange
     );
-    let word: String = inspect(tmp.path())
-        .query_row("SELECT decision FROM decisions", [], |row| row.get(0))
-        .unwrap();
-    assert_eq!(word, "would_change");
+    let word = backend.row("SELECT decision FROM decisions").await;
+    assert_eq!(word[0].text(), "would_change");
     store.close().await;
 }
 
-#[tokio::test]
-async fn instances_keep_what_is_known() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(tmp.path()).unwrap();
+async fn instances_keep_what_is_known(backend: Backend) {
+    let (store, _) = backend.open().await;
     store
         .upsert_instance(InstanceRow {
             id: INSTANCE,
@@ -316,7 +314,7 @@ async fn instances_keep_what_is_known() {
         .await
         .unwrap();
 
-    let (store, recovered) = restart(store, tmp.path()).await;
+    let (store, recovered) = backend.restart(store).await;
     assert_eq!(recovered.instances.len(), 1);
     let row = &recovered.instances[0];
     assert_eq!(row.name.as_deref(), Some("prod"));
@@ -326,28 +324,33 @@ async fn instances_keep_what_is_known() {
     );
     assert_eq!(row.plan.as_deref(), Some("hare-1"));
     assert_eq!(row.updated_at, at("2026-11-26T17:10:00Z"));
-    assert_eq!(count(tmp.path(), "instances"), 1);
+    assert_eq!(backend.count("instances").await, 1);
     store.close().await;
 }
 
 /// The "not sent" mark of an intended change survives a restart, can be taken back, and
 /// only an intended change takes it.
-#[tokio::test]
-async fn only_an_intended_change_is_marked_unsent_and_the_mark_survives_a_restart() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(tmp.path()).unwrap();
+async fn only_an_intended_change_is_marked_unsent_and_the_mark_survives_a_restart(
+    backend: Backend,
+) {
+    let (store, _) = backend.open().await;
     let id = intend_change(&store, INSTANCE, "2026-11-26T17:00:00Z").await;
     store.mark_unsent(id, true).await.unwrap();
 
-    let (store, recovered) = restart(store, tmp.path()).await;
+    let (store, recovered) = backend.restart(store).await;
     assert_eq!(recovered.open_changes.len(), 1);
     assert!(recovered.open_changes[0].unsent);
-    store.mark_unsent(id, false).await.unwrap();
-    let (store, recovered) = restart(store, tmp.path()).await;
+    backend
+        .first_write_after_restart(&store, id, || store.mark_unsent(id, false))
+        .await
+        .unwrap();
+    let (store, recovered) = backend.restart(store).await;
     assert!(!recovered.open_changes[0].unsent);
 
-    store
-        .mark_submitted(id, at("2026-11-26T17:00:01Z"))
+    backend
+        .first_write_after_restart(&store, id, || {
+            store.mark_submitted(id, at("2026-11-26T17:00:01Z"))
+        })
         .await
         .unwrap();
     let err = store.mark_unsent(id, true).await.unwrap_err();

@@ -3,19 +3,28 @@
 
 use std::collections::HashSet;
 
-use cloudamqp_autoscaler::store::{DB_FILE_NAME, Store, StoreError};
-use rusqlite::Connection;
+use cloudamqp_autoscaler::store::StoreError;
 
-use super::support::{INSTANCE, alarm, at, change, change_decision, count, inspect, restart, skip};
+use super::support::{Backend, Cell, INSTANCE, alarm, at, change, change_decision, skip};
 
-#[tokio::test]
-async fn an_accepted_alarm_is_pending_after_a_restart_until_decided() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(tmp.path()).unwrap();
+both!(
+    an_accepted_alarm_is_pending_after_a_restart_until_decided,
+    alarm_columns_read_well_in_sqlite3_and_psql,
+    concurrent_alarms_share_commits,
+    a_dropped_decision_future_still_writes,
+    a_closed_store_refuses_writes_and_is_unhealthy,
+    dropping_the_last_clone_flushes_and_ends_the_writer,
+    a_decision_about_an_unknown_alarm_is_refused,
+    an_alarm_is_decided_once,
+    the_store_and_its_futures_can_move_between_tasks,
+);
+
+async fn an_accepted_alarm_is_pending_after_a_restart_until_decided(backend: Backend) {
+    let (store, _) = backend.open().await;
     let body = r#"{"alarm_type":"memory","value":85,"instance_id":"359559"}"#;
     let id = store.record_alarm(alarm(body)).await.unwrap();
 
-    let (store, recovered) = restart(store, tmp.path()).await;
+    let (store, recovered) = backend.restart(store).await;
     assert_eq!(recovered.pending_alarms.len(), 1);
     let pending = &recovered.pending_alarms[0];
     assert_eq!(pending.id, id);
@@ -28,58 +37,48 @@ async fn an_accepted_alarm_is_pending_after_a_restart_until_decided() {
         .unwrap();
     assert_eq!(change, None);
 
-    let (store, recovered) = restart(store, tmp.path()).await;
+    let (store, recovered) = backend.restart(store).await;
     assert!(recovered.pending_alarms.is_empty());
     assert_eq!(recovered.last_decisions.len(), 1);
     assert_eq!(recovered.last_decisions[0].alarm_id, id);
     store.close().await;
 }
 
-#[tokio::test]
-async fn alarm_columns_read_well_in_sqlite3() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(tmp.path()).unwrap();
+async fn alarm_columns_read_well_in_sqlite3_and_psql(backend: Backend) {
+    let (store, _) = backend.open().await;
     store.record_alarm(alarm("{}")).await.unwrap();
     store.close().await;
 
-    let row: (String, String, f64, String, i64, Option<String>) = inspect(tmp.path())
-        .query_row(
-            "SELECT received_at, kind, value, instance, resolved, decided_at FROM alarms",
-            [],
-            |row| {
-                Ok((
-                    row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                    row.get(4)?,
-                    row.get(5)?,
-                ))
-            },
+    let row = backend
+        .row("SELECT received_at, kind, value, instance, resolved, decided_at FROM alarms")
+        .await;
+    let (received_at, resolved) = if backend.is_postgres() {
+        (Cell::Time(at("2026-11-26T17:00:00.25Z")), Cell::Bool(false))
+    } else {
+        // RFC 3339 with nanoseconds, which sorts as text; booleans are 0 and 1.
+        (
+            Cell::Text("2026-11-26T17:00:00.250000000Z".into()),
+            Cell::Int(0),
         )
-        .unwrap();
+    };
     assert_eq!(
         row,
-        (
-            "2026-11-26T17:00:00.250000000Z".to_string(),
-            "memory".to_string(),
-            85.0,
-            INSTANCE.to_string(),
-            0,
-            None
-        )
+        [
+            received_at,
+            Cell::Text("memory".into()),
+            Cell::Real(85.0),
+            Cell::Text(INSTANCE.to_string()),
+            resolved,
+            Cell::Null,
+        ]
     );
 }
 
-#[tokio::test]
-async fn concurrent_alarms_share_commits() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(tmp.path()).unwrap();
-    // Hold the database's write lock from another connection (as an operator's `sqlite3`
-    // in a write transaction would), so all 200 are queued while the writer waits: the
-    // batching is then certain rather than a matter of timing.
-    let blocker = Connection::open(tmp.path().join(DB_FILE_NAME)).unwrap();
-    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+async fn concurrent_alarms_share_commits(backend: Backend) {
+    let (store, _) = backend.open().await;
+    // Hold a lock the writer needs from another connection, so all 200 are queued while
+    // the writer waits: the batching is then certain rather than a matter of timing.
+    let blocker = backend.block_alarm_writes().await;
 
     let (queued_tx, mut queued) = tokio::sync::mpsc::unbounded_channel();
     let tasks: Vec<_> = (0..200)
@@ -96,7 +95,7 @@ async fn concurrent_alarms_share_commits() {
     for _ in 0..200 {
         queued.recv().await.unwrap();
     }
-    blocker.execute_batch("COMMIT").unwrap();
+    blocker.release().await;
 
     let mut ids = HashSet::new();
     for task in tasks {
@@ -107,29 +106,25 @@ async fn concurrent_alarms_share_commits() {
     assert_eq!(stats.commands, 200);
     assert!(stats.commits < 200, "{stats:?}");
     assert!(stats.largest_batch > 1, "{stats:?}");
-    assert_eq!(count(tmp.path(), "alarms"), 200);
+    assert_eq!(backend.count("alarms").await, 200);
     store.close().await;
 }
 
-#[tokio::test]
-async fn a_dropped_decision_future_still_writes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(tmp.path()).unwrap();
+async fn a_dropped_decision_future_still_writes(backend: Backend) {
+    let (store, _) = backend.open().await;
     let id = store.record_alarm(alarm("{}")).await.unwrap();
 
     // The client hung up: the handler's future is dropped before it was ever polled.
     drop(store.record_decision(id, skip(Some(INSTANCE), "2026-11-26T17:00:01Z"), None));
 
-    let (store, recovered) = restart(store, tmp.path()).await;
+    let (store, recovered) = backend.restart(store).await;
     assert!(recovered.pending_alarms.is_empty());
     assert_eq!(recovered.last_decisions[0].alarm_id, id);
     store.close().await;
 }
 
-#[tokio::test]
-async fn a_closed_store_refuses_writes_and_is_unhealthy() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(tmp.path()).unwrap();
+async fn a_closed_store_refuses_writes_and_is_unhealthy(backend: Backend) {
+    let (store, _) = backend.open().await;
     let other = store.clone();
     // Queued before close: flushed, not lost.
     let queued = other.record_alarm(alarm("{}"));
@@ -141,27 +136,24 @@ async fn a_closed_store_refuses_writes_and_is_unhealthy() {
         other.record_alarm(alarm("{}")).await,
         Err(StoreError::Closed)
     ));
-    assert_eq!(count(tmp.path(), "alarms"), 1);
+    assert_eq!(backend.count("alarms").await, 1);
 }
 
-#[tokio::test]
-async fn dropping_the_last_clone_flushes_and_ends_the_writer() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(tmp.path()).unwrap();
+async fn dropping_the_last_clone_flushes_and_ends_the_writer(backend: Backend) {
+    let (store, _) = backend.open().await;
     let queued = store.record_alarm(alarm("{}"));
     drop(store);
 
     assert!(queued.await.is_ok());
-    // The lock is free again: the writer and its connection are gone.
-    let (store, recovered) = Store::open(tmp.path()).unwrap();
+    // On SQLite the directory's lock is free again: the writer and its connection are
+    // gone.
+    let (store, recovered) = backend.open().await;
     assert_eq!(recovered.pending_alarms.len(), 1);
     store.close().await;
 }
 
-#[tokio::test]
-async fn a_decision_about_an_unknown_alarm_is_refused() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(tmp.path()).unwrap();
+async fn a_decision_about_an_unknown_alarm_is_refused(backend: Backend) {
+    let (store, _) = backend.open().await;
 
     let err = store
         .record_decision(42, skip(Some(INSTANCE), "2026-11-26T17:00:01Z"), None)
@@ -169,16 +161,14 @@ async fn a_decision_about_an_unknown_alarm_is_refused() {
         .unwrap_err();
     assert!(err.to_string().contains("no alarm 42"), "{err}");
     assert!(store.healthy(), "a refused write is not a broken disk");
-    assert_eq!(count(tmp.path(), "decisions"), 0);
+    assert_eq!(backend.count("decisions").await, 0);
     store.close().await;
 }
 
 /// One decision per alarm: a second is refused and the first is kept, as is the change it
 /// started (a second would be a second plan change for one spike).
-#[tokio::test]
-async fn an_alarm_is_decided_once() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(tmp.path()).unwrap();
+async fn an_alarm_is_decided_once(backend: Backend) {
+    let (store, _) = backend.open().await;
     let id = store
         .record_alarm(alarm(r#"{"alarm_type":"memory","value":85}"#))
         .await
@@ -188,11 +178,12 @@ async fn an_alarm_is_decided_once() {
         .await
         .unwrap();
 
+    let second = change(&store, id, INSTANCE, "2026-11-26T17:00:02Z").await;
     let err = store
         .record_decision(
             id,
             change_decision(INSTANCE, "2026-11-26T17:00:02Z"),
-            Some(change(id, INSTANCE, "2026-11-26T17:00:02Z")),
+            Some(second),
         )
         .await
         .unwrap_err();
@@ -202,29 +193,24 @@ async fn an_alarm_is_decided_once() {
         "{err}"
     );
     assert!(store.healthy(), "a refused write is not a broken disk");
-    let db = inspect(tmp.path());
-    let kept: (String, String) = db
-        .query_row(
-            "SELECT decision, at FROM decisions WHERE alarm_id = ?1",
-            [id],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .unwrap();
-    assert_eq!(kept.0, "skip");
-    assert!(kept.1.starts_with("2026-11-26T17:00:01"), "{}", kept.1);
-    assert_eq!(count(tmp.path(), "decisions"), 1);
-    assert_eq!(count(tmp.path(), "changes"), 0);
+    let kept = backend
+        .row(&format!(
+            "SELECT decision, at FROM decisions WHERE alarm_id = {id}"
+        ))
+        .await;
+    assert_eq!(kept[0].text(), "skip");
+    assert_eq!(kept[1].time(), at("2026-11-26T17:00:01Z"));
+    assert_eq!(backend.count("decisions").await, 1);
+    assert_eq!(backend.count("changes").await, 0);
     store.close().await;
 }
 
-#[tokio::test]
-async fn the_store_and_its_futures_can_move_between_tasks() {
+async fn the_store_and_its_futures_can_move_between_tasks(backend: Backend) {
     fn send_sync<T: Send + Sync + 'static>(_: &T) {}
     fn send<T: Send + 'static>(value: T) -> T {
         value
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(tmp.path()).unwrap();
+    let (store, _) = backend.open().await;
     send_sync(&store);
     let id = tokio::spawn(send(store.record_alarm(alarm("{}"))))
         .await
