@@ -667,6 +667,48 @@ async fn the_database_cut_off_answers_503_and_recovers_by_itself() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_whose_lease_ran_out_while_the_database_was_away_is_finished_by_its_replica() {
+    let db = Db::new().await;
+    let proxy = Proxy::start("127.0.0.1:5432".to_owned()).await;
+    let (fake, running) = fake(Timeline {
+        reconfigure: Duration::from_secs(12),
+        ..slow_change()
+    })
+    .await;
+    let dir = workdir();
+    let url = db.url_via(Some(proxy.port));
+    let daemon = replica(dir.path(), &running.base_url(), &url, true);
+    let (status, id) = daemon.post_alarm(MEMORY_85).await;
+    assert_eq!(status, 202);
+    daemon
+        .wait_for("tracking", |s| instance(s)["change"]["phase"] == "tracking")
+        .await;
+    let before = db.query("SELECT fence FROM changes").await[0].get::<_, i64>(0);
+    // Away for longer than the 3 s lease: when the database is back, the lease is lost,
+    // and no other replica took the change, so this one claims it back.
+    proxy.cut();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    proxy.restore();
+    until(
+        "the change finished by the replica that claimed it back",
+        Duration::from_secs(40),
+        &[&daemon],
+        async || {
+            let rows = db.query("SELECT phase, fence FROM changes").await;
+            rows[0].get::<_, String>(0) == "completed" && rows[0].get::<_, i64>(1) > before
+        },
+    )
+    .await;
+    invariants(&db, &[id.unwrap()], &[&daemon]).await;
+    assert_eq!(fake.put_attempts(), 1, "{}", daemon.log());
+    assert!(
+        daemon
+            .log()
+            .contains("taking over a change whose lease ended")
+    );
+}
+
 /// A measurement, not a check (BENCHMARKS.md, "replicas"): how long after a `kill -9` of
 /// the owner of a change in flight a survivor holds it, over 20 kills.
 /// `cargo test --release --test replicas -- --ignored --nocapture takeover_time`

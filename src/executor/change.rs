@@ -263,11 +263,12 @@ impl Executor {
     ) {
         let stop = self.inner.stop_changes.clone();
         let store = self.inner.store.clone();
+        let losses = store.lease_losses(change_id);
         let lost = async move {
             if store.replica().is_none() {
                 return std::future::pending().await;
             }
-            while !store.lease_lost(change_id) {
+            while store.lease_losses(change_id) == losses {
                 tokio::time::sleep(LEASE_CHECK).await;
             }
         };
@@ -470,25 +471,8 @@ impl Executor {
         needs_attention: bool,
     ) {
         let inner = &self.inner;
-        if inner.store.lease_lost(change.id) {
-            tracing::warn!(
-                instance = id,
-                change = change.id,
-                "this replica no longer holds the change: the replica holding it records its end"
-            );
-            return;
-        }
         let at = inner.clock.now();
         let result = phase_name(phase);
-        if needs_attention {
-            tracing::error!(
-                instance = id, from = %change.from, to = %change.to, rule = %change.rule, result,
-                detail = detail.as_deref().unwrap_or(""),
-                "{} change {result}: needs a human", change.kind.as_str()
-            );
-        } else {
-            tracing::info!(instance = id, from = %change.from, to = %change.to, rule = %change.rule, "{} change completed", change.kind.as_str());
-        }
         let finish = ChangeFinish {
             phase,
             finished_at: at,
@@ -507,6 +491,24 @@ impl Executor {
             .with_notes(notes.clone())
             .finish_change(change.id, finish.clone())
             .await;
+        if let Err(StoreError::LeaseLost(_)) = recorded {
+            // Written first, so a replica that lost the change says nothing of its end.
+            tracing::warn!(
+                instance = id,
+                change = change.id,
+                "this replica no longer holds the change: the replica holding it records its end"
+            );
+            return;
+        }
+        if needs_attention {
+            tracing::error!(
+                instance = id, from = %change.from, to = %change.to, rule = %change.rule, result,
+                detail = finish.detail.as_deref().unwrap_or(""),
+                "{} change {result}: needs a human", change.kind.as_str()
+            );
+        } else {
+            tracing::info!(instance = id, from = %change.from, to = %change.to, rule = %change.rule, "{} change completed", change.kind.as_str());
+        }
         let change_id = change.id;
         // Counted before `/status` shows the change over, so that whoever sees it over
         // finds it counted.

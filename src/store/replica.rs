@@ -281,9 +281,11 @@ impl Store {
         }
     }
 
-    /// Whether this replica lost `change`'s lease (never on SQLite).
-    pub fn lease_lost(&self, change: ChangeId) -> bool {
-        self.inner.shared.is_lost(change)
+    /// How many times this replica lost `change`'s lease (always 0 on SQLite): work on a
+    /// change stops when this moves past what it was when the work started (a change
+    /// claimed back after a loss is worked on again, by new work).
+    pub fn lease_losses(&self, change: ChangeId) -> u64 {
+        self.inner.shared.losses(change)
     }
 }
 

@@ -67,24 +67,33 @@ pub(crate) struct Shared {
     /// Where committed deliveries go (see `Store::take_outbox`); unset, they wait in the
     /// store for the next start.
     pub(crate) outbox: OnceLock<tokio::sync::mpsc::UnboundedSender<super::PendingDelivery>>,
-    /// Changes whose lease this replica lost (PostgreSQL only): their tasks stop.
-    pub(crate) lost: std::sync::Mutex<std::collections::HashSet<super::ChangeId>>,
+    /// How many times this replica lost each change's lease (PostgreSQL only): a task
+    /// working on a change stops once the count moves past what it was when the task
+    /// started. A count, not a flag: a change lost and then claimed back (its lease ran out
+    /// while the database was away, and no one else took it) gets a new task, which must
+    /// run, while the old one must still stop.
+    pub(crate) lost: std::sync::Mutex<std::collections::HashMap<super::ChangeId, u64>>,
 }
 
 impl Shared {
     /// This replica no longer holds `change` (PostgreSQL only).
     pub(crate) fn note_lost(&self, change: super::ChangeId) {
-        self.lost
+        *self
+            .lost
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(change);
+            .entry(change)
+            .or_default() += 1;
     }
 
-    pub(crate) fn is_lost(&self, change: super::ChangeId) -> bool {
+    /// How many times this replica lost `change`'s lease.
+    pub(crate) fn losses(&self, change: super::ChangeId) -> u64 {
         self.lost
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(&change)
+            .get(&change)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Hands the deliveries a committed command created to the sender tasks.

@@ -146,8 +146,8 @@ async fn one_store_per_directory() {
 async fn the_documented_example_queries_run(backend: Backend) {
     let (store, _) = backend.open().await;
     super::support::intend_change(&store, 1, "2026-11-26T17:00:00Z").await;
-    store.close().await;
-    // Each with the rows it answers here: one alarm, decided, and the change it started.
+    // Each with the rows it answers here, the store still open (a replica stopped cleanly
+    // leaves `replicas`): one alarm, decided, and the change it started.
     let queries: &[(&str, usize)] = if backend.is_postgres() {
         &[
             (
@@ -190,6 +190,7 @@ async fn the_documented_example_queries_run(backend: Backend) {
     for (query, rows) in queries {
         assert_eq!(backend.run(query).await, *rows, "{query}");
     }
+    store.close().await;
     if !backend.is_postgres() {
         let at = backend
             .row("SELECT datetime(at) FROM recent_decisions")
