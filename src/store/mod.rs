@@ -8,6 +8,7 @@
 //! hung up) never cancels a write. The store never logs bodies or SQL parameters.
 
 mod commands;
+mod history_parts;
 mod history_source;
 mod lifecycle;
 mod open;

@@ -22,6 +22,7 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, ToSql};
 use serde::Serialize;
 
+use super::history_parts::{SortKey, Source, alarm_direction, event, merge, plan_at_start};
 use super::rows::{instance_id, optional_timestamp, timestamp, timestamp_text};
 use super::{DB_FILE_NAME, Direction, Phase, SCHEMA_VERSION, StoreError};
 
@@ -252,15 +253,7 @@ impl Reader {
         events.extend(filter.read(&tx, CHANGE_EVENTS, change_event)?);
         let names = instance_names(&tx)?;
         tx.finish().map_err(read_failed)?;
-        events.sort_by_key(|(key, _)| std::cmp::Reverse(*key));
-        events.truncate(limit);
-        Ok(events
-            .into_iter()
-            .map(|(_, mut event)| {
-                event.instance_name = event.instance.and_then(|id| names.get(&id).cloned());
-                event
-            })
-            .collect())
+        Ok(merge(events, limit, &names))
     }
 
     /// Instance `instance`'s changes and alarms at or after `since`, for its plan chart.
@@ -318,12 +311,8 @@ impl Reader {
             .map_err(read_failed)?;
         tx.finish().map_err(read_failed)?;
         alarms.reverse();
-        let plan_at_start = changes
-            .iter()
-            .find(|c| c.moved_plan())
-            .map(|c| c.from.clone());
         Ok(PlanTimeline {
-            plan_at_start,
+            plan_at_start: plan_at_start(&changes),
             changes,
             alarms,
         })
@@ -335,19 +324,10 @@ fn read_failed(err: rusqlite::Error) -> StoreError {
     StoreError::Read(err.to_string())
 }
 
-/// Each source's query: `{where}` becomes the instance and time filter on columns
-/// `instance_col` and `at_col`; `:limit` is the limit. `by_instance`, when set, is the query
-/// for one instance (another order, along another index).
-struct Source {
-    sql: &'static str,
-    by_instance: Option<&'static str>,
-    instance_col: &'static str,
-    at_col: &'static str,
-    /// Rows are in time order by rowid: a time filter also bounds `id` from below
-    /// (`:floor`, found by [`first_alarm_since`]), so a scan stops where the time does.
-    rowid_in_time_order: bool,
-}
-
+// Each source's query: `{where}` becomes the instance and time filter on columns
+// `instance_col` and `at_col`; `:limit` is the limit. `by_instance`, when set, is the query
+// for one instance (another order, along another index).
+//
 // Alarms have no index in time order (each would cost every alarm an insert on the
 // webhook's path): their ids grow with time, so every instance's newest are read along
 // the rowid, and one instance's along `alarms_by_instance` (decided_at ≥ received_at, so
@@ -406,10 +386,6 @@ struct Filter {
     floor: i64,
 }
 
-/// Orders events newest first; at one instant a change before its decision before its
-/// alarm (the order they are read in, reversed), then by row id.
-type SortKey = (Timestamp, u8, i64);
-
 impl Filter {
     fn new(query: &HistoryQuery, limit: usize) -> Self {
         Self {
@@ -425,32 +401,7 @@ impl Filter {
 
     /// The source's query with this filter's conditions.
     fn sql(&self, source: &Source) -> String {
-        let mut conditions = Vec::new();
-        let sql = match (self.instance, source.by_instance) {
-            (Some(_), Some(by_instance)) => {
-                conditions.push(format!("{} = :instance", source.instance_col));
-                if self.since.is_some() {
-                    conditions.push("decided_at >= :since".to_owned());
-                }
-                by_instance
-            }
-            (instance, _) => {
-                if instance.is_some() {
-                    conditions.push(format!("{} = :instance", source.instance_col));
-                }
-                if self.since.is_some() && source.rowid_in_time_order {
-                    conditions.push("id >= :floor".to_owned());
-                }
-                source.sql
-            }
-        };
-        if self.since.is_some() {
-            conditions.push(format!("{} >= :since", source.at_col));
-        }
-        if conditions.is_empty() {
-            conditions.push("1".into());
-        }
-        sql.replace("{where}", &conditions.join(" AND "))
+        source.filtered(self.instance.is_some(), self.since.is_some(), "1")
     }
 
     fn read(
@@ -515,15 +466,6 @@ fn optional_instance(row: &Row<'_>, column: &str) -> rusqlite::Result<Option<u64
     Ok(id.and_then(|id| u64::try_from(id).ok()))
 }
 
-fn event(at: Timestamp, instance: Option<u64>, what: EventKind) -> HistoryEvent {
-    HistoryEvent {
-        at,
-        instance,
-        instance_name: None,
-        what,
-    }
-}
-
 fn alarm_event(row: &Row<'_>) -> rusqlite::Result<(SortKey, HistoryEvent)> {
     let at = timestamp(row, "received_at")?;
     let id: i64 = row.get("id")?;
@@ -548,8 +490,7 @@ fn alarm_decision(row: &Row<'_>) -> rusqlite::Result<(SortKey, HistoryEvent)> {
     let id: i64 = row.get("id")?;
     let decision: String = row.get("decision")?;
     let rule: Option<String> = row.get("rule")?;
-    // Alarm rules only ever climb; a skip before any rule was in play has no direction.
-    let direction = (rule.is_some() || decision != "skip").then_some(Direction::Up);
+    let direction = alarm_direction(rule.as_deref(), &decision);
     let what = EventKind::Decision {
         decision,
         reason: row.get("reason")?,

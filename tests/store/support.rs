@@ -5,11 +5,10 @@
 //! A test is written once, `async fn name(backend: Backend)`, and `both!(name)` runs it
 //! on each backend, as the tests `name::sqlite` and `name::postgres`.
 
-mod pg;
-
 use std::future::Future;
 use std::time::Duration;
 
+use cloudamqp_autoscaler::store::pg::testdb::TestDb;
 use cloudamqp_autoscaler::store::{
     AlarmId, ChangeFinish, ChangeId, DB_FILE_NAME, DecisionKind, NewAlarm, NewChange, NewDecision,
     Phase, Recovered, ReplicaOptions, Store, StoreError, new_replica_id,
@@ -49,7 +48,7 @@ pub const LEASE: Duration = cloudamqp_autoscaler::settings::MIN_LEASE;
 #[derive(Debug)]
 pub enum Backend {
     Sqlite(TempDir),
-    Postgres(pg::TestDb),
+    Postgres(TestDb),
 }
 
 impl Backend {
@@ -59,7 +58,7 @@ impl Backend {
 
     /// A database of its own, migrated.
     pub fn postgres() -> Backend {
-        Backend::Postgres(pg::TestDb::migrated())
+        Backend::Postgres(TestDb::migrated_blocking())
     }
 
     pub fn is_postgres(&self) -> bool {
@@ -70,7 +69,7 @@ impl Backend {
     pub fn location(&self) -> String {
         match self {
             Backend::Sqlite(dir) => dir.path().display().to_string(),
-            Backend::Postgres(db) => db.url().to_owned(),
+            Backend::Postgres(db) => db.url_text().to_owned(),
         }
     }
 

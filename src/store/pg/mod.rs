@@ -70,8 +70,10 @@ pub mod schema;
 pub mod tls;
 pub(crate) mod writer;
 
-#[cfg(test)]
-pub(crate) mod testdb;
+/// Test support (the library's tests and tests/store.rs): a database per test, cloned
+/// from a migrated template. Not part of the daemon.
+#[doc(hidden)]
+pub mod testdb;
 
 #[cfg(test)]
 mod accept_tests;

@@ -25,6 +25,7 @@ use tokio_postgres::{IsolationLevel, Row};
 use super::PgError;
 use super::rows::{db_time, direction, instance_id, optional_timestamp, phase, timestamp};
 use crate::decide::{ChangeKind, Direction};
+use crate::store::history_parts::{SortKey, Source, alarm_direction, event, merge, plan_at_start};
 use crate::store::read::{
     EventKind, HistoryEvent, HistoryQuery, MAX_HISTORY_LIMIT, MAX_TIMELINE_ALARMS, PlanTimeline,
     TimelineAlarm, TimelineChange,
@@ -119,13 +120,8 @@ pub async fn plan_timeline(
         .collect::<Result<Vec<_>, PgError>>()?;
     tx.commit().await?;
     alarms.reverse();
-    // DUP: read.rs Reader::plan_timeline (the plan before the window's first move)
-    let plan_at_start = changes
-        .iter()
-        .find(|c| c.moved_plan())
-        .map(|c| c.from.clone());
     Ok(PlanTimeline {
-        plan_at_start,
+        plan_at_start: plan_at_start(&changes),
         changes,
         alarms,
     })
@@ -141,17 +137,9 @@ async fn snapshot(client: &mut Client) -> Result<Transaction<'_>, PgError> {
         .await?)
 }
 
-/// Each source's query, as in SQLite: `{where}` becomes the instance and time filter on
-/// columns `instance_col` and `at_col`; `:instance`, `:since`, `:limit` and `:floor` become
-/// positional parameters. `by_instance`, when set, is the query for one instance.
-struct Source {
-    sql: &'static str,
-    by_instance: Option<&'static str>,
-    instance_col: &'static str,
-    at_col: &'static str,
-    /// Ids grow with time: a time filter also bounds `id` from below (`:floor`).
-    rowid_in_time_order: bool,
-}
+// Each source's query, as in SQLite: `{where}` becomes the instance and time filter on
+// columns `instance_col` and `at_col`; `:instance`, `:since`, `:limit` and `:floor` become
+// positional parameters. `by_instance`, when set, is the query for one instance.
 
 /// What the alarm sources read (`SELECT *` less the body and what replicas add).
 macro_rules! alarm_columns {
@@ -239,11 +227,6 @@ struct Filter {
     floor: i64,
 }
 
-/// Orders events newest first; at one instant a change before its decision before its
-/// alarm (the order they are read in, reversed), then by row id.
-// DUP: read.rs SortKey
-type SortKey = (Timestamp, u8, i64);
-
 impl Filter {
     fn new(query: &HistoryQuery, limit: usize) -> Result<Self, PgError> {
         Ok(Self {
@@ -258,34 +241,8 @@ impl Filter {
     }
 
     /// The source's query with this filter's conditions, and its parameters.
-    // DUP: read.rs Filter::sql (the conditions; here `true` for none, then numbered)
     fn sql(&self, source: &Source) -> (String, Vec<&(dyn ToSql + Sync)>) {
-        let mut conditions = Vec::new();
-        let sql = match (self.instance, source.by_instance) {
-            (Some(_), Some(by_instance)) => {
-                conditions.push(format!("{} = :instance", source.instance_col));
-                if self.since.is_some() {
-                    conditions.push("decided_at >= :since".to_owned());
-                }
-                by_instance
-            }
-            (instance, _) => {
-                if instance.is_some() {
-                    conditions.push(format!("{} = :instance", source.instance_col));
-                }
-                if self.since.is_some() && source.rowid_in_time_order {
-                    conditions.push("id >= :floor".to_owned());
-                }
-                source.sql
-            }
-        };
-        if self.since.is_some() {
-            conditions.push(format!("{} >= :since", source.at_col));
-        }
-        if conditions.is_empty() {
-            conditions.push("true".into());
-        }
-        let mut sql = sql.replace("{where}", &conditions.join(" AND "));
+        let mut sql = source.filtered(self.instance.is_some(), self.since.is_some(), "true");
         // Numbered in order of use: PostgreSQL wants no gap between `$n`s.
         let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
         let named: [(&str, Option<&(dyn ToSql + Sync)>); 4] = [
@@ -347,45 +304,15 @@ pub(super) async fn first_alarm_since(
         .try_get("floor")?)
 }
 
-/// The events of every source, newest first, cut to `limit`, each with its instance's name.
-// DUP: read.rs Reader::history (the merge after the reads)
-fn merge(
-    mut events: Vec<(SortKey, HistoryEvent)>,
-    limit: usize,
-    names: &HashMap<u64, String>,
-) -> Vec<HistoryEvent> {
-    events.sort_by_key(|(key, _)| std::cmp::Reverse(*key));
-    events.truncate(limit);
-    events
-        .into_iter()
-        .map(|(_, mut event)| {
-            event.instance_name = event.instance.and_then(|id| names.get(&id).cloned());
-            event
-        })
-        .collect()
-}
-
 /// A nullable instance id; a negative one (in no store) is none.
-// DUP: read.rs optional_instance
 fn optional_instance(row: &Row, column: &str) -> Result<Option<u64>, PgError> {
     let id: Option<i64> = row.try_get(column)?;
     Ok(id.and_then(|id| u64::try_from(id).ok()))
 }
 
-// DUP: read.rs event
-fn event(at: Timestamp, instance: Option<u64>, what: EventKind) -> HistoryEvent {
-    HistoryEvent {
-        at,
-        instance,
-        instance_name: None,
-        what,
-    }
-}
-
 fn alarm_event(row: &Row) -> Result<(SortKey, HistoryEvent), PgError> {
     let at = timestamp(row, "received_at")?;
     let id: i64 = row.try_get("id")?;
-    // DUP: read.rs alarm_event (the instance of an alarm not decided yet)
     // Not decided yet: the instance as the alarm named it, when that is an integer id.
     let instance = match optional_instance(row, "instance_id")? {
         Some(id) => Some(id),
@@ -407,9 +334,7 @@ fn alarm_decision(row: &Row) -> Result<(SortKey, HistoryEvent), PgError> {
     let id: i64 = row.try_get("id")?;
     let decision: String = row.try_get("decision")?;
     let rule: Option<String> = row.try_get("rule")?;
-    // DUP: read.rs alarm_decision (the direction)
-    // Alarm rules only ever climb; a skip before any rule was in play has no direction.
-    let direction = (rule.is_some() || decision != "skip").then_some(Direction::Up);
+    let direction = alarm_direction(rule.as_deref(), &decision);
     let what = EventKind::Decision {
         decision,
         reason: row.try_get("reason")?,
@@ -487,7 +412,6 @@ fn change_event(row: &Row) -> Result<(SortKey, HistoryEvent), PgError> {
         to: row.try_get("to_plan")?,
         direction: direction(&direction_word)?,
         rule: row.try_get("rule")?,
-        // DUP: read.rs change_event (result and phase)
         result: phase.is_final().then(|| phase.as_str()),
         phase: phase.as_str(),
         finished_at: optional_timestamp(row, "finished_at")?,

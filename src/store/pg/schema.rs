@@ -123,7 +123,6 @@ pub async fn migrate(client: &mut Client) -> Result<Migrated, PgError> {
 
 /// Every migration's text in order, for the test template's name: a template migrated by
 /// another text (an edited migration, another branch) is never reused.
-#[cfg(test)]
-pub(crate) fn migrations_text() -> impl Iterator<Item = &'static str> {
+pub fn migrations_text() -> impl Iterator<Item = &'static str> {
     MIGRATIONS.iter().map(|migration| migration.sql)
 }

@@ -9,15 +9,21 @@
 //! built under a `_wip` name and renamed when complete, so no one clones half of one.
 //! Each test then clones it (`CREATE DATABASE … TEMPLATE`: a copy of a few megabytes,
 //! where migrating would run every statement again) and drops its copy when the
-//! [`TestDb`] is dropped, passed or panicked (`DROP DATABASE … WITH (FORCE)`). Databases
-//! left by a test process that was killed are dropped by the next one.
+//! [`TestDb`] is dropped, passed or panicked (`DROP DATABASE … WITH (FORCE)`): at once
+//! if no other test of the process holds a database, else together with the last one's
+//! (each DROP forces a checkpoint of the whole server; dropped together, they share a
+//! few). Databases left by a test process that was killed are dropped by the next one.
+//!
+//! Used by the library's own tests and by tests/store.rs (through this public module,
+//! hidden from the docs: it is not part of the daemon).
 
 use std::future::Future;
 use std::path::Path;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
@@ -38,20 +44,20 @@ const OBJECT_IN_USE: &str = "55006";
 
 /// A database of its own for one test; dropped with this value.
 #[derive(Debug)]
-pub(crate) struct TestDb {
+pub struct TestDb {
     name: String,
     url: String,
 }
 
 impl TestDb {
     /// A database with the schema migrated (cloned from the template).
-    pub(crate) async fn migrated() -> TestDb {
+    pub async fn migrated() -> TestDb {
         let template = template();
         Self::create(&format!("TEMPLATE {template}")).await
     }
 
     /// A database with nothing in it, for the migrations' own tests.
-    pub(crate) async fn empty() -> TestDb {
+    pub async fn empty() -> TestDb {
         Self::create("TEMPLATE template0").await
     }
 
@@ -68,28 +74,40 @@ impl TestDb {
         retry_in_use(|| admin.batch_execute(&sql))
             .await
             .unwrap_or_else(|err| panic!("cannot create test database {name}: {err}"));
+        LIVE.lock().unwrap_or_else(PoisonError::into_inner).live += 1;
         TestDb {
             url: url_for(&admin_url(), &name),
             name,
         }
     }
 
-    pub(crate) fn name(&self) -> &str {
+    /// [`Self::migrated`], made on a thread and runtime of its own: for a caller outside a
+    /// runtime, or one that must not block its own.
+    pub fn migrated_blocking() -> TestDb {
+        on_own_runtime(Self::migrated()).expect("a test database")
+    }
+
+    pub fn name(&self) -> &str {
         &self.name
     }
 
     /// The database's URL, as `state.database_url` would hold it.
-    pub(crate) fn url(&self) -> SecretString {
+    pub fn url(&self) -> SecretString {
         SecretString::from(self.url.clone())
     }
 
+    /// The URL as text, for a child process's environment.
+    pub fn url_text(&self) -> &str {
+        &self.url
+    }
+
     /// A pool to it, built as the daemon will build one.
-    pub(crate) fn pool(&self) -> deadpool_postgres::Pool {
+    pub fn pool(&self) -> deadpool_postgres::Pool {
         pool(&self.url(), &PoolOptions::default()).expect("a pool to the test database")
     }
 
     /// A plain connection to it, served by a task on the caller's runtime.
-    pub(crate) async fn client(&self) -> Client {
+    pub async fn client(&self) -> Client {
         let config: Config = self.url.parse().expect("the test database's URL");
         connect(&config)
             .await
@@ -98,25 +116,60 @@ impl TestDb {
     }
 }
 
+/// The process's test databases: how many are in use, and those done with but not
+/// dropped yet.
+struct Live {
+    live: usize,
+    done: Vec<String>,
+}
+
+static LIVE: Mutex<Live> = Mutex::new(Live {
+    live: 0,
+    done: Vec::new(),
+});
+
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let names = {
+            let mut live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
+            live.live -= 1;
+            live.done.push(self.name.clone());
+            if live.live > 0 {
+                // Dropped with the last database in use.
+                return;
+            }
+            std::mem::take(&mut live.done)
+        };
         // Its own runtime on its own thread: `drop` cannot await, and the test's runtime
         // may be the one this runs on.
         let dropped = on_own_runtime(async move {
-            let (admin, _) = connect(&admin_config()).await?;
-            admin.batch_execute(&sql).await
+            let drops = names.into_iter().map(|name| async move {
+                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                let dropped = async {
+                    let (admin, _) = connect(&admin_config()).await?;
+                    admin.batch_execute(&sql).await
+                };
+                dropped.await.map_err(|err| format!("{name}: {err}"))
+            });
+            // A few at a time: connections to the server are shared with others' tests.
+            futures_util::stream::iter(drops)
+                .buffer_unordered(8)
+                .collect::<Vec<_>>()
+                .await
         });
         match dropped {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => eprintln!("cannot drop test database {}: {err}", self.name),
-            Err(_) => eprintln!("cannot drop test database {}: the drop panicked", self.name),
+            Ok(results) => {
+                for err in results.into_iter().filter_map(Result::err) {
+                    eprintln!("cannot drop test database {err}");
+                }
+            }
+            Err(_) => eprintln!("cannot drop test databases: the drop panicked"),
         }
     }
 }
 
 /// A connection to the server's `postgres` database.
-pub(crate) async fn admin_client() -> Client {
+pub async fn admin_client() -> Client {
     connect(&admin_config())
         .await
         .unwrap_or_else(|err| {
@@ -302,7 +355,7 @@ fn on_own_runtime<T: Send + 'static>(
 
 /// A plan change of `instance_id` (bunny-1 → hare-1 by `memory-high`), for tests to
 /// adjust.
-pub(crate) fn new_change(instance_id: u64) -> crate::store::NewChange {
+pub fn new_change(instance_id: u64) -> crate::store::NewChange {
     crate::store::NewChange {
         instance_id,
         alarm_id: None,
