@@ -94,7 +94,7 @@ async fn main() {
         rounds += 1;
         changes += claimed.changes.len();
         alarms += claimed.alarms.len();
-        if !claimed.more {
+        if !claimed.more_changes && !claimed.more_alarms {
             break;
         }
     }

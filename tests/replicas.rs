@@ -16,10 +16,11 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use cloudamqp_autoscaler::fake::SeedInstance;
 use cloudamqp_autoscaler::fake::Timeline;
 use replicas_support::{Db, Proxy, TlsProxy};
 use serde_json::Value;
-use support::{Daemon, ID, MEMORY_85, fake, workdir};
+use support::{Daemon, ID, MEMORY_85, fake, fake_with, workdir};
 
 /// Short, so takeovers happen within a test's patience.
 const LEASE: &str = "3s";
@@ -112,10 +113,28 @@ async fn invariants(db: &Db, accepted: &[i64], daemons: &[&Daemon]) {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert!(
-        fences.windows(2).all(|pair| pair[0] < pair[1]),
-        "fences do not grow: {fences:?}"
+    // Each grant of a lease (an open, a takeover) takes the next number: no two changes
+    // ever share one (a change taken over holds a number above every earlier grant, so
+    // fences are not in the order of the changes' ids).
+    let mut distinct = fences.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        fences.len(),
+        "a fence granted twice: {fences:?}"
     );
+    // And every takeover the replicas logged moved its change's fence up.
+    for line in logs(daemons).lines() {
+        let Ok(entry) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if let (Some(before), Some(after)) =
+            (entry["previous_fence"].as_i64(), entry["fence"].as_i64())
+        {
+            assert!(after > before, "a takeover did not raise the fence: {line}");
+        }
+    }
 }
 
 /// The daemon's log lines, for a failed assertion.
@@ -592,11 +611,15 @@ async fn a_replica_reaches_its_database_over_verified_tls_only() {
     .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("certificate"), "{stderr}");
+    assert!(
+        stderr.contains("not issued by a CA this replica trusts"),
+        "{stderr}"
+    );
     assert!(
         !stderr.contains("postgres://"),
         "the URL is a secret: {stderr}"
     );
+    assert!(!stderr.contains("localhost"), "nor is its host: {stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -707,6 +730,97 @@ async fn a_change_whose_lease_ran_out_while_the_database_was_away_is_finished_by
             .log()
             .contains("taking over a change whose lease ended")
     );
+}
+
+/// Three replicas, three instances, alarms to any replica, and a `kill -9` of a random
+/// replica at a random moment (then a new process in its place) eight times over: every
+/// alarm answered 202 is stored and decided once, each instance gets at most one change
+/// and CloudAMQP at most one PUT for it, every change ends, fences only grow. The seed is
+/// printed; `CHAOS_SEED=<seed>` replays a run's choices (not its timing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_killed_at_random_moments_keep_every_promise() {
+    let seed = std::env::var("CHAOS_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    eprintln!("chaos seed {seed}");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let db = Db::new().await;
+    let ids = [ID, ID + 1, ID + 2];
+    let (fake, running) = fake_with(
+        slow_change(),
+        ids.iter()
+            .map(|id| SeedInstance::new(*id, &format!("prod-{id}"), "bunny-1"))
+            .collect(),
+    )
+    .await;
+    let dirs: Vec<_> = (0..3).map(|_| workdir()).collect();
+    let start = |dir: &tempfile::TempDir| replica(dir.path(), &running.base_url(), &db.url(), true);
+    let mut replicas: Vec<Daemon> = dirs.iter().map(start).collect();
+    let mut accepted = Vec::new();
+    for _ in 0..8 {
+        for _ in 0..3 {
+            let id = ids[rng.usize(..ids.len())];
+            let body = format!(r#"{{"alarm_type":"memory","value":85,"instance_id":{id}}}"#);
+            let (status, alarm) = replicas[rng.usize(..replicas.len())]
+                .post_alarm(&body)
+                .await;
+            if status == 202 {
+                accepted.push(alarm.unwrap());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(rng.u64(0..1500))).await;
+        let victim = rng.usize(..replicas.len());
+        replicas[victim].signal("KILL");
+        replicas[victim].wait();
+        replicas[victim] = start(&dirs[victim]);
+    }
+    let all: Vec<&Daemon> = replicas.iter().collect();
+    until(
+        "every change ended",
+        Duration::from_secs(60),
+        &all,
+        async || {
+            let open = db
+                .query("SELECT count(*) FROM changes WHERE phase IN ('intended', 'submitted')")
+                .await;
+            let undecided = db
+                .query("SELECT count(*) FROM alarms WHERE decided_at IS NULL")
+                .await;
+            open[0].get::<_, i64>(0) == 0 && undecided[0].get::<_, i64>(0) == 0
+        },
+    )
+    .await;
+    invariants(&db, &accepted, &all).await;
+    let puts = fake.requests();
+    for id in ids {
+        let sent = puts
+            .iter()
+            .filter(|r| r.method == "PUT" && r.path.contains(&id.to_string()))
+            .count();
+        let changes = db
+            .query(&format!(
+                "SELECT phase, concat_ws(' | ', id, owner, fence, alarm_id, intended_at, finished_at, detail) \
+                   FROM changes WHERE instance_id = {id} AND NOT dry_run ORDER BY id"
+            ))
+            .await;
+        let shown: Vec<String> = changes.iter().map(|row| row.get(1)).collect();
+        assert!(
+            changes.len() <= 1,
+            "instance {id}: {} changes (seed {seed}): {shown:#?}\n{}",
+            changes.len(),
+            logs(&all)
+        );
+        assert!(sent <= 1, "instance {id}: {sent} PUTs (seed {seed})");
+        let completed =
+            changes.first().map(|row| row.get::<_, String>(0)) == Some("completed".into());
+        assert_eq!(
+            completed,
+            sent == 1 && fake.instance(id).unwrap().plan == "hare-1",
+            "instance {id}: a change completed exactly when its one PUT was sent (seed {seed})"
+        );
+    }
+    assert!(!accepted.is_empty());
 }
 
 /// A measurement, not a check (BENCHMARKS.md, "replicas"): how long after a `kill -9` of

@@ -266,6 +266,9 @@ impl CloudAmqpClient {
         // The outer result is the retry loop's; the inner one ends the call at once, retries
         // or not, with an attempt that must not be repeated.
         let outcome = with_retries(&inner.clock, inner.retry_deadline, &what, || async {
+            // The turn first, then the gate: a replica's lease must cover the request from
+            // when it can leave, not from before a wait for the rate limit.
+            inner.limit.until_ready().await;
             if let Some(gate) = &progress.gate
                 && let Err(why) = gate().await
             {
@@ -273,7 +276,7 @@ impl CloudAmqpClient {
                 return Ok(Err(ApiError::NotHeld { why }));
             }
             match self
-                .exchange(Method::PUT, path, Some(body), Some(&progress.reached))
+                .exchange_now(Method::PUT, path, Some(body), Some(&progress.reached))
                 .await
             {
                 Ok(answer) => {
@@ -408,8 +411,19 @@ impl CloudAmqpClient {
         body: Option<&serde_json::Value>,
         sending: Option<&AtomicBool>,
     ) -> Result<Vec<u8>, Failed> {
+        self.inner.limit.until_ready().await;
+        self.exchange_now(method, path, body, sending).await
+    }
+
+    /// [`Self::exchange`] once the rate limit let the request go.
+    async fn exchange_now(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        sending: Option<&AtomicBool>,
+    ) -> Result<Vec<u8>, Failed> {
         let inner = &self.inner;
-        inner.limit.until_ready().await;
         if let Some(sending) = sending {
             // From here until a refusal comes back, the request may reach CloudAMQP.
             sending.store(true, Ordering::Relaxed);

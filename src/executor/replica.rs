@@ -86,7 +86,7 @@ impl Executor {
         let mut more = false;
         loop {
             // A round that took as many as one claim may goes on at once: a replica that
-            // died holding many changes is taken over in one round, not one batch per round.
+            // died holding many changes is taken over in one round, not one batch a round.
             if !more {
                 tokio::select! {
                     _ = stop.cancelled() => return,
@@ -106,7 +106,12 @@ impl Executor {
             if claimed.changes.is_empty() && claimed.alarms.is_empty() {
                 continue;
             }
-            more = claimed.more;
+            // Alarms only while this replica has room to decide them: a backlog claimed
+            // faster than decided would outlive its claims (not renewed) and be claimed
+            // again elsewhere while still waiting here.
+            more = claimed.more_changes
+                || (claimed.more_alarms
+                    && self.inner.jobs.len() < self.inner.config.max_concurrent.max(1));
             // The claimed changes are this replica's now (their leases renewed): they are
             // taken on even when the reload fails, since each reads CloudAMQP before acting
             // and every decision reloads first anyway.

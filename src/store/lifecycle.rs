@@ -88,6 +88,7 @@ impl Inner {
             owner: replica.id.clone(),
             lease: replica.lease,
             held: Default::default(),
+            left: false,
         };
         let writer = std::thread::Builder::new()
             .name("store-writer".into())

@@ -34,9 +34,11 @@ pub struct Claimed {
     pub changes: Vec<ChangeRow>,
     /// Alarms accepted by a replica that did not decide them in time, oldest first.
     pub alarms: Vec<PendingAlarm>,
-    /// One claim takes a bounded number of each: `true` when it took as many as it may,
-    /// so more may be waiting (claim again at once).
-    pub more: bool,
+    /// One claim takes a bounded number of each: `true` when it took as many changes as
+    /// it may, so more may be waiting (claim again at once).
+    pub more_changes: bool,
+    /// The same for alarms.
+    pub more_alarms: bool,
 }
 
 impl ReplicaJob {

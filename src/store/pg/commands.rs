@@ -36,6 +36,8 @@ pub(crate) struct WriterCtx {
     pub(crate) lease: Duration,
     /// The open changes this replica holds, by id.
     pub(crate) held: HashMap<ChangeId, Held>,
+    /// This replica has left (a clean stop): it opens no change any more.
+    pub(crate) left: bool,
 }
 
 /// Why a command failed on PostgreSQL.
@@ -141,6 +143,11 @@ pub(crate) async fn open_change_checked(
     change: &NewChange,
     ctx: &mut WriterCtx,
 ) -> Result<ChangeId, PgFailure> {
+    if ctx.left {
+        return Err(PgFailure::Refused(
+            "this replica is stopping: it starts no change (another replica decides the alarm again)".into(),
+        ));
+    }
     let row = tx
         .query_one("SELECT version FROM world FOR UPDATE", &[])
         .await?;

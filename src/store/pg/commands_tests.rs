@@ -23,6 +23,7 @@ fn ctx(owner: &str) -> WriterCtx {
         owner: owner.into(),
         lease: Duration::from_secs(30),
         held: HashMap::new(),
+        left: false,
     }
 }
 

@@ -63,7 +63,8 @@ pub fn pool(url: &SecretString, options: &PoolOptions) -> Result<Pool, PgError> 
 /// Parses `state.database_url`, refusing what this build cannot use; the error never
 /// shows the value.
 pub fn check_url(url: &SecretString) -> Result<tokio_postgres::Config, PgError> {
-    let config: tokio_postgres::Config = url.expose_secret().parse().map_err(|_| {
+    let text = tls_mode(url.expose_secret())?;
+    let config: tokio_postgres::Config = text.parse().map_err(|_| {
         PgError::BadUrl(
             "is not a PostgreSQL connection URL (postgres://user:password@host:port/dbname)",
         )
@@ -72,6 +73,31 @@ pub fn check_url(url: &SecretString) -> Result<tokio_postgres::Config, PgError> 
         return Err(PgError::BadUrl("names no host"));
     }
     Ok(config)
+}
+
+/// The URL with libpq's verifying modes (`verify-full`, `verify-ca`) spelt as
+/// tokio-postgres knows them (`require`, which here verifies the certificate and the host
+/// name, [`super::tls`]); libpq's modes that fall back to plain TCP (`prefer`, `allow`)
+/// refused, since here they could only mean plain TCP.
+fn tls_mode(url: &str) -> Result<std::borrow::Cow<'_, str>, PgError> {
+    let Some(at) = url.find("sslmode=") else {
+        return Ok(url.into());
+    };
+    let start = at + "sslmode=".len();
+    let end = url[start..]
+        .find(|c: char| c == '&' || c.is_whitespace())
+        .map_or(url.len(), |len| start + len);
+    match &url[start..end] {
+        "verify-full" | "verify-ca" => {
+            Ok(format!("{}require{}", &url[..start], &url[end..]).into())
+        }
+        "prefer" | "allow" => Err(PgError::BadUrl(
+            "asks for TLS only if the server offers it (sslmode=prefer or allow), which would be \
+             unverified: use sslmode=require (TLS, the server's certificate and name verified) \
+             or sslmode=disable",
+        )),
+        _ => Ok(url.into()),
+    }
 }
 
 fn build(config: tokio_postgres::Config, options: &PoolOptions) -> Result<Pool, PgError> {

@@ -27,6 +27,32 @@ fn a_url_that_cannot_be_used_is_refused_without_showing_it() {
     }
 }
 
+/// libpq's verifying modes are TLS with the certificate and name verified; its modes
+/// that fall back to plain TCP are refused, never taken as plain TCP silently.
+#[test]
+fn tls_modes_are_taken_as_libpq_means_them_or_refused() {
+    use tokio_postgres::config::SslMode;
+    let mode = |url: &str| super::connect::check_url(&SecretString::from(url.to_owned()));
+    for url in [
+        "postgres://autoscaler@db.example/state?sslmode=verify-full",
+        "postgres://autoscaler@db.example/state?application_name=x&sslmode=verify-ca&connect_timeout=3",
+        "postgres://autoscaler@db.example/state?sslmode=require",
+        "host=db.example user=autoscaler sslmode=verify-full",
+    ] {
+        assert_eq!(mode(url).unwrap().get_ssl_mode(), SslMode::Require, "{url}");
+    }
+    let plain = mode("postgres://autoscaler@db.example/state?sslmode=disable").unwrap();
+    assert_eq!(plain.get_ssl_mode(), SslMode::Disable);
+    for url in [
+        format!("postgres://autoscaler:{PASSWORD}@db.example/state?sslmode=prefer"),
+        format!("postgres://autoscaler:{PASSWORD}@db.example/state?sslmode=allow"),
+    ] {
+        let err = refused(&url);
+        assert!(err.to_string().contains("sslmode=require"), "{err}");
+        assert!(!format!("{err:?}").contains(PASSWORD), "{err:?}");
+    }
+}
+
 /// TLS: a CA file that cannot be used is refused when the pool is built, naming the file;
 /// a good one builds the pool (the handshake itself is tested end to end in
 /// tests/replicas.rs, through a TLS proxy in front of the test server).

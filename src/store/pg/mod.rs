@@ -153,6 +153,10 @@ impl From<tokio_postgres::Error> for PgError {
                 PgError::Refused(text)
             };
         }
+        if let Some(why) = tls::handshake_failure(&err) {
+            // Worth trying again (a certificate renewed, a CA file fixed and reloaded).
+            return PgError::Unavailable(why);
+        }
         // Not from the server: the connection (I/O, closed, a timeout) or this side
         // (encoding a parameter, decoding a column). tokio-postgres' texts hold neither
         // the URL nor the password.

@@ -47,3 +47,49 @@ pub fn load_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, PgError> {
     }
     Ok(certs)
 }
+
+/// What a failed TLS handshake to the database says, without the host name rustls puts
+/// in some of its texts (an error is logged and printed; the URL's parts are not shown):
+/// `None` if `err` is not a TLS failure.
+pub(super) fn handshake_failure(err: &tokio_postgres::Error) -> Option<String> {
+    use rustls::CertificateError as Cert;
+    if !err
+        .to_string()
+        .starts_with("error performing TLS handshake")
+    {
+        return None;
+    }
+    let mut source = std::error::Error::source(err);
+    let mut tls = None;
+    while let Some(cause) = source {
+        let inner = cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+        if let Some(found) = cause.downcast_ref::<rustls::Error>().or(inner) {
+            tls = Some(found);
+            break;
+        }
+        source = cause.source();
+    }
+    let why = match tls {
+        Some(rustls::Error::InvalidCertificate(cert)) => match cert {
+            Cert::NotValidForName | Cert::NotValidForNameContext { .. } => {
+                "the server's certificate is not for the host in state.database_url"
+            }
+            Cert::UnknownIssuer => {
+                "the server's certificate is not issued by a CA this replica trusts (the \
+                 system's, or those in state.database_ca)"
+            }
+            Cert::Expired | Cert::ExpiredContext { .. } => "the server's certificate has expired",
+            Cert::NotValidYet | Cert::NotValidYetContext { .. } => {
+                "the server's certificate is not valid yet"
+            }
+            _ => "the server's certificate is refused",
+        }
+        .to_owned(),
+        Some(other) => other.to_string(),
+        None => "the TLS handshake failed".to_owned(),
+    };
+    Some(format!("TLS to the state database: {why}"))
+}

@@ -308,6 +308,9 @@ async fn replica_job(pool: &Pool, job: ReplicaJob, ctx: &mut WriterCtx, shared: 
 /// lease afterwards: nothing more of it is written for a change.
 async fn leave(pool: &Pool, ctx: &mut WriterCtx) -> Result<(u64, u64), PgError> {
     ctx.held.clear();
+    // A decision still running past the stop's grace must not open a change no one here
+    // will work on (and hold it for a lease): refused from now on.
+    ctx.left = true;
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let changes = tx
@@ -382,7 +385,8 @@ async fn claim(pool: &Pool, ctx: &mut WriterCtx, shared: &Shared) -> Result<Clai
     )
     .await?;
     let mut claimed = Claimed {
-        more: changes.len() >= CLAIM_CHANGES || alarms.len() >= CLAIM_ALARMS,
+        more_changes: changes.len() >= CLAIM_CHANGES,
+        more_alarms: alarms.len() >= CLAIM_ALARMS,
         ..Claimed::default()
     };
     for change in changes {
@@ -394,6 +398,11 @@ async fn claim(pool: &Pool, ctx: &mut WriterCtx, shared: &Shared) -> Result<Clai
             fence = change.held.fence,
             "taking over a change whose lease ended"
         );
+        // Its own change back (its lease ran out before it was renewed): whatever still
+        // works on it under the old lease stops; the work the claim starts is new.
+        if ctx.held.contains_key(&change.change.id) || change.previous_owner == ctx.owner {
+            shared.note_lost(change.change.id);
+        }
         ctx.held.insert(change.change.id, change.held);
         claimed.changes.push(change.change);
     }
