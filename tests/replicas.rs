@@ -823,6 +823,70 @@ async fn replicas_killed_at_random_moments_keep_every_promise() {
     assert!(!accepted.is_empty());
 }
 
+/// A measurement, not a check: a hundred instances alarming at once, split across two
+/// replicas (dry runs: each decision records a change, as a live one would): how long
+/// until every alarm is decided, and how many decisions lost the race to the shared
+/// state five times and waited for their claim.
+/// `cargo test --release --test replicas -- --ignored --nocapture storm_on_two_replicas`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run it on purpose"]
+async fn storm_on_two_replicas() {
+    // `STORM_INSTANCES` for another size.
+    let count: u64 = std::env::var("STORM_INSTANCES")
+        .ok()
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(100);
+    let db = Db::new().await;
+    let ids: Vec<u64> = (0..count).map(|i| 500_000 + i).collect();
+    let (_fake, running) = fake_with(
+        slow_change(),
+        ids.iter()
+            .map(|id| SeedInstance::new(*id, &format!("storm-{id}"), "bunny-1"))
+            .collect(),
+    )
+    .await;
+    let (dir_a, dir_b) = (workdir(), workdir());
+    let rps = [("AUTOSCALER__CLOUDAMQP__REQUESTS_PER_SECOND", "100")];
+    let a = replica_with(dir_a.path(), &running.base_url(), &db.url(), false, &rps);
+    let b = replica_with(dir_b.path(), &running.base_url(), &db.url(), false, &rps);
+    let started = Instant::now();
+    let posts = ids.iter().enumerate().map(|(i, id)| {
+        let target = if i % 2 == 0 { &a } else { &b };
+        let body = format!(r#"{{"alarm_type":"memory","value":85,"instance_id":{id}}}"#);
+        async move { target.post_alarm(&body).await }
+    });
+    use futures_util::StreamExt;
+    let answers: Vec<_> = futures_util::stream::iter(posts)
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    assert!(answers.iter().all(|(status, _)| *status == 202));
+    let accepted = started.elapsed();
+    until(
+        "every alarm decided",
+        Duration::from_secs(300),
+        &[&a, &b],
+        async || {
+            db.query("SELECT count(*) FROM alarms WHERE decided_at IS NULL")
+                .await[0]
+                .get::<_, i64>(0)
+                == 0
+        },
+    )
+    .await;
+    let decided = started.elapsed();
+    let changes = db.query("SELECT count(*) FROM changes").await[0].get::<_, i64>(0);
+    let log = logs(&[&a, &b]);
+    let lost_races = log.matches("kept moving under this decision").count();
+    let stale = log
+        .matches("a decision rested on state another replica changed")
+        .count();
+    eprintln!(
+        "{count} alarms: accepted in {accepted:?}, all decided in {decided:?}; {changes} changes; \
+         {stale} stale decisions retried, {lost_races} left to their claim"
+    );
+}
+
 /// A measurement, not a check (BENCHMARKS.md, "replicas"): how long after a `kill -9` of
 /// the owner of a change in flight a survivor holds it, over 20 kills.
 /// `cargo test --release --test replicas -- --ignored --nocapture takeover_time`

@@ -9,8 +9,21 @@ use crate::store::{DecisionKind, NewDecision};
 use super::state::{Finished, InstanceState, LastDecision};
 use super::{Executor, Job};
 
-/// How often a decision is taken again when the shared state moved under it.
-const STALE_RETRIES: usize = 5;
+/// How often a decision is taken again when the shared state moved under it. Each time
+/// means another decision's change went in (progress elsewhere), and after the first the
+/// retries of one replica take turns on reads already made, so they are quick.
+const STALE_RETRIES: usize = 20;
+
+/// What a decision read from CloudAMQP, kept across its retries on replicas: a retry
+/// decides again on the reloaded shared state, not on new reads (each would cost a
+/// request and widen the window another change can slip into). The instance is read again
+/// when the shared state shows it on another plan than the one read.
+#[derive(Default)]
+pub(super) struct Reads {
+    instance: Option<crate::cloudamqp::Instance>,
+    disk: Option<Result<u32, String>>,
+    capacity_learned: bool,
+}
 
 /// The change a decision would start rested on state another replica has changed since.
 pub(super) struct Stale;
@@ -160,7 +173,16 @@ impl Executor {
         let _single_flight = gate.lock().await;
         // Replicas: decided on the shared state as the database has it now; a change whose
         // state moved meanwhile is decided again on the reloaded state.
-        for _ in 0..STALE_RETRIES {
+        let mut reads = Reads::default();
+        for attempt in 0..STALE_RETRIES {
+            // The first attempt runs beside this replica's other decisions; once the state
+            // moved under it, its retries take turns with theirs (on reads already made),
+            // so they no longer race each other.
+            let _turn = if attempt > 0 {
+                Some(self.inner.change_turn.lock().await)
+            } else {
+                None
+            };
             let world = match self.sync().await {
                 Ok(world) => world,
                 Err(error) => {
@@ -168,7 +190,10 @@ impl Executor {
                     return;
                 }
             };
-            match self.outcome(&job, &loaded.rules, id, world).await {
+            match self
+                .outcome(&job, &loaded.rules, id, world, &mut reads)
+                .await
+            {
                 Ok(Some(outcome)) => return self.record(job.alarm_id, &job.alarm.kind, outcome),
                 Ok(None) => return,
                 Err(Stale) => {}
@@ -239,6 +264,7 @@ impl Executor {
         rules: &crate::rules::RuleSet,
         id: u64,
         world: Option<i64>,
+        reads: &mut Reads,
     ) -> Result<Option<Outcome>, Stale> {
         let inner = &self.inner;
         let alarm = &job.alarm;
@@ -247,7 +273,7 @@ impl Executor {
         if let Some(outcome) = self.early_outcome(alarm, rules, id, &state) {
             return Ok(Some(outcome));
         }
-        self.outcome_read(job, rules, id, world).await
+        self.outcome_read(job, rules, id, world, reads).await
     }
 
     /// [`Self::outcome`] once our own state does not settle it: on the instance as read.
@@ -257,6 +283,7 @@ impl Executor {
         rules: &crate::rules::RuleSet,
         id: u64,
         world: Option<i64>,
+        reads: &mut Reads,
     ) -> Result<Option<Outcome>, Stale> {
         let inner = &self.inner;
         let alarm = &job.alarm;
@@ -268,7 +295,19 @@ impl Executor {
         let Some(api) = &inner.api else {
             return skip_now(no_api_key(id));
         };
-        let instance = match api.client.instance(id).await {
+        if reads
+            .instance
+            .as_ref()
+            .is_some_and(|read| state.plan.as_deref() != Some(read.plan.as_str()))
+        {
+            // The shared state shows it on another plan since: read it again.
+            *reads = Reads::default();
+        }
+        let read = match reads.instance.take() {
+            Some(read) => Ok(read),
+            None => api.client.instance(id).await,
+        };
+        let instance = match read {
             Ok(instance) => instance,
             Err(crate::cloudamqp::ApiError::NotFound { .. }) => {
                 return skip_now(Outcome::skip(
@@ -286,19 +325,27 @@ impl Executor {
             }
         };
         self.observe_instance(&instance);
+        reads.instance = Some(instance.clone());
         let state = inner.book.get(id);
         let names = state.names(&id_text);
         // The extra disk, read fresh when a disk rule of the type picks the instance.
         // `Err`: the read failed; the disk rules then cannot act (as at their largest size),
         // and only a plan rule may.
         let disk = if disk_rule_selects(rules, &alarm.kind, &names) {
-            match api.client.nodes(id).await {
-                Ok(nodes) => {
-                    let size = crate::cloudamqp::extra_disk(&nodes).unwrap_or(0);
-                    inner.book.update(id, |state| state.disk = Some(size));
-                    Ok(size)
+            match &reads.disk {
+                Some(read) => read.clone(),
+                None => {
+                    let read = match api.client.nodes(id).await {
+                        Ok(nodes) => {
+                            let size = crate::cloudamqp::extra_disk(&nodes).unwrap_or(0);
+                            inner.book.update(id, |state| state.disk = Some(size));
+                            Ok(size)
+                        }
+                        Err(error) => Err(error.to_string()),
+                    };
+                    reads.disk = Some(read.clone());
+                    read
                 }
-                Err(error) => Err(error),
             }
         } else {
             Ok(state.disk.unwrap_or(0))
@@ -375,7 +422,10 @@ impl Executor {
                 .scale_down()
                 .is_some_and(|section| section.selects(&names))
         {
-            self.learn_capacity_before_up(&instance).await;
+            if !reads.capacity_learned {
+                self.learn_capacity_before_up(&instance).await;
+                reads.capacity_learned = true;
+            }
             // A pause may have come during the read.
             if let Some(held) = self.held_without_budget(rules, &proposed, inner.clock.now()) {
                 return skip_now(Outcome {

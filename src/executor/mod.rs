@@ -120,6 +120,9 @@ struct Inner {
     budget_turn: tokio::sync::Mutex<()>,
     /// Reloads of the shared state, one at a time ([`Executor::sync`]).
     sync_turn: tokio::sync::Mutex<()>,
+    /// Replicas: decisions retried because the shared state moved under them, one at a
+    /// time ([`Executor::decide_alarm`]).
+    change_turn: tokio::sync::Mutex<()>,
 }
 
 impl Executor {
@@ -146,6 +149,7 @@ impl Executor {
                 stop_changes: CancellationToken::new(),
                 budget_turn: tokio::sync::Mutex::new(()),
                 sync_turn: tokio::sync::Mutex::new(()),
+                change_turn: tokio::sync::Mutex::new(()),
             }),
         }
     }
