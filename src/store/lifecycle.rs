@@ -157,6 +157,15 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.stop_accepting();
+        // The PostgreSQL writer drives its statements on the runtime's I/O: a thread of a
+        // current-thread runtime blocked here would stop them and never see the writer
+        // end. Left to finish on its own (the commits are the server's; nothing waits).
+        let current_thread = tokio::runtime::Handle::try_current().is_ok_and(|handle| {
+            handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread
+        });
+        if self.replica.is_some() && current_thread {
+            return;
+        }
         self.join_writer();
     }
 }

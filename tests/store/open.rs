@@ -198,3 +198,38 @@ async fn the_documented_example_queries_run(backend: Backend) {
         assert_eq!(at[0].text(), "2026-11-26 17:00:00");
     }
 }
+
+/// The last `Store` dropped without `close`, on a current-thread runtime (as a small tool
+/// or a test might): it comes back, on both backends. (The PostgreSQL writer drives its
+/// statements on the runtime; a drop that waited for it there would wait forever.)
+#[test]
+fn a_store_dropped_on_a_current_thread_runtime_comes_back() {
+    for backend in [Backend::sqlite(), Backend::postgres()] {
+        let postgres = backend.is_postgres();
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let (store, _) = backend.open().await;
+                store
+                    .record_alarm(super::support::alarm("{}"))
+                    .await
+                    .unwrap();
+                // One more queued, not awaited, then the last clone goes.
+                drop(store.record_alarm(super::support::alarm("{}")));
+                drop(store);
+            });
+            let _ = done.send(());
+            drop(backend);
+        });
+        assert!(
+            finished
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .is_ok(),
+            "the drop did not come back (postgres: {postgres})"
+        );
+    }
+}
