@@ -263,7 +263,7 @@ impl Executor {
     ) {
         let stop = self.inner.stop_changes.clone();
         let store = self.inner.store.clone();
-        let losses = store.lease_losses(change_id);
+        let losses = store.lease_losses_at_grant(change_id);
         let lost = async move {
             if store.replica().is_none() {
                 return std::future::pending().await;

@@ -287,6 +287,13 @@ impl Store {
     pub fn lease_losses(&self, change: ChangeId) -> u64 {
         self.inner.shared.losses(change)
     }
+
+    /// What [`Self::lease_losses`] was when this replica was last granted `change` (its
+    /// claim; 0 for a change it opened): work on the change stops once the count moves
+    /// past it, even if it moved before the work started.
+    pub fn lease_losses_at_grant(&self, change: ChangeId) -> u64 {
+        self.inner.shared.losses_at_grant(change)
+    }
 }
 
 fn read_error(err: PgError) -> StoreError {

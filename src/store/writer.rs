@@ -73,6 +73,10 @@ pub(crate) struct Shared {
     /// while the database was away, and no one else took it) gets a new task, which must
     /// run, while the old one must still stop.
     pub(crate) lost: std::sync::Mutex<std::collections::HashMap<super::ChangeId, u64>>,
+    /// For each change this replica claimed, `lost`'s count when it claimed it: work
+    /// started on a claim compares with that, so a loss between the claim and the start of
+    /// the work is not missed.
+    pub(crate) claimed_at: std::sync::Mutex<std::collections::HashMap<super::ChangeId, u64>>,
 }
 
 impl Shared {
@@ -84,6 +88,26 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entry(change)
             .or_default() += 1;
+    }
+
+    /// `change` is this replica's by a claim, from now on.
+    pub(crate) fn note_claimed(&self, change: super::ChangeId) {
+        let losses = self.losses(change);
+        self.claimed_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(change, losses);
+    }
+
+    /// The loss count work on `change` starts from: as of its last claim, or none (a
+    /// change this replica opened).
+    pub(crate) fn losses_at_grant(&self, change: super::ChangeId) -> u64 {
+        self.claimed_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&change)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// How many times this replica lost `change`'s lease.

@@ -128,6 +128,11 @@ impl Backend {
             let owner = self.row(&stored).await[4].clone();
             let replica = store.replica().unwrap().id.clone();
             assert_eq!(owner, Cell::Text(replica), "the owner once claimed");
+            assert_eq!(
+                store.lease_losses_at_grant(change),
+                1,
+                "work started on the claim counts from it"
+            );
             let after = write().await;
             // Claimed back: work started from now on runs (the count moved only once).
             assert_eq!(store.lease_losses(change), 1, "{after:?}");

@@ -404,6 +404,7 @@ async fn claim(pool: &Pool, ctx: &mut WriterCtx, shared: &Shared) -> Result<Clai
             shared.note_lost(change.change.id);
         }
         ctx.held.insert(change.change.id, change.held);
+        shared.note_claimed(change.change.id);
         claimed.changes.push(change.change);
     }
     for alarm in alarms {
