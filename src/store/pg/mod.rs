@@ -46,16 +46,14 @@
 //!   taker. Undecided alarms are claimed the same way ([`claim::claim_undecided_alarms`])
 //!   and decided by the claimer, whose decision write is conditional on its claim.
 //!
-//! # Not done yet
+//! # Around it
 //!
-//! The `Store` trait over both backends and the PostgreSQL writer (the queue feeding
-//! [`record_alarms`], the other writes, reads, retention with one pruner at a time, the
-//! outbox with one sender per event), fenced alarm decisions, replica registration and heartbeats in `replicas` (and the
-//! refusal of a replica whose `live` differs), the `state.database_url` setting, `/readyz`
-//! and `503` on a database that is down, TLS (`tls`), the multi-replica
-//! black-box tests, the benchmarks and the README. Timestamps are microsecond-precise in
-//! PostgreSQL (nanoseconds in SQLite): `recover_tests` compares them cut to the
-//! microsecond; a contract test over every read is still to come.
+//! The writer (`writer`: group commit, leases renewed, fenced writes, takeovers), every
+//! command of the SQLite store on PostgreSQL (`commands`), the history reads (`read`), TLS
+//! (`tls`); the replica's joining, duties and clean leave are in `store/replica.rs`, the
+//! executor's side in `executor/replica.rs`. Timestamps are microsecond-precise in
+//! PostgreSQL (nanoseconds in SQLite): `recover_tests` and `read_tests` compare them cut to
+//! the microsecond.
 
 pub mod accept;
 pub mod claim;
