@@ -49,8 +49,7 @@ pub use read::{
     EventKind, HistoryEvent, HistoryQuery, PlanTimeline, Reader, TimelineAlarm, TimelineChange,
 };
 pub use replica::{
-    Duty, Replica, ReplicaOptions, ReplicaRow, TAKEOVER_GRACE, lease_for_put, new_replica_id,
-    put_outlasts_takeover,
+    Duty, Replica, ReplicaOptions, ReplicaRow, lease_for_put, new_replica_id, put_outlasts_takeover,
 };
 pub use replica_jobs::Claimed;
 pub use schema::SCHEMA_VERSION;

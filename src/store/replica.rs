@@ -21,7 +21,7 @@ const PUT_LEASE_MARGIN: Duration = Duration::from_secs(2);
 /// What a claim round itself may take (its queries, the rounds' drift), in the bound.
 const CLAIM_SLACK: Duration = Duration::from_secs(1);
 /// The contract's bound on a takeover after a replica died: `state.lease` plus this.
-pub const TAKEOVER_GRACE: Duration = Duration::from_secs(15);
+const TAKEOVER_GRACE: Duration = Duration::from_secs(15);
 
 /// How much lease a replica holds before each PUT attempt: the whole request, connect
 /// included, and a margin (the writer renews a little more still, `RENEW_SLACK`).

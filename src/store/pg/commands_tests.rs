@@ -259,6 +259,35 @@ async fn a_decision_opens_its_change_held_by_this_replica() {
     assert_eq!(count(&pool, "SELECT count(*) FROM changes").await, 1);
 }
 
+/// After a clean leave the replica starts no change: the decision is refused whole (the
+/// alarm stays undecided, for another replica), and nothing is opened.
+#[tokio::test]
+async fn a_replica_that_left_opens_no_change() {
+    let db = TestDb::migrated().await;
+    let pool = db.pool();
+    let mut a = ctx("a");
+    let when = "2026-01-01T10:00:00Z";
+    let alarm_id = record_alarm(&pool, &mut a, when).await;
+    a.left = true;
+    let change = NewChange {
+        intended_at: at(when),
+        ..change(7, Some(alarm_id), world(&pool).await)
+    };
+    let command =
+        Command::RecordDecision(alarm_id, decision(when, DecisionKind::Change), Some(change));
+    assert!(refusal(run(&pool, command, &mut a).await).contains("stopping"));
+    assert_eq!(count(&pool, "SELECT count(*) FROM changes").await, 0);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM alarms WHERE decided_at IS NULL"
+        )
+        .await,
+        1
+    );
+    assert!(a.held.is_empty());
+}
+
 #[tokio::test]
 async fn a_decision_on_a_decided_or_unknown_alarm_is_refused_and_writes_nothing() {
     let db = TestDb::migrated().await;

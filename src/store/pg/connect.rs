@@ -80,24 +80,44 @@ pub fn check_url(url: &SecretString) -> Result<tokio_postgres::Config, PgError> 
 /// name, [`super::tls`]); libpq's modes that fall back to plain TCP (`prefer`, `allow`)
 /// refused, since here they could only mean plain TCP.
 fn tls_mode(url: &str) -> Result<std::borrow::Cow<'_, str>, PgError> {
-    let Some(at) = url.find("sslmode=") else {
-        return Ok(url.into());
-    };
-    let start = at + "sslmode=".len();
-    let end = url[start..]
-        .find(|c: char| c == '&' || c.is_whitespace())
-        .map_or(url.len(), |len| start + len);
-    match &url[start..end] {
-        "verify-full" | "verify-ca" => {
-            Ok(format!("{}require{}", &url[..start], &url[end..]).into())
+    // Only the parameters: a URL's query (after `?`, `&`-separated), or the `key=value`
+    // words of the other form; never the user or password before them.
+    let (head, params, separator) =
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            match url.split_once('?') {
+                Some((head, query)) => (Some(head), query, "&"),
+                None => return Ok(url.into()),
+            }
+        } else {
+            (None, url, " ")
+        };
+    let mut changed = false;
+    let mut words = Vec::new();
+    for word in params.split(separator) {
+        match word {
+            "sslmode=verify-full" | "sslmode=verify-ca" => {
+                changed = true;
+                words.push("sslmode=require");
+            }
+            "sslmode=prefer" | "sslmode=allow" => {
+                return Err(PgError::BadUrl(
+                    "asks for TLS only if the server offers it (sslmode=prefer or allow), which \
+                     would be unverified: use sslmode=require (TLS, the server's certificate and \
+                     name verified) or sslmode=disable",
+                ));
+            }
+            other => words.push(other),
         }
-        "prefer" | "allow" => Err(PgError::BadUrl(
-            "asks for TLS only if the server offers it (sslmode=prefer or allow), which would be \
-             unverified: use sslmode=require (TLS, the server's certificate and name verified) \
-             or sslmode=disable",
-        )),
-        _ => Ok(url.into()),
     }
+    if !changed {
+        return Ok(url.into());
+    }
+    let params = words.join(separator);
+    Ok(match head {
+        Some(head) => format!("{head}?{params}"),
+        None => params,
+    }
+    .into())
 }
 
 fn build(config: tokio_postgres::Config, options: &PoolOptions) -> Result<Pool, PgError> {

@@ -41,6 +41,9 @@ fn tls_modes_are_taken_as_libpq_means_them_or_refused() {
     ] {
         assert_eq!(mode(url).unwrap().get_ssl_mode(), SslMode::Require, "{url}");
     }
+    // A password that happens to read like a parameter is the password's.
+    let odd = mode("postgres://autoscaler:sslmode=prefer@db.example/state").unwrap();
+    assert_eq!(odd.get_password(), Some(&b"sslmode=prefer"[..]));
     let plain = mode("postgres://autoscaler@db.example/state?sslmode=disable").unwrap();
     assert_eq!(plain.get_ssl_mode(), SslMode::Disable);
     for url in [
